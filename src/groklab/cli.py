@@ -1,0 +1,120 @@
+"""The `groklab` command: run, summary, list."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from groklab.config import SpecError, field_reference
+from groklab.runner import builtin_specs
+from groklab.runner import run as run_experiment
+from groklab.store import ExperimentResult, load
+
+app = typer.Typer(
+    help="groklab: train, measure and compare grokking experiments.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+RUN_HELP = f"""Train every run of SPEC (a YAML file or a built-in name, see `groklab list`) and store it.
+
+KEY is a dotted spec key; VALUE parses as YAML (0.01, true, [0.9, 0.98]). Re-running the same spec
+with the same --out resumes it. The spec keys:
+
+\b
+{field_reference()}
+"""
+
+
+@app.command(help=RUN_HELP)
+def run(
+    spec: Annotated[str, typer.Argument(help="YAML spec path or built-in experiment name.")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: KEY=VALUE (repeatable).")] = None,
+    sweep: Annotated[
+        list[str] | None, typer.Option("--sweep", help="Sweep a key: KEY=V1,V2,... (repeatable; grid).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Experiment directory (default runs/NAME-TIME).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Worker processes (default: planned).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,
+) -> None:
+    try:
+        result = run_experiment(
+            spec, out=out, device=device, sets=set_, sweeps=sweep, progress=not quiet, workers=workers
+        )
+    except SpecError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: every finished run is saved; run the same command with --out to resume", err=True)
+        raise typer.Exit(130) from None
+    if not quiet:
+        typer.echo(format_table(result))
+        typer.echo(f"saved to {result.root}")
+
+
+@app.command()
+def summary(
+    directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array, one object per run.")] = False,
+) -> None:
+    """The per-run table of a finished (or interrupted) experiment."""
+    try:
+        result = load(directory)
+    except SpecError as error:
+        _fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(result.rows, indent=1))
+    else:
+        typer.echo(format_table(result))
+
+
+@app.command(name="list")
+def list_experiments() -> None:
+    """The built-in experiments, one line each."""
+    for name, path in sorted(builtin_specs().items()):
+        description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        typer.echo(f"{name:<22} {description}")
+
+
+def format_table(result: ExperimentResult) -> str:
+    """The runs as an aligned text table: swept keys, seed, status, events, final accuracies."""
+    swept = list((result.spec.get("sweep") or {}).keys())
+    header = ["run_id", *swept, "seed", "status", "steps", "memorized", "generalized", "train_acc", "test_acc"]
+    lines = [header]
+    for row in result.rows:
+        values: list[Any] = [row["run_id"], *(row["params"].get(k) for k in swept), row["seed"], row["status"]]
+        values += [row["steps"], row["memorized_step"], row["generalized_step"]]
+        values += [f"{row['final']['train_acc']:.3f}", f"{row['final']['test_acc']:.3f}"]
+        lines.append(["-" if v is None else str(v) for v in values])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
+    expected = result.spec.get("seeds")
+    missing = "" if result.meta.get("state") != "interrupted" else "\n(interrupted: only finished runs are shown)"
+    return text + missing if expected is not None else text
+
+
+def main() -> None:
+    """Entry point: every SpecError becomes one line and exit status 2."""
+    try:
+        app()
+    except SpecError as error:  # pragma: no cover - commands catch their own
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

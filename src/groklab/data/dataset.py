@@ -1,0 +1,84 @@
+"""The data of one run, and the splitting / corruption every task shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5}
+
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """An independent 63-bit seed for one purpose of one run (split, noise, init, batches, sample).
+
+    Separate streams mean, e.g., that changing label_noise leaves the split and the init unchanged.
+    """
+    state = np.random.SeedSequence([seed, PURPOSES[purpose]]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
+
+
+def rng_for(seed: int, purpose: str) -> np.random.Generator:
+    """A numpy Generator for one purpose of one run."""
+    return np.random.default_rng(derive_seed(seed, purpose))
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Train and test tensors of one run.
+
+    x is int64 tokens (n, 2) for modular tasks (operands a, b) or float (n, n_bits) in {-1, 1} for parity;
+    y is int64 class labels (n,). y_train carries the label noise; y_train_clean does not.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    y_train_clean: torch.Tensor
+    corrupted: torch.Tensor
+    """(n_train,) bool: True where the training label was replaced by label noise."""
+    n_classes: int
+    vocab: int | None
+    """Number of distinct values per input token (p), or None for vector inputs."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Task facts worth storing (parity coordinates, the train/test index into the full table)."""
+
+    @property
+    def input_dim(self) -> int:
+        """Width of one input: tokens per example for token tasks, n_bits for vectors."""
+        return int(self.x_train.shape[1])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything as numpy arrays, for the store."""
+        tensors = {
+            "x_train": self.x_train,
+            "y_train": self.y_train,
+            "x_test": self.x_test,
+            "y_test": self.y_test,
+            "y_train_clean": self.y_train_clean,
+            "corrupted": self.corrupted,
+        }
+        arrays = {name: t.numpy() for name, t in tensors.items()}
+        arrays.update({k: np.asarray(v) for k, v in self.info.items()})
+        return arrays
+
+
+def corrupt_labels(
+    labels: np.ndarray, fraction: float, n_classes: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace exactly round(fraction * n) labels by a different label, uniform over the other classes.
+
+    Returns (noisy labels, corrupted mask). For two classes this is a flip.
+    """
+    n = len(labels)
+    n_corrupt = int(round(fraction * n))
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=n_corrupt, replace=False)] = True
+    # Adding a shift in 1..C-1 mod C gives every other class with equal probability, never the same one.
+    shift = rng.integers(1, n_classes, size=n_corrupt)
+    noisy = labels.copy()
+    noisy[mask] = (labels[mask] + shift) % n_classes
+    return noisy, mask

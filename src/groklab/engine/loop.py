@@ -1,0 +1,237 @@
+"""The training loop: a stack of K runs trained in lockstep, read top to bottom.
+
+    data (per run) -> stacked tensors -> for each step: [evaluate on schedule] -> batch -> loss -> grad -> update
+
+Runs leave the stack when they finish (budget reached, stopped after generalizing, diverged): their
+rows are cut out of the parameters, optimizer state and data, so the others go on at full speed.
+A finished run is handed to `on_run_done` at once, so it is on disk before the stack ends.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from groklab.config import RunConfig, run_params
+from groklab.data import make_data
+from groklab.data.dataset import RunData, derive_seed
+from groklab.engine.events import RunEvents
+from groklab.engine.optim import StackOptimizer, hyperparameters
+from groklab.models import build_model, stack_params
+
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "weight_norm")
+
+
+@dataclass
+class RunResult:
+    """Everything one finished run leaves behind."""
+
+    run_id: str
+    seed: int
+    params: dict[str, Any]
+    status: str
+    steps: int
+    memorized_step: int | None
+    generalized_step: int | None
+    final: dict[str, float]
+    wall_time_s: float
+    metrics: dict[str, list[float]]
+    state_dict: dict[str, torch.Tensor]
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The run's summary row (what `groklab summary --json` prints)."""
+        return {
+            "run_id": self.run_id,
+            "seed": self.seed,
+            "params": self.params,
+            "status": self.status,
+            "steps": self.steps,
+            "memorized_step": self.memorized_step,
+            "generalized_step": self.generalized_step,
+            "final": self.final,
+            "wall_time_s": self.wall_time_s,
+        }
+
+
+ProgressFn = Callable[[int, list[tuple[str, str]]], None]
+"""on_progress(run_steps_done_since_last_call, [(run_id, event), ...])."""
+
+
+def per_run_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean loss of each run: logits (run, batch, classes), y (run, batch) -> (run,)."""
+    runs, batch, classes = logits.shape
+    if kind == "mse":
+        target = F.one_hot(y, classes).to(logits.dtype)
+        return (logits - target).square().mean(dim=(1, 2))
+    flat_logits, flat_y = logits.reshape(runs * batch, classes), y.reshape(-1)
+    if kind == "hinge":
+        losses = F.multi_margin_loss(flat_logits, flat_y, reduction="none")
+    else:
+        losses = F.cross_entropy(flat_logits, flat_y, reduction="none")
+    return losses.view(runs, batch).mean(dim=1)
+
+
+def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
+    """Steps at which a stack evaluates: the schedule, step 0, and every run's last step."""
+    last = max(budgets)
+    every = config.train.eval_every
+    if every == "log":
+        schedule = np.unique(np.round(np.logspace(0, np.log10(max(last, 1)), 100)).astype(int)).tolist()
+    else:
+        schedule = list(range(0, last + 1, every))
+    return sorted(set(schedule) | {0} | set(budgets))
+
+
+class Stack:
+    """K runs that share shapes (task, model, batch size, loss, dtype) as one batched model."""
+
+    def __init__(self, runs: list[tuple[str, RunConfig]], device: torch.device) -> None:
+        self.ids = [run_id for run_id, _ in runs]
+        self.configs = [config for _, config in runs]
+        first = self.configs[0]
+        self.device = device
+        self.dtype = torch.float64 if first.train.dtype == "float64" else torch.float32
+        self.data: list[RunData] = [make_data(c.task, c.seed) for c in self.configs]
+        self.model = build_model(first.model, self.data[0])
+
+        def stacked(name: str) -> torch.Tensor:
+            tensor = torch.stack([getattr(d, name) for d in self.data]).to(device)
+            return tensor.to(self.dtype) if tensor.is_floating_point() else tensor
+
+        self.x_train, self.y_train = stacked("x_train"), stacked("y_train")  # (run, n_train, ...), (run, n_train)
+        self.x_test, self.y_test = stacked("x_test"), stacked("y_test")
+        per_run = [self.model.init(c.seed, self.dtype) for c in self.configs]
+        self.params = {n: p.to(device).requires_grad_() for n, p in stack_params(per_run).items()}
+        hyper = hyperparameters([c.optimizer for c in self.configs], device, self.dtype)
+        self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper)
+        n_train = self.x_train.shape[1]
+        batch_size = first.train.batch_size
+        self.batch_size = n_train if batch_size is None or batch_size >= n_train else batch_size
+        self.generators = [torch.Generator().manual_seed(derive_seed(c.seed, "batches")) for c in self.configs]
+        self.order: torch.Tensor | None = None  # (run, n_train) this epoch's permutation
+        self.cursor = n_train
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next (x, y) of every run: the whole train set, or the next slice of each run's shuffle."""
+        n_train = self.x_train.shape[1]
+        if self.batch_size == n_train:
+            return self.x_train, self.y_train
+        if self.cursor >= n_train:  # new epoch: each run reshuffles with its own generator
+            self.order = torch.stack([torch.randperm(n_train, generator=g) for g in self.generators]).to(self.device)
+            self.cursor = 0
+        assert self.order is not None
+        index = self.order[:, self.cursor : self.cursor + self.batch_size]  # (run, batch)
+        self.cursor += self.batch_size
+        rows = torch.arange(index.shape[0], device=self.device)[:, None]
+        return self.x_train[rows, index], self.y_train[rows, index]
+
+    def train_step(self, step: int, loss_kind: str) -> None:
+        """One optimizer update of every run in the stack (no host synchronization)."""
+        x, y = self.batch()
+        loss = per_run_loss(self.model.forward(self.params, x), y, loss_kind).sum()
+        # Summing the runs' losses gives each run exactly its own gradient: runs share no parameters.
+        grads = torch.autograd.grad(loss, list(self.params.values()))
+        self.optimizer.step(self.params, dict(zip(self.params, grads)), step)
+
+    @torch.no_grad()
+    def evaluate(self, loss_kind: str) -> torch.Tensor:
+        """(metric, run) tensor of METRICS on the full train and test sets."""
+        rows = []
+        for x, y in ((self.x_train, self.y_train), (self.x_test, self.y_test)):
+            logits = self.model.forward(self.params, x)
+            rows.append(per_run_loss(logits, y, loss_kind))
+            rows.append((logits.argmax(dim=-1) == y).to(self.dtype).mean(dim=1))
+        rows.append(torch.sqrt(sum(p.square().flatten(1).sum(dim=1) for p in self.params.values())))
+        return torch.stack(rows)
+
+    def select(self, keep: list[bool]) -> None:
+        """Cut finished runs out of the stack."""
+        mask = torch.tensor(keep, device=self.device)
+        self.params = {n: p.detach()[mask].requires_grad_() for n, p in self.params.items()}
+        self.optimizer.select(mask)
+        self.x_train, self.y_train = self.x_train[mask], self.y_train[mask]
+        self.x_test, self.y_test = self.x_test[mask], self.y_test[mask]
+        if self.order is not None:
+            self.order = self.order[mask]
+        for name in ("ids", "configs", "data", "generators"):
+            setattr(self, name, [item for item, k in zip(getattr(self, name), keep) if k])
+
+
+def train_stack(
+    runs: list[tuple[str, RunConfig]],
+    device: str | torch.device = "cpu",
+    on_run_done: Callable[[RunResult], None] | None = None,
+    on_progress: ProgressFn | None = None,
+) -> list[RunResult]:
+    """Train runs (run_id, config) that share a stack key in lockstep; return their results."""
+    started = time.perf_counter()
+    stack = Stack(runs, torch.device(device))
+    first = stack.configs[0]
+    loss_kind = first.train.loss
+    events = {run_id: RunEvents(c.train.steps, c.train.stop_after_generalized) for run_id, c in runs}
+    history: dict[str, dict[str, list[float]]] = {
+        run_id: {"step": [], **{m: [] for m in METRICS}} for run_id, _ in runs
+    }
+    results: list[RunResult] = []
+    schedule = eval_steps(first, [c.train.steps for c in stack.configs])
+    last_eval = 0
+    for step in range(schedule[-1] + 1):
+        if step == schedule[0]:
+            schedule.pop(0)
+            values = stack.evaluate(loss_kind).tolist()  # one host sync per evaluation
+            news: list[tuple[str, str]] = []
+            for i, run_id in enumerate(stack.ids):
+                row = dict(zip(METRICS, (column[i] for column in values)))
+                history[run_id]["step"].append(step)
+                for name, value in row.items():
+                    history[run_id][name].append(value)
+                news += [(run_id, e) for e in events[run_id].observe(step, **_acc_loss(row))]
+            done = [events[run_id].status is not None for run_id in stack.ids]
+            if on_progress is not None:
+                # Runs that stop early count their unused budget as done, so the bar ends full.
+                skipped = sum(c.train.steps - step for c, d in zip(stack.configs, done) if d)
+                on_progress(len(stack.ids) * (step - last_eval) + skipped, news)
+            last_eval = step
+            if any(done):
+                for i, run_id in enumerate(stack.ids):
+                    if done[i]:
+                        result = _result(stack, i, step, events[run_id], history[run_id], started)
+                        results.append(result)
+                        if on_run_done is not None:
+                            on_run_done(result)
+                if all(done):
+                    break
+                stack.select([not d for d in done])
+        stack.train_step(step, loss_kind)
+    return results
+
+
+def _acc_loss(row: dict[str, float]) -> dict[str, float]:
+    return {k: row[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+
+
+def _result(
+    stack: Stack, i: int, step: int, events: RunEvents, history: dict[str, list[float]], started: float
+) -> RunResult:
+    config = stack.configs[i]
+    return RunResult(
+        run_id=stack.ids[i],
+        seed=config.seed,
+        params=run_params(config),
+        status=events.status or "completed",
+        steps=step,
+        memorized_step=events.memorized_step,
+        generalized_step=events.generalized_step,
+        final={k: history[k][-1] for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
+        wall_time_s=time.perf_counter() - started,
+        metrics=history,
+        state_dict={n: p[i].detach().cpu().clone() for n, p in stack.params.items()},
+        data=stack.data[i].arrays(),
+    )

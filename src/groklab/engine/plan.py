@@ -1,0 +1,120 @@
+"""The plan: which runs train together in one stack, and how many worker processes share the device.
+
+Runs can share a stack when they differ only in per-run quantities (seed, optimizer hyperparameters,
+init scale, label noise, budget); everything that changes a tensor shape or the code path (task sizes,
+model, batch size, loss, dtype, eval schedule) starts a new stack group.
+
+Stack size and process count come from measurements (benchmarks/bench_engine.py, 2-core CPU):
+- a run whose step is a few hundred MFLOP or more (Gromov MLP, p=97, N=500: ~1.4 GFLOP) already keeps
+  the matmul units busy; stacking K=8..64 of them made each run 30-50% slower (activations leave the
+  cache), so on CPU such runs go one per stack;
+- small runs (the parity net: ~50 MFLOP) are dispatch-bound; stacking them gained 1.2-1.5x;
+- two single-threaded processes beat one two-threaded process by ~1.4x on small nets, so on CPU
+  stacks are spread over one process per core;
+- on a GPU small models are launch-bound: stack up to 256 runs in one process.
+Spawning a worker costs ~2 s (importing torch), so short experiments run in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from groklab.config import ModularTask, RunConfig
+
+PER_RUN_KEYS = {
+    "seed",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "optimizer.betas",
+    "optimizer.eps",
+    "optimizer.momentum",
+    "optimizer.warmup_steps",
+    "model.init_scale",
+    "task.label_noise",
+    "train.steps",
+    "train.stop_after_generalized",
+}
+"""Keys that may differ between the runs of one stack: each is a (run,) tensor or host-side logic."""
+
+LARGE_STEP_FLOPS = 2e8
+"""Per-run FLOPs per step above which a CPU run is matmul-bound and is not stacked."""
+IN_PROCESS_FLOPS = 1e11
+"""Total FLOPs below which spawning workers costs more than it saves (~3 s at CPU speed)."""
+
+
+@dataclass
+class Plan:
+    """How an experiment's runs execute."""
+
+    stacks: list[list[tuple[str, RunConfig]]]
+    """Each stack: (run_id, config) pairs trained in lockstep."""
+    workers: int
+    """Worker processes (1 = train in this process)."""
+    threads: int
+    """torch threads per process."""
+    device: str
+
+    def describe(self) -> dict[str, object]:
+        """What the plan decided, for meta.json."""
+        return {
+            "device": self.device,
+            "workers": self.workers,
+            "threads_per_worker": self.threads,
+            "stack_sizes": [len(s) for s in self.stacks],
+        }
+
+
+def stack_key(config: RunConfig) -> str:
+    """Identical for runs that can share a stack."""
+    from groklab.config import run_params
+
+    shared = {k: v for k, v in run_params(config).items() if k not in PER_RUN_KEYS}
+    return json.dumps(shared, sort_keys=True)
+
+
+def step_flops(config: RunConfig) -> float:
+    """Approximate FLOPs of one training step of one run (forward + backward ~ 3x forward matmuls)."""
+    task, model = config.task, config.model
+    if isinstance(task, ModularTask):
+        n_train = round(task.train_fraction * task.modulus**2)
+        d_in, n_out = (2 * model.embedding_dim if model.embedding == "learned" else 2), task.modulus
+    else:
+        n_train, d_in, n_out = task.n_train, task.n_bits, 2
+    batch = min(config.train.batch_size or n_train, n_train)
+    weights = d_in * model.width + (model.depth - 1) * model.width**2 + model.width * n_out
+    return 6.0 * batch * weights
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        return os.cpu_count() or 1
+
+
+def make_plan(
+    runs: list[tuple[str, RunConfig]], device: str = "cpu", workers: int | None = None, stack_size: int | None = None
+) -> Plan:
+    """Group runs into stacks and choose the process layout for `device`."""
+    groups: dict[str, list[tuple[str, RunConfig]]] = {}
+    for run_id, config in runs:
+        groups.setdefault(stack_key(config), []).append((run_id, config))
+    on_gpu = device.startswith("cuda")
+    stacks = []
+    for members in groups.values():
+        if stack_size is not None:
+            size = stack_size
+        elif on_gpu:
+            size = 256
+        else:
+            size = 1 if step_flops(members[0][1]) >= LARGE_STEP_FLOPS else 16
+        stacks += [members[i : i + size] for i in range(0, len(members), size)]
+    cores = cpu_count()
+    if workers is None:
+        total = sum(step_flops(c) * c.train.steps for _, c in runs)
+        workers = 1 if on_gpu or len(stacks) == 1 or total < IN_PROCESS_FLOPS else min(cores, len(stacks))
+    workers = max(1, min(workers, len(stacks)))
+    return Plan(stacks=stacks, workers=workers, threads=max(1, cores // workers), device=device)

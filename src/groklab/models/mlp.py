@@ -1,0 +1,125 @@
+"""The MLP of Gromov 2023 (one-hot a, b concatenated -> W_in -> x^2 -> W_out) and of the parity papers.
+
+Parameters carry a leading run axis: W_in is (run, d_in, N), so K runs train as one batched model.
+Names: W_E (learned token embedding, p x d_embed), W_in (input -> first hidden layer), W_h{i} (hidden
+layer i -> i+1, for depth > 1), W_out (last hidden layer -> logits); b_* their biases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from groklab.config import MLPModel
+from groklab.data.dataset import derive_seed
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "quadratic": lambda h: h * h,  # not torch.square: pow backward is ~5x slower on CPU
+    "relu": torch.relu,
+    "gelu": F.gelu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "silu": F.silu,
+    "identity": lambda h: h,
+}
+
+
+def stack_params(per_run: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """[{name: (...)}] * K -> {name: (K, ...)}."""
+    return {name: torch.stack([p[name] for p in per_run]) for name in per_run[0]}
+
+
+class MLP:
+    """An MLP over token pairs (one-hot or learned embedding) or over vectors, with a run axis.
+
+    Forward: h_0 = input layer(x); h_i = act(h_{i-1} W_h{i} + b_h{i}); logits = h_depth W_out + b_out.
+    """
+
+    def __init__(self, config: MLPModel, vocab: int | None, input_dim: int, n_classes: int) -> None:
+        self.config = config
+        self.vocab = vocab
+        self.n_tokens = input_dim if vocab is not None else 0
+        self.n_classes = n_classes
+        if vocab is None:
+            self.d_in = input_dim
+        elif config.embedding == "one_hot":
+            self.d_in = self.n_tokens * vocab
+        else:
+            self.d_in = self.n_tokens * config.embedding_dim
+        self.act = ACTIVATIONS[config.activation]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> shape of one run (no run axis)."""
+        c, shapes = self.config, {}
+        if self.vocab is not None and c.embedding == "learned":
+            shapes["W_E"] = (self.vocab, c.embedding_dim)
+        dims = [self.d_in] + [c.width] * c.depth
+        names = ["in"] + [f"h{i}" for i in range(1, c.depth)]
+        for name, fan_in, fan_out in zip(names, dims[:-1], dims[1:]):
+            shapes[f"W_{name}"] = (fan_in, fan_out)
+            if c.bias:
+                shapes[f"b_{name}"] = (fan_out,)
+        shapes["W_out"] = (c.width, self.n_classes)
+        if c.bias:
+            shapes["b_out"] = (self.n_classes,)
+        return shapes
+
+    def init(self, seed: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """Parameters of one run, drawn on the CPU from the run's own init stream (device-independent)."""
+        generator = torch.Generator().manual_seed(derive_seed(seed, "init"))
+        shapes, params = self.shapes(), {}
+        for name, shape in shapes.items():
+            weight_shape = shapes["W_" + name[2:]] if name.startswith("b_") else shape
+            fan_in = weight_shape[0]
+            if name == "W_E":
+                values = torch.randn(shape, generator=generator, dtype=torch.float64)
+            elif self.config.init == "gromov" and name in ("W_in", "W_out"):
+                std = 0.25**0.5 / (2 * self.config.width) ** (1 / 3)
+                values = torch.randn(shape, generator=generator, dtype=torch.float64) * std
+            else:  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
+                bound = 1.0 / math.sqrt(fan_in)
+                values = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+            params[name] = (values * self.config.init_scale).to(dtype)
+        return params
+
+    def input_layer(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Pre-activations of the first hidden layer: (run, batch, ...) -> (run, batch, N)."""
+        W_in = params["W_in"]  # (run, d_in, N)
+        runs, batch = x.shape[:2]
+        if self.vocab is None:
+            h = torch.bmm(x.to(W_in.dtype), W_in)  # (run, batch, N)
+        elif self.config.embedding == "one_hot":
+            # one_hot(a) | one_hot(b) @ W_in == W_in[a] + W_in[p + b]: a gather-sum, no one-hot matmul.
+            offsets = torch.arange(self.n_tokens, device=x.device) * self.vocab  # (tokens,)
+            run_offsets = torch.arange(runs, device=x.device)[:, None, None] * self.d_in  # (run, 1, 1)
+            rows = (x + offsets + run_offsets).reshape(runs * batch, self.n_tokens)
+            h = F.embedding_bag(rows, W_in.reshape(runs * self.d_in, -1), mode="sum")
+            h = h.view(runs, batch, -1)  # (run, batch, N)
+        else:
+            W_E = params["W_E"]  # (run, p, d_embed)
+            run_offsets = torch.arange(runs, device=x.device)[:, None, None] * self.vocab
+            embedded = F.embedding(x + run_offsets, W_E.reshape(runs * self.vocab, -1))  # (run, batch, tokens, d)
+            h = torch.bmm(embedded.reshape(runs, batch, self.d_in), W_in)  # (run, batch, N)
+        if self.config.bias:
+            h = h + params["b_in"][:, None, :]
+        return h
+
+    def hidden(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Activations of the last hidden layer (run, batch, N): the representation the readout sees."""
+        h = self.act(self.input_layer(params, x))
+        for i in range(1, self.config.depth):
+            h = torch.bmm(h, params[f"W_h{i}"])
+            if self.config.bias:
+                h = h + params[f"b_h{i}"][:, None, :]
+            h = self.act(h)
+        return h
+
+    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Logits (run, batch, n_classes) for inputs x (run, batch, tokens) or (run, batch, n_bits)."""
+        logits = torch.bmm(self.hidden(params, x), params["W_out"])
+        if self.config.bias:
+            logits = logits + params["b_out"][:, None, :]
+        return logits

@@ -1,0 +1,229 @@
+"""Running an experiment: spec -> validated runs -> plan -> training (in-process or workers) -> store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import platform
+import queue as queue_module
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from groklab.config import Experiment, SpecError, apply_overrides, expand_runs, load_yaml, parse_experiment
+from groklab.engine.loop import RunResult, train_stack
+from groklab.engine.plan import Plan, make_plan
+from groklab.store import ExperimentResult, ExperimentStore, load
+
+
+def builtin_specs() -> dict[str, Path]:
+    """Built-in experiment name -> its YAML file."""
+    folder = resources.files("groklab") / "experiments"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+
+
+def resolve_spec(
+    spec: str | Path | dict[str, Any] | Experiment,
+    sets: list[str] | None = None,
+    sweeps: list[str] | None = None,
+) -> Experiment:
+    """An Experiment from a built-in name, a YAML path, plain data or an Experiment, with overrides."""
+    if isinstance(spec, Experiment):
+        data: dict[str, Any] = spec.model_dump(mode="json")
+    elif isinstance(spec, dict):
+        data = spec
+    else:
+        builtins = builtin_specs()
+        path = builtins.get(str(spec), Path(spec))
+        if not path.is_file() and str(spec) not in builtins and not str(spec).endswith((".yaml", ".yml")):
+            names = ", ".join(sorted(builtins))
+            raise SpecError(f"{spec}: no such spec file or built-in experiment (built-ins: {names})")
+        data = load_yaml(path)
+    return parse_experiment(apply_overrides(data, sets, sweeps))
+
+
+def check_device(device: str) -> str:
+    """Validate a device string: cpu, cuda, cuda:N (where available)."""
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError(f"--device {device}: CUDA is not available on this machine; allowed: cpu")
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise SpecError(f"--device {device}: not a device; allowed: cpu, cuda, cuda:N") from None
+        return device
+    raise SpecError(f"--device {device}: not a device; allowed: cpu, cuda, cuda:N")
+
+
+def run(
+    spec: str | Path | dict[str, Any] | Experiment,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    sets: list[str] | None = None,
+    sweeps: list[str] | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+    stack_size: int | None = None,
+) -> ExperimentResult:
+    """Train every run of an experiment and store it; returns the stored experiment.
+
+    Everything is validated before the output directory is created. Re-running the same spec into
+    the same directory resumes it: finished runs are kept, the rest are trained.
+    """
+    experiment = resolve_spec(spec, sets, sweeps)
+    device = check_device(device)
+    runs = expand_runs(experiment)
+    root = Path(out) if out is not None else default_out(experiment.name)
+    store = ExperimentStore.open(root, experiment)
+    ids = [f"run-{i:04d}" for i in range(len(runs))]
+    finished = store.finished_run_ids()
+    todo = [(run_id, config) for run_id, config in zip(ids, runs) if run_id not in finished]
+    plan = make_plan(todo, device, workers=workers, stack_size=stack_size) if todo else None
+    meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
+    meta |= {"plan": plan.describe() if plan else None, "started": _now()}
+    store.write_meta(meta)
+    started = time.perf_counter()
+    try:
+        if plan is not None:
+            _execute(plan, store, progress, total_runs=len(runs), done_runs=len(finished))
+        meta["state"] = "finished"
+    except BaseException:
+        meta["state"] = "interrupted"
+        raise
+    finally:
+        meta |= {"finished": _now(), "wall_time_s": round(time.perf_counter() - started, 3)}
+        store.write_meta(meta)
+    return load(root)
+
+
+def default_out(name: str) -> Path:
+    """runs/<name>-<UTC timestamp> under the working directory."""
+    return Path("runs") / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and machine facts for meta.json."""
+    from groklab import __version__
+
+    try:
+        root = Path(__file__).resolve().parent
+        revision = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        revision = ""
+    return {
+        "groklab": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "git_revision": revision or None,
+        "device": device,
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+    }
+
+
+class _Progress:
+    """tqdm bar over run-steps, with the count of runs memorized and generalized so far."""
+
+    def __init__(self, plan: Plan, enabled: bool, total_runs: int) -> None:
+        total = sum(c.train.steps for stack in plan.stacks for _, c in stack)
+        self.bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+        self.counts = {"memorized": 0, "generalized": 0, "diverged": 0}
+        self.total_runs = total_runs
+
+    def __call__(self, steps: int, events: list[tuple[str, str]]) -> None:
+        for _, event in events:
+            self.counts[event] += 1
+        c = self.counts
+        postfix = f"memorized {c['memorized']}/{self.total_runs} generalized {c['generalized']}/{self.total_runs}"
+        if c["diverged"]:
+            postfix += f" diverged {c['diverged']}"
+        self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.update(steps)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _execute(plan: Plan, store: ExperimentStore, progress: bool, total_runs: int, done_runs: int) -> None:
+    bar = _Progress(plan, progress, total_runs)
+    try:
+        if plan.workers == 1:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(plan.threads)
+            try:
+                for stack in plan.stacks:
+                    train_stack(stack, plan.device, on_run_done=store.write_run, on_progress=bar)
+            finally:
+                torch.set_num_threads(previous)
+        else:
+            _execute_in_workers(plan, store, bar)
+    finally:
+        bar.close()
+
+
+_worker_queue: Any = None
+
+
+def _init_worker(progress_queue: Any, threads: int) -> None:
+    global _worker_queue
+    _worker_queue = progress_queue
+    # The parent handles Ctrl-C and stops the workers; a worker never dies half-way through a write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def _train_in_worker(stack: list[Any], device: str, root: str) -> int:
+    store = ExperimentStore(Path(root))
+
+    def report(steps: int, events: list[tuple[str, str]]) -> None:
+        _worker_queue.put((steps, events))
+
+    results: list[RunResult] = train_stack(stack, device, on_run_done=store.write_run, on_progress=report)
+    return len(results)
+
+
+def _execute_in_workers(plan: Plan, store: ExperimentStore, bar: _Progress) -> None:
+    # spawn, never fork: torch's thread pools do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+    pool = ProcessPoolExecutor(plan.workers, context, initializer=_init_worker, initargs=(progress_queue, plan.threads))
+    try:
+        pending = {pool.submit(_train_in_worker, stack, plan.device, str(store.root)) for stack in plan.stacks}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(progress_queue, bar)
+            for future in done:
+                future.result()
+        _drain(progress_queue, bar)
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _drain(progress_queue: Any, bar: _Progress) -> None:
+    while True:
+        try:
+            steps, events = progress_queue.get_nowait()
+        except queue_module.Empty:
+            return
+        bar(steps, events)

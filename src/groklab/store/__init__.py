@@ -1,0 +1,17 @@
+"""The run store: one directory per experiment, one sub-directory per finished run.
+
+    DIR/experiment.yaml          the resolved spec (every default filled in)
+    DIR/meta.json                versions, git revision, device, plan, timings, state
+    DIR/runs/<run_id>/metrics.parquet   step, train/test loss and accuracy, weight norm, ...
+    DIR/runs/<run_id>/weights.pt        final state_dict (no run axis)
+    DIR/runs/<run_id>/data.npz          the run's split / sample, labels and corrupted mask
+    DIR/runs/<run_id>/result.json       the summary row, written last: a run exists iff this file does
+
+Each file is written to a temporary name and renamed, so a crash or Ctrl-C never leaves a
+half-written run: every run whose result.json exists is complete.
+"""
+
+from groklab.store.reader import ExperimentResult, load
+from groklab.store.writer import ExperimentStore
+
+__all__ = ["ExperimentResult", "ExperimentStore", "load"]

@@ -1,0 +1,77 @@
+"""Reading an experiment directory back as pandas frames."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from groklab.config import SpecError
+from groklab.store.writer import META_FILE, RESULT_FILE, RUNS_DIR, SPEC_FILE
+
+
+@dataclass
+class ExperimentResult:
+    """A stored experiment: its spec, metadata, one row per finished run, and metrics over steps."""
+
+    root: Path
+    spec: dict[str, Any]
+    meta: dict[str, Any]
+    rows: list[dict[str, Any]]
+    """The runs' summary rows, as written (params nested), ordered by run_id."""
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """One row per run: run_id, seed, status, steps, events, final_*, wall_time_s, and every param."""
+        records = []
+        for row in self.rows:
+            record = {k: v for k, v in row.items() if k not in ("params", "final")}
+            record.update({f"final_{k}": v for k, v in row["final"].items()})
+            record.update({k: v for k, v in row["params"].items() if k != "seed"})
+            records.append(record)
+        frame = pd.DataFrame.from_records(records)
+        for column in ("memorized_step", "generalized_step"):
+            if column in frame:
+                frame[column] = frame[column].astype("Int64")
+        return frame
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Long frame: run_id, step, train_loss, train_acc, test_loss, test_acc, weight_norm, ..."""
+        frames = []
+        for row in self.rows:
+            frame = pd.read_parquet(self.run_dir(row["run_id"]) / "metrics.parquet")
+            frame.insert(0, "run_id", row["run_id"])
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "step"])
+
+    def run_dir(self, run_id: str) -> Path:
+        """Directory of one run."""
+        return self.root / RUNS_DIR / run_id
+
+    def weights(self, run_id: str) -> dict[str, torch.Tensor]:
+        """Final state_dict of one run."""
+        return torch.load(self.run_dir(run_id) / "weights.pt")
+
+    def data(self, run_id: str) -> dict[str, np.ndarray]:
+        """The run's data: x/y train/test, y_train_clean, corrupted mask, task facts."""
+        with np.load(self.run_dir(run_id) / "data.npz") as arrays:
+            return dict(arrays)
+
+
+def load(root: str | Path) -> ExperimentResult:
+    """Load a stored (finished or interrupted) experiment directory."""
+    root = Path(root)
+    spec_path = root / SPEC_FILE
+    if not spec_path.is_file():
+        raise SpecError(f"{root}: not a groklab experiment directory (no {SPEC_FILE})")
+    meta_path = root / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    rows = [json.loads(p.read_text()) for p in sorted((root / RUNS_DIR).glob(f"*/{RESULT_FILE}"))]
+    return ExperimentResult(root=root, spec=yaml.safe_load(spec_path.read_text()), meta=meta, rows=rows)

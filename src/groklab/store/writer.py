@@ -1,0 +1,98 @@
+"""Writing an experiment directory (see groklab.store for the layout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from groklab.config import Experiment, SpecError
+from groklab.engine.loop import RunResult
+
+SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write via a temporary file in the same directory, then rename over the target."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def spec_text(experiment: Experiment) -> str:
+    """The resolved spec as YAML (every default written out)."""
+    return yaml.safe_dump(experiment.model_dump(mode="json"), sort_keys=False)
+
+
+class ExperimentStore:
+    """An experiment directory being written; `open` creates it or resumes the same experiment."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def open(cls, root: Path, experiment: Experiment) -> ExperimentStore:
+        """Create `root` for `experiment`, or reopen it if it holds the same experiment (to resume).
+
+        Raises SpecError if `root` holds another experiment or other files.
+        """
+        text = spec_text(experiment)
+        spec_path = root / SPEC_FILE
+        if root.exists() and not root.is_dir():
+            raise SpecError(f"--out {root}: is a file; give a new or empty directory")
+        if spec_path.exists():
+            if spec_path.read_text() != text:
+                raise SpecError(
+                    f"--out {root}: already holds another experiment; give a new directory "
+                    "(or the same spec to resume it)"
+                )
+        elif root.exists() and any(root.iterdir()):
+            raise SpecError(f"--out {root}: exists and is not a groklab experiment; give a new or empty directory")
+        (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        if not spec_path.exists():
+            _atomic(spec_path, lambda p: p.write_text(text))
+        return cls(root)
+
+    def finished_run_ids(self) -> set[str]:
+        """Runs already complete on disk (skipped when resuming)."""
+        return {p.parent.name for p in (self.root / RUNS_DIR).glob(f"*/{RESULT_FILE}")}
+
+    def write_run(self, result: RunResult) -> None:
+        """Write one finished run; result.json goes last so the run appears only when complete."""
+        run_dir = self.root / RUNS_DIR / result.run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        metrics = pd.DataFrame(result.metrics)
+        _atomic(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))
+        _atomic(run_dir / "weights.pt", lambda p: torch.save(result.state_dict, p))
+        _atomic(run_dir / "data.npz", lambda p: _save_npz(p, result.data))
+        row = json.dumps(result.row(), indent=1, default=_json_default)
+        _atomic(run_dir / RESULT_FILE, lambda p: p.write_text(row))
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        """Write (or overwrite) meta.json."""
+        text = json.dumps(meta, indent=1, default=_json_default)
+        _atomic(self.root / META_FILE, lambda p: p.write_text(text))
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
