@@ -107,7 +107,8 @@ class Stack:
 
         self.x_train, self.y_train = stacked("x_train"), stacked("y_train")  # (run, n_train, ...), (run, n_train)
         self.x_test, self.y_test = stacked("x_test"), stacked("y_test")
-        per_run = [self.model.init(c.seed, self.dtype) for c in self.configs]
+        # Each run inits from its own model config: init_scale is a per-run quantity.
+        per_run = [build_model(c.model, d).init(c.seed, self.dtype) for c, d in zip(self.configs, self.data)]
         self.params = {n: p.to(device).requires_grad_() for n, p in stack_params(per_run).items()}
         hyper = hyperparameters([c.optimizer for c in self.configs], device, self.dtype)
         self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper)

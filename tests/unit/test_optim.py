@@ -1,0 +1,49 @@
+"""The stacked optimizer follows torch.optim run by run (same hyperparameters, same trajectory)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from groklab import OptimizerConfig
+from groklab.engine.optim import StackOptimizer, hyperparameters
+
+CASES = [
+    (OptimizerConfig(name="sgd", lr=0.1, weight_decay=0.01, momentum=0.9), torch.optim.SGD, {"momentum": 0.9}),
+    (OptimizerConfig(name="sgd", lr=0.05, weight_decay=0.1), torch.optim.SGD, {}),
+    (OptimizerConfig(name="adam", lr=1e-2, weight_decay=0.1, betas=(0.8, 0.99), eps=1e-6), torch.optim.Adam, {}),
+    (
+        OptimizerConfig(name="adamw", lr=1e-2, weight_decay=1.0, betas=(0.9, 0.98), warmup_steps=3),
+        torch.optim.AdamW,
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "torch_class", "extra"), CASES)
+def test_each_run_follows_torch_optim(config: OptimizerConfig, torch_class: type, extra: dict) -> None:
+    torch.manual_seed(0)
+    other = config.model_copy(update={"lr": config.lr * 3, "weight_decay": 0.0})
+    configs = [config, other]
+    start = torch.randn(2, 5, 4, dtype=torch.float64)
+    stacked = {"W": start.clone()}
+    optimizer = StackOptimizer(config.name, stacked, hyperparameters(configs, torch.device("cpu"), torch.float64))
+    references = []
+    for i, c in enumerate(configs):
+        w = torch.nn.Parameter(start[i].clone())
+        kwargs = {"lr": c.lr, "weight_decay": c.weight_decay, **extra}
+        if c.name != "sgd":
+            kwargs |= {"betas": c.betas, "eps": c.eps}
+        opt = torch_class([w], **kwargs)
+        warmup = c.warmup_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, w=warmup: min(s / w, 1) if w else 1.0)
+        references.append((w, opt, schedule))
+    for step in range(8):
+        grads = torch.randn(2, 5, 4, dtype=torch.float64)
+        optimizer.step(stacked, {"W": grads}, step)
+        for i, (w, opt, schedule) in enumerate(references):
+            w.grad = grads[i].clone()
+            opt.step()
+            schedule.step()
+    for i, (w, _, _) in enumerate(references):
+        torch.testing.assert_close(stacked["W"][i], w.detach(), rtol=1e-10, atol=1e-12)

@@ -1,0 +1,104 @@
+"""Tasks against their definitions: operations, parity labels, splits, label noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from groklab import ModularTask, ParityTask, make_data
+from groklab.data import operation_table
+from groklab.data.dataset import corrupt_labels
+
+FORMULAS = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "x2+y2": lambda a, b: a**2 + b**2,
+    "x2+xy+y2": lambda a, b: a**2 + a * b + b**2,
+    "x2+xy+y2+x": lambda a, b: a**2 + a * b + b**2 + a,
+    "x3+xy": lambda a, b: a**3 + a * b,
+    "x3+xy2+y": lambda a, b: a**3 + a * b**2 + b,
+}
+
+
+@pytest.mark.parametrize("operation", sorted(FORMULAS))
+def test_operations_match_their_formulas(operation: str) -> None:
+    p = 13
+    pairs, labels = operation_table(operation, p)
+    assert len(pairs) == p * p
+    for (a, b), label in zip(pairs.tolist(), labels.tolist()):
+        assert label == FORMULAS[operation](a, b) % p
+
+
+@pytest.mark.parametrize("p", [5, 7, 97])
+def test_division_inverts_multiplication(p: int) -> None:
+    pairs, labels = operation_table("div", p)
+    assert len(pairs) == p * (p - 1)  # b = 0 excluded
+    assert (pairs[:, 1] != 0).all()
+    # label = a / b  <=>  label * b = a (mod p): division is not multiplication in disguise.
+    assert ((labels * pairs[:, 1]) % p == pairs[:, 0]).all()
+    assert not (labels == (pairs[:, 0] * pairs[:, 1]) % p).all()
+
+
+def test_modular_split_is_disjoint_complete_and_sized() -> None:
+    task = ModularTask(operation="add", modulus=11, train_fraction=0.3)
+    data = make_data(task, seed=4)
+    train, test = data.info["train_index"], data.info["test_index"]
+    assert len(train) == round(0.3 * 121) and len(test) == 121 - len(train)
+    assert not set(train.tolist()) & set(test.tolist())
+    assert sorted(train.tolist() + test.tolist()) == list(range(121))
+    pairs, labels = operation_table("add", 11)
+    assert (data.x_train.numpy() == pairs[train]).all() and (data.y_test.numpy() == labels[test]).all()
+
+
+def test_splits_depend_on_the_seed_only() -> None:
+    task = ModularTask(modulus=11, train_fraction=0.5)
+    a, b, c = make_data(task, 0), make_data(task, 0), make_data(task, 1)
+    assert (a.info["train_index"] == b.info["train_index"]).all()
+    assert not np.array_equal(a.info["train_index"], c.info["train_index"])
+    noisy = make_data(task.model_copy(update={"label_noise": 0.2}), 0)
+    assert (noisy.info["train_index"] == a.info["train_index"]).all()  # noise does not move the split
+
+
+def test_holdout_labels_go_to_the_test_set() -> None:
+    task = ModularTask(operation="add", modulus=7, train_fraction=1.0, holdout_labels=[1, 2])
+    data = make_data(task, 0)
+    assert set(data.y_test.tolist()) == {1, 2} and len(data.y_test) == 14
+    assert not set(data.y_train.tolist()) & {1, 2} and len(data.y_train) == 49 - 14
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.37])
+def test_label_noise_changes_exactly_the_stated_fraction(fraction: float) -> None:
+    data = make_data(ModularTask(modulus=13, train_fraction=0.6, label_noise=fraction), seed=2)
+    changed = (data.y_train != data.y_train_clean).numpy()
+    assert changed.sum() == round(fraction * len(changed))
+    assert (changed == data.corrupted.numpy()).all()
+    assert (data.y_test.numpy() < 13).all()
+
+
+def test_corrupted_labels_are_uniform_over_the_other_classes() -> None:
+    labels = np.zeros(30_000, dtype=np.int64)
+    noisy, mask = corrupt_labels(labels, 1.0, 4, np.random.default_rng(0))
+    assert mask.all() and (noisy != 0).all()
+    counts = np.bincount(noisy, minlength=4)[1:] / len(noisy)
+    assert np.allclose(counts, 1 / 3, atol=0.01)
+
+
+def test_parity_labels_are_the_product_of_the_recorded_coordinates() -> None:
+    task = ParityTask(n_bits=10, k=3, coordinates=[7, 2, 5], n_train=64, n_test=32)
+    data = make_data(task, seed=1)
+    x = data.x_train.numpy()
+    product = x[:, 7] * x[:, 2] * x[:, 5]
+    assert ((product < 0).astype(int) == data.y_train.numpy()).all()
+    assert set(np.unique(x).tolist()) == {-1.0, 1.0}
+    assert data.info["coordinates"].tolist() == [7, 2, 5]
+    assert data.x_train.shape == (64, 10) and data.x_test.shape == (32, 10)
+
+
+def test_parity_label_noise_flips_training_labels_only() -> None:
+    task = ParityTask(n_bits=8, k=2, n_train=100, n_test=50, label_noise=0.25)
+    data = make_data(task, 3)
+    flipped = (data.y_train != data.y_train_clean).numpy()
+    assert flipped.sum() == 25 and (flipped == data.corrupted.numpy()).all()
+    x = data.x_test.numpy()
+    assert (((x[:, 0] * x[:, 1]) < 0).astype(int) == data.y_test.numpy()).all()  # test labels clean
