@@ -128,7 +128,7 @@ class MLPModel(BaseModel):
     """default: PyTorch nn.Linear init U(+-1/sqrt(fan_in)), embeddings N(0,1);
     gromov: N(0, 0.25 / (2N)^(2/3)) for W_in and W_out, as the fcn model of Gromov's repository."""
     init_scale: float = Field(1.0, gt=0.0)
-    """alpha: every weight is multiplied by this after init (Omnigrok, Liu et al. 2023)."""
+    """alpha: every parameter (weights and biases) is multiplied by this after init (Omnigrok, Liu 2023)."""
     embedding: Literal["one_hot", "learned"] = "one_hot"
     """Token tasks only. one_hot: W_in acts on the concatenated one-hots of a and b (2p inputs);
     learned: a shared embedding W_E (p x embedding_dim) per operand, concatenated, then W_in."""

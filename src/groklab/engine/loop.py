@@ -24,6 +24,7 @@ from groklab.data.dataset import RunData, derive_seed
 from groklab.engine.events import RunEvents
 from groklab.engine.optim import StackOptimizer, hyperparameters
 from groklab.models import build_model, stack_params
+from groklab.models.mlp import linear_layout
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "weight_norm")
 
@@ -109,7 +110,8 @@ class Stack:
         self.x_test, self.y_test = stacked("x_test"), stacked("y_test")
         # Each run inits from its own model config: init_scale is a per-run quantity.
         per_run = [build_model(c.model, d).init(c.seed, self.dtype) for c, d in zip(self.configs, self.data)]
-        self.params = {n: p.to(device).requires_grad_() for n, p in stack_params(per_run).items()}
+        per_run = [{n: p.to(device) for n, p in params.items()} for params in per_run]
+        self.params = {n: p.requires_grad_() for n, p in linear_layout(stack_params(per_run)).items()}
         hyper = hyperparameters([c.optimizer for c in self.configs], device, self.dtype)
         self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper)
         n_train = self.x_train.shape[1]
@@ -155,7 +157,8 @@ class Stack:
     def select(self, keep: list[bool]) -> None:
         """Cut finished runs out of the stack."""
         mask = torch.tensor(keep, device=self.device)
-        self.params = {n: p.detach()[mask].requires_grad_() for n, p in self.params.items()}
+        kept = linear_layout({n: p.detach()[mask] for n, p in self.params.items()})
+        self.params = {n: p.requires_grad_() for n, p in kept.items()}
         self.optimizer.select(mask)
         self.x_train, self.y_train = self.x_train[mask], self.y_train[mask]
         self.x_test, self.y_test = self.x_test[mask], self.y_test[mask]

@@ -50,6 +50,10 @@ class StackOptimizer:
         self.uses_decay = bool((hyper["weight_decay"] != 0).any().item()) if len(hyper["lr"]) else False
         if self.name == "sgd" and not self.uses_momentum:
             self.state = {}
+        # When every run shares lr, weight decay and momentum (always for K=1), SGD runs on host floats.
+        columns = [hyper[k] for k in ("lr", "weight_decay", "momentum", "warmup_steps")]
+        same = len(hyper["lr"]) > 0 and all(bool((c == c[0]).all().item()) for c in columns)
+        self.uniform = tuple(float(c[0]) for c in columns[:3]) if same else None
 
     def learning_rates(self, step: int) -> torch.Tensor:
         """(run,) learning rates at `step` (updates done so far): lr * min(1, step / warmup_steps)."""
@@ -86,6 +90,19 @@ class StackOptimizer:
 
     def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
         h = self.hyper
+        if self.uniform is not None:  # one fused (foreach) op per term for all parameters, as torch.optim does
+            lr_value, decay, momentum = self.uniform
+            factor = 1.0 if self.max_warmup == 0 else float(lr[0]) / lr_value
+            p_list, g_list = list(params.values()), [grads[n] for n in params]
+            if decay:
+                g_list = torch._foreach_add(g_list, p_list, alpha=decay)
+            if momentum:
+                buffers = [self.state[n] for n in params]
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, g_list)
+                g_list = buffers
+            torch._foreach_add_(p_list, g_list, alpha=-lr_value * factor)
+            return
         for name, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
             grad = grads[name]
