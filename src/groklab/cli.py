@@ -10,6 +10,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+# typer vendors click; its usage errors are click exceptions, formatted here as one line.
+from typer._click import ClickException
+
 from groklab.config import SpecError, field_reference
 from groklab.runner import builtin_specs
 from groklab.runner import run as run_experiment
@@ -102,18 +105,26 @@ def format_table(result: ExperimentResult) -> str:
         lines.append(["-" if v is None else str(v) for v in values])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
-    expected = result.spec.get("seeds")
-    missing = "" if result.meta.get("state") != "interrupted" else "\n(interrupted: only finished runs are shown)"
-    return text + missing if expected is not None else text
+    if result.meta.get("state") == "interrupted":
+        text += f"\n(interrupted: {len(result.rows)} of {result.meta.get('n_runs', '?')} runs finished)"
+    return text
 
 
 def main() -> None:
-    """Entry point: every SpecError becomes one line and exit status 2."""
+    """Entry point: usage errors and SpecErrors become one line on stderr and exit status 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except ClickException as error:
+        if not error.format_message():  # bare `groklab`: the help was shown, nothing went wrong
+            sys.exit(0)
+        ctx = getattr(error, "ctx", None)
+        command = f" {ctx.info_name}" if ctx is not None and ctx.parent is not None else ""
+        typer.echo(f"error: {error.format_message()} (see: groklab{command} --help)", err=True)
+        sys.exit(2)
     except SpecError as error:  # pragma: no cover - commands catch their own
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

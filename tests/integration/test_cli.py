@@ -174,3 +174,10 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path: Path) -> None
     assert resumed.returncode == 0, resumed.stderr
     assert len(load(out).runs) == 6 and load(out).meta["resumed_runs"] == 3
     assert first_written == {p: p.stat().st_mtime_ns for p in first_written}  # finished runs kept as they were
+
+
+def test_usage_errors_are_one_line() -> None:
+    for args in (["run", "x", "--workers", "0"], ["run", "--bogus"], ["summary"]):
+        result = groklab(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr

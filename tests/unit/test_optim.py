@@ -20,10 +20,12 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["per-run-hyperparameters", "shared-hyperparameters"])
 @pytest.mark.parametrize(("config", "torch_class", "extra"), CASES)
-def test_each_run_follows_torch_optim(config: OptimizerConfig, torch_class: type, extra: dict) -> None:
+def test_each_run_follows_torch_optim(config: OptimizerConfig, torch_class: type, extra: dict, shared: bool) -> None:
     torch.manual_seed(0)
-    other = config.model_copy(update={"lr": config.lr * 3, "weight_decay": 0.0})
+    # Shared hyperparameters take the host-float (foreach) path; per-run ones the (run,)-tensor path.
+    other = config if shared else config.model_copy(update={"lr": config.lr * 3, "weight_decay": 0.0})
     configs = [config, other]
     start = torch.randn(2, 5, 4, dtype=torch.float64)
     stacked = {"W": start.clone()}
