@@ -4,15 +4,17 @@ Runs can share a stack when they differ only in per-run quantities (seed, optimi
 init scale, label noise, budget); everything that changes a tensor shape or the code path (task sizes,
 model, batch size, loss, dtype, eval schedule) starts a new stack group.
 
-Stack size and process count come from measurements (benchmarks/bench_engine.py, 2-core CPU):
+Stack size and process count come from measurements (benchmarks/bench_engine.py and end-to-end runs,
+2-core shared CPU, 2026-11-24):
 - a run whose step is a few hundred MFLOP or more (Gromov MLP, p=97, N=500: ~1.4 GFLOP) already keeps
-  the matmul units busy; stacking K=8..64 of them made each run 30-50% slower (activations leave the
-  cache), so on CPU such runs go one per stack;
-- small runs (the parity net: ~50 MFLOP) are dispatch-bound; stacking them gained 1.2-1.5x;
-- two single-threaded processes beat one two-threaded process by ~1.4x on small nets, so on CPU
-  stacks are spread over one process per core;
+  the matmul units busy; stacking K=8 / 64 of them made each run 1.1-1.4x slower (activations leave
+  the cache), so on CPU such runs go one per stack;
+- small runs (the parity net: ~50 MFLOP) are dispatch-bound; stacking K=8 gained ~1.5x per run;
+- worker processes did not pay on 2 cores: 2 runs of modular-addition took 29.3 / 22.7 s in one
+  2-thread process vs 31.3 / 24.3 s in two 1-thread processes; 8 parity runs 16.0 / 16.0 s vs
+  16.9 / 17.9 s (stacks of 4), and unstacked 25.0 / 15.0 s vs 19.5 / 19.3 s. So on CPU everything
+  runs in one process with every core as a torch thread, unless the user asks for workers;
 - on a GPU small models are launch-bound: stack up to 256 runs in one process.
-Spawning a worker costs ~2 s (importing torch), so short experiments run in-process.
 """
 
 from __future__ import annotations
@@ -40,8 +42,6 @@ PER_RUN_KEYS = {
 
 LARGE_STEP_FLOPS = 2e8
 """Per-run FLOPs per step above which a CPU run is matmul-bound and is not stacked."""
-IN_PROCESS_FLOPS = 1e11
-"""Total FLOPs below which spawning workers costs more than it saves (~3 s at CPU speed)."""
 
 
 @dataclass
@@ -113,8 +113,5 @@ def make_plan(
             size = 1 if step_flops(members[0][1]) >= LARGE_STEP_FLOPS else 16
         stacks += [members[i : i + size] for i in range(0, len(members), size)]
     cores = cpu_count()
-    if workers is None:
-        total = sum(step_flops(c) * c.train.steps for _, c in runs)
-        workers = 1 if on_gpu or len(stacks) == 1 or total < IN_PROCESS_FLOPS else min(cores, len(stacks))
-    workers = max(1, min(workers, len(stacks)))
+    workers = 1 if workers is None or on_gpu else max(1, min(workers, len(stacks)))
     return Plan(stacks=stacks, workers=workers, threads=max(1, cores // workers), device=device)
