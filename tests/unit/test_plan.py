@@ -1,0 +1,30 @@
+"""The planner: who shares a stack, and how big stacks get per device."""
+
+from __future__ import annotations
+
+from groklab import expand_runs
+from groklab.config import parse_experiment
+from groklab.engine.plan import make_plan
+
+
+def _ids(spec: dict) -> list[tuple[str, object]]:
+    return [(f"r{i}", c) for i, c in enumerate(expand_runs(parse_experiment(spec)))]
+
+
+def test_per_run_keys_share_a_stack_shape_keys_do_not() -> None:
+    parity = {"task": {"name": "parity", "n_bits": 10, "k": 2}, "model": {"width": 16}, "seeds": 3}
+    runs = _ids({**parity, "sweep": {"optimizer.lr": [0.1, 0.2], "task.label_noise": [0.0, 0.1]}})
+    assert [len(s) for s in make_plan(runs).stacks] == [12]
+    runs = _ids({**parity, "sweep": {"model.width": [16, 32]}})
+    plan = make_plan(runs)
+    assert sorted(len(s) for s in plan.stacks) == [3, 3]
+    assert all(len({c.model.width for _, c in s}) == 1 for s in plan.stacks)
+
+
+def test_large_runs_are_not_stacked_on_cpu_but_are_on_gpu() -> None:
+    gromov = {"task": {"modulus": 97}, "model": {"width": 500}, "seeds": 4}
+    assert [len(s) for s in make_plan(_ids(gromov)).stacks] == [1, 1, 1, 1]
+    assert [len(s) for s in make_plan(_ids(gromov), device="cuda").stacks] == [4]
+    small = {"task": {"name": "parity"}, "seeds": 20}
+    assert [len(s) for s in make_plan(_ids(small)).stacks] == [16, 4]
+    assert make_plan(_ids(small)).workers == 1 and make_plan(_ids(small), workers=2).workers == 2
