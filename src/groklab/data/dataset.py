@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
-PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5}
+PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5, "dropout": 6}
 
 
 def derive_seed(seed: int, purpose: str) -> int:
-    """An independent 63-bit seed for one purpose of one run (split, noise, init, batches, sample).
+    """An independent 63-bit seed for one purpose of one run (split, noise, init, batches, sample, dropout).
 
     Separate streams mean, e.g., that changing label_noise leaves the split and the init unchanged.
     """
@@ -82,3 +82,34 @@ def corrupt_labels(
     noisy = labels.copy()
     noisy[mask] = (labels[mask] + shift) % n_classes
     return noisy, mask
+
+
+def split_table(pairs: np.ndarray, labels: np.ndarray, task: Any, seed: int) -> RunData:
+    """Split a full operation table for one run: held-out labels to test, then a random train_fraction
+    of the rest to train (the others to test); then corrupt label_noise of the training labels.
+
+    `task` is a ModularTask or PermutationTask (train_fraction, holdout_labels, label_noise, n_labels).
+    """
+    held_out = np.isin(labels, task.holdout_labels)
+    eligible = np.flatnonzero(~held_out)
+    n_train = int(round(task.train_fraction * len(eligible)))
+    if n_train == 0:
+        raise ValueError(f"task.train_fraction: {task.train_fraction} leaves no training examples")
+    order = rng_for(seed, "split").permutation(eligible)
+    train_index = np.sort(order[:n_train])
+    test_index = np.sort(np.concatenate([order[n_train:], np.flatnonzero(held_out)]))
+    if len(test_index) == 0:
+        raise ValueError("task.train_fraction: 1 with no held-out examples leaves an empty test set")
+    n_classes = task.n_labels
+    y_train, corrupted = corrupt_labels(labels[train_index], task.label_noise, n_classes, rng_for(seed, "noise"))
+    return RunData(
+        x_train=torch.from_numpy(pairs[train_index]),
+        y_train=torch.from_numpy(y_train),
+        x_test=torch.from_numpy(pairs[test_index]),
+        y_test=torch.from_numpy(labels[test_index]),
+        y_train_clean=torch.from_numpy(labels[train_index]),
+        corrupted=torch.from_numpy(corrupted),
+        n_classes=n_classes,
+        vocab=n_classes,
+        info={"train_index": train_index, "test_index": test_index},
+    )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from groklab.config import ModularTask
-from groklab.data.dataset import RunData, corrupt_labels, rng_for
+from groklab.data.dataset import RunData, split_table
 
 
 def operation_table(operation: str, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,27 +38,6 @@ def operation_table(operation: str, p: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_modular(task: ModularTask, seed: int) -> RunData:
-    """The split of one run: held-out labels to test, then a random train_fraction of the rest to train."""
+    """The data of one run: the table of a ∘ b mod p, split and corrupted for this seed."""
     pairs, labels = operation_table(task.operation, task.modulus)
-    held_out = np.isin(labels, task.holdout_labels)
-    eligible = np.flatnonzero(~held_out)
-    n_train = int(round(task.train_fraction * len(eligible)))
-    if not 0 < n_train:
-        raise ValueError(f"task.train_fraction: {task.train_fraction} leaves no training examples")
-    order = rng_for(seed, "split").permutation(eligible)
-    train_index = np.sort(order[:n_train])
-    test_index = np.sort(np.concatenate([order[n_train:], np.flatnonzero(held_out)]))
-    if len(test_index) == 0:
-        raise ValueError("task.train_fraction: 1 with no held-out examples leaves an empty test set")
-    y_train, corrupted = corrupt_labels(labels[train_index], task.label_noise, task.modulus, rng_for(seed, "noise"))
-    return RunData(
-        x_train=torch.from_numpy(pairs[train_index]),
-        y_train=torch.from_numpy(y_train),
-        x_test=torch.from_numpy(pairs[test_index]),
-        y_test=torch.from_numpy(labels[test_index]),
-        y_train_clean=torch.from_numpy(labels[train_index]),
-        corrupted=torch.from_numpy(corrupted),
-        n_classes=task.modulus,
-        vocab=task.modulus,
-        info={"train_index": train_index, "test_index": test_index},
-    )
+    return split_table(pairs, labels, task, seed)

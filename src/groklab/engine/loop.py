@@ -106,8 +106,9 @@ class Stack:
             tensor = torch.stack([getattr(d, name) for d in self.data]).to(device)
             return tensor.to(self.dtype) if tensor.is_floating_point() else tensor
 
-        self.x_train, self.y_train = stacked("x_train"), stacked("y_train")  # (run, n_train, ...), (run, n_train)
-        self.x_test, self.y_test = stacked("x_test"), stacked("y_test")
+        # Inputs are prepared once (e.g. token sequences for a transformer), never inside the step.
+        self.x_train, self.y_train = self.model.prepare(stacked("x_train")), stacked("y_train")  # (run, n, ...)
+        self.x_test, self.y_test = self.model.prepare(stacked("x_test")), stacked("y_test")
         # Each run inits from its own model config: init_scale is a per-run quantity.
         per_run = [build_model(c.model, d).init(c.seed, self.dtype) for c, d in zip(self.configs, self.data)]
         per_run = [{n: p.to(device) for n, p in params.items()} for params in per_run]
@@ -120,6 +121,12 @@ class Stack:
         self.generators = [torch.Generator().manual_seed(derive_seed(c.seed, "batches")) for c in self.configs]
         self.order: torch.Tensor | None = None  # (run, n_train) this epoch's permutation
         self.cursor = n_train
+        self.loss_dtype = torch.float64 if first.train.loss_dtype == "float64" else self.dtype
+        # Dropout draws each run's masks from the run's own generator (stacked == alone holds).
+        dropout = getattr(first.model, "dropout", 0.0)
+        self.dropout_generators = (
+            [torch.Generator().manual_seed(derive_seed(c.seed, "dropout")) for c in self.configs] if dropout else None
+        )
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next (x, y) of every run: the whole train set, or the next slice of each run's shuffle."""
@@ -138,7 +145,11 @@ class Stack:
     def train_step(self, step: int, loss_kind: str) -> None:
         """One optimizer update of every run in the stack (no host synchronization)."""
         x, y = self.batch()
-        loss = per_run_loss(self.model.forward(self.params, x), y, loss_kind).sum()
+        if self.dropout_generators is None:
+            logits = self.model.forward(self.params, x)
+        else:
+            logits = self.model.forward(self.params, x, generators=self.dropout_generators)
+        loss = per_run_loss(logits.to(self.loss_dtype), y, loss_kind).sum()
         # Summing the runs' losses gives each run exactly its own gradient: runs share no parameters.
         grads = torch.autograd.grad(loss, list(self.params.values()))
         self.optimizer.step(self.params, dict(zip(self.params, grads)), step)
@@ -149,7 +160,7 @@ class Stack:
         rows = []
         for x, y in ((self.x_train, self.y_train), (self.x_test, self.y_test)):
             logits = self.model.forward(self.params, x)
-            rows.append(per_run_loss(logits, y, loss_kind))
+            rows.append(per_run_loss(logits.to(self.loss_dtype), y, loss_kind).to(self.dtype))
             rows.append((logits.argmax(dim=-1) == y).to(self.dtype).mean(dim=1))
         rows.append(torch.sqrt(sum(p.square().flatten(1).sum(dim=1) for p in self.params.values())))
         return torch.stack(rows)
@@ -166,6 +177,8 @@ class Stack:
             self.order = self.order[mask]
         for name in ("ids", "configs", "data", "generators"):
             setattr(self, name, [item for item, k in zip(getattr(self, name), keep) if k])
+        if self.dropout_generators is not None:
+            self.dropout_generators = [g for g, k in zip(self.dropout_generators, keep) if k]
 
 
 def train_stack(

@@ -23,7 +23,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from groklab.config import ModularTask, RunConfig
+from groklab.config import ParityTask, RunConfig, TransformerModel
 
 PER_RUN_KEYS = {
     "seed",
@@ -77,12 +77,17 @@ def stack_key(config: RunConfig) -> str:
 def step_flops(config: RunConfig) -> float:
     """Approximate FLOPs of one training step of one run (forward + backward ~ 3x forward matmuls)."""
     task, model = config.task, config.model
-    if isinstance(task, ModularTask):
-        n_train = round(task.train_fraction * task.modulus**2)
-        d_in, n_out = (2 * model.embedding_dim if model.embedding == "learned" else 2), task.modulus
-    else:
+    if isinstance(task, ParityTask):
         n_train, d_in, n_out = task.n_train, task.n_bits, 2
+    else:
+        n_train, d_in, n_out = round(task.train_fraction * task.n_labels**2), 2, task.n_labels
     batch = min(config.train.batch_size or n_train, n_train)
+    if isinstance(model, TransformerModel):
+        n_ctx = 3 if model.sequence == "a b =" else 4
+        per_position = 4 * model.d_model**2 + 2 * model.d_model * model.d_mlp
+        return 6.0 * batch * (model.n_layers * n_ctx * per_position + model.d_model * n_out)
+    if model.embedding == "learned":
+        d_in = 2 * model.embedding_dim
     weights = d_in * model.width + (model.depth - 1) * model.width**2 + model.width * n_out
     return 6.0 * batch * weights
 

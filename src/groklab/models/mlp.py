@@ -77,6 +77,10 @@ class MLP:
             self.d_in = self.n_tokens * config.embedding_dim
         self.act = ACTIVATIONS[config.activation]
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs as the model consumes them: unchanged for the MLP (operand tokens or vectors)."""
+        return x
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter name -> shape of one run (no run axis)."""
         c, shapes = self.config, {}

@@ -1,0 +1,48 @@
+"""Experiment specs: what a user writes (YAML or Python), validated into typed configs.
+
+base.py        strict settings, SpecError
+tasks.py       ModularTask, PermutationTask, ParityTask
+models.py      MLPModel, TransformerModel
+training.py    OptimizerConfig, TrainConfig
+experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
+overrides.py   YAML files and --set / --sweep overrides
+"""
+
+from groklab.config.base import SpecError
+from groklab.config.experiment import (
+    Experiment,
+    RunConfig,
+    expand_runs,
+    field_reference,
+    flatten,
+    format_validation_error,
+    parse_experiment,
+    run_params,
+)
+from groklab.config.models import MLPModel, TransformerModel
+from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
+from groklab.config.tasks import ModularTask, ParityTask, PermutationTask
+from groklab.config.training import OptimizerConfig, TrainConfig
+
+__all__ = [
+    "Experiment",
+    "MLPModel",
+    "ModularTask",
+    "OptimizerConfig",
+    "ParityTask",
+    "PermutationTask",
+    "RunConfig",
+    "SpecError",
+    "TrainConfig",
+    "TransformerModel",
+    "apply_overrides",
+    "expand_runs",
+    "field_reference",
+    "flatten",
+    "format_validation_error",
+    "load_yaml",
+    "parse_experiment",
+    "parse_scalar",
+    "run_params",
+    "set_dotted",
+]

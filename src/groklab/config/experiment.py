@@ -1,0 +1,238 @@
+"""Experiment specs: what a user writes (YAML or Python), validated into typed configs.
+
+An experiment is `name`, `task`, `model`, `optimizer`, `train`, `seeds` and an optional `sweep` grid.
+Every combination of sweep values x every seed is one *run*; `expand_runs` resolves each run into a
+complete `RunConfig`, and every resolved run is validated before anything is trained or written.
+
+Every field carries a docstring: they are the reference (`groklab run --help`, docs/spec.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from groklab.config.base import STRICT, SpecError
+from groklab.config.models import MLPModel, TransformerModel
+from groklab.config.overrides import set_dotted
+from groklab.config.tasks import ModularTask, ParityTask, PermutationTask
+from groklab.config.training import OptimizerConfig, TrainConfig
+
+Task = Annotated[ModularTask | PermutationTask | ParityTask, Field(discriminator="name")]
+Model = Annotated[MLPModel | TransformerModel, Field(discriminator="name")]
+
+
+def _default_names(data: Any) -> Any:
+    """Let users omit task.name / model.name (modular, mlp) although they discriminate the unions."""
+    if isinstance(data, dict):
+        data = dict(data)
+        for key, default in (("task", "modular"), ("model", "mlp")):
+            if isinstance(data.get(key), dict) and "name" not in data[key]:
+                data[key] = {"name": default, **data[key]}
+    return data
+
+
+class RunConfig(BaseModel):
+    """One fully resolved run: what the engine trains."""
+
+    model_config = STRICT
+    _names = model_validator(mode="before")(_default_names)
+    task: Task = Field(default_factory=ModularTask)
+    """The data: task.name is modular, permutation or parity."""
+    model: Model = Field(default_factory=MLPModel)
+    """The network: model.name is mlp or transformer."""
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    """The optimizer and its hyperparameters."""
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    """Budget, loss, evaluation schedule, dtype."""
+    seed: int = 0
+    """Seed of this run: its data split/sample, label noise, init and batch order."""
+
+    @model_validator(mode="after")
+    def _compatible(self) -> RunConfig:
+        if isinstance(self.task, ParityTask):
+            if isinstance(self.model, TransformerModel):
+                raise ValueError("model.name: parity inputs are vectors, not token sequences; use mlp for parity")
+            if self.model.embedding == "learned":
+                raise ValueError("model.embedding: parity inputs are vectors; use one_hot (the default) for parity")
+        return self
+
+
+class Experiment(BaseModel):
+    """An experiment: a base run, seeds, and a sweep grid. Each (sweep point, seed) is one run."""
+
+    model_config = STRICT
+    _names = model_validator(mode="before")(_default_names)
+    name: str = "experiment"
+    """Name of the experiment (used for the default output directory)."""
+    description: str = ""
+    """One line saying what the experiment shows (shown by groklab list)."""
+    task: Task = Field(default_factory=ModularTask)
+    """The data (see task.* keys)."""
+    model: Model = Field(default_factory=MLPModel)
+    """The network (see model.* keys)."""
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    """The optimizer (see optimizer.* keys)."""
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    """Training (see train.* keys)."""
+    seeds: int | list[int] = 1
+    """A count n (seeds 0..n-1) or an explicit list of seeds."""
+    sweep: dict[str, list[Any]] = {}
+    """Grid: dotted key -> list of values; every combination x every seed is one run."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
+        if isinstance(seeds, int) and seeds < 1:
+            raise ValueError(f"seeds: {seeds} must be a count >= 1 or a list of integers")
+        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"seeds: {seeds} must be a non-empty list of distinct integers")
+        return seeds
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep(cls, sweep: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in sweep.items():
+            if key.split(".")[0] not in ("task", "model", "optimizer", "train"):
+                raise ValueError(f"sweep.{key}: sweep keys are dotted paths under task, model, optimizer, train")
+            if not values:
+                raise ValueError(f"sweep.{key}: needs at least one value")
+        return sweep
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds as a list."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def base(self) -> dict[str, Any]:
+        """The run-level part of the spec as plain data (no name/seeds/sweep)."""
+        return self.model_dump(mode="json", include={"task", "model", "optimizer", "train"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parsing, overrides, expansion, error messages
+
+
+def format_validation_error(error: ValidationError, prefix: str = "") -> str:
+    """One line naming the offending key and what is allowed (first error only)."""
+    first = error.errors()[0]
+    # Drop discriminator tags (e.g. 'modular' in task.modular.modulus) from the location.
+    tags = ("modular", "permutation", "parity", "mlp", "transformer", "function-after")
+    loc = [str(part) for part in first["loc"] if part not in tags]
+    key = prefix + ".".join(loc)
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        parent = ".".join(loc[:-1])
+        return f"{key}: unknown key{_allowed_keys(parent)}"
+    if message.startswith(f"{key}:"):
+        return message
+    got = first.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    if first["type"] == "union_tag_invalid":
+        return f"{key}.name: {message}"
+    return f"{key}: {message}{shown}"
+
+
+def _allowed_keys(parent: str) -> str:
+    classes: dict[str, list[type[BaseModel]]] = {
+        "": [Experiment],
+        "task": [ModularTask, PermutationTask, ParityTask],
+        "model": [MLPModel, TransformerModel],
+        "optimizer": [OptimizerConfig],
+        "train": [TrainConfig],
+    }
+    fields = sorted({f for cls in classes.get(parent, []) for f in cls.model_fields})
+    return f"; allowed: {', '.join(fields)}" if fields else ""
+
+
+def parse_experiment(data: Any, source: str = "spec") -> Experiment:
+    """Validate plain data (from YAML or Python) into an Experiment, or raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: must be a mapping of keys (name, task, model, optimizer, train, seeds, sweep)")
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error)) from None
+
+
+def expand_runs(experiment: Experiment) -> list[RunConfig]:
+    """Every sweep point x every seed, resolved and validated, in a stable order."""
+    keys = list(experiment.sweep)
+    grid = itertools.product(*(experiment.sweep[k] for k in keys)) if keys else [()]
+    runs: list[RunConfig] = []
+    base = experiment.base()
+    for point in grid:
+        data = copy.deepcopy(base)
+        for key, value in zip(keys, point):
+            _check_sweep_key(base, key)
+            set_dotted(data, key, value)
+        _reset_family_defaults(base, data, keys)
+        for seed in experiment.seed_list:
+            try:
+                runs.append(RunConfig.model_validate({**data, "seed": seed}))
+            except ValidationError as error:
+                where = ", ".join(f"{k}={v}" for k, v in zip(keys, point))
+                line = format_validation_error(error)
+                raise SpecError(f"{line} (sweep point {where})" if where else line) from None
+    return runs
+
+
+def _check_sweep_key(base: dict[str, Any], key: str) -> None:
+    node: Any = base
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if key.split(".")[:2] == ["task", "name"] or key.split(".")[:2] == ["model", "name"]:
+                return
+            parent = key.rsplit(".", 1)[0]
+            raise SpecError(f"sweep.{key}: unknown key{_allowed_keys(parent)}")
+        node = node[part]
+
+
+def _reset_family_defaults(base: dict[str, Any], data: dict[str, Any], keys: list[str]) -> None:
+    """When a sweep changes task.name or model.name, drop the other family's defaulted keys."""
+    for section in ("task", "model"):
+        if f"{section}.name" in keys and data[section]["name"] != base[section]["name"]:
+            swept = {k.split(".", 1)[1] for k in keys if k.startswith(f"{section}.")}
+            data[section] = {k: v for k, v in data[section].items() if k in swept}
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists and tuples stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def run_params(run: RunConfig) -> dict[str, Any]:
+    """Every resolved parameter of a run as dotted key -> value (seed included)."""
+    return flatten(run.model_dump(mode="json"))
+
+
+def field_reference() -> str:
+    """The documentation of every spec key, one line each (used by --help and docs/spec.md)."""
+    lines = []
+    sections: list[tuple[str, list[type[BaseModel]]]] = [
+        ("", [Experiment]),
+        ("task.", [ModularTask, PermutationTask, ParityTask]),
+        ("model.", [MLPModel, TransformerModel]),
+        ("optimizer.", [OptimizerConfig]),
+        ("train.", [TrainConfig]),
+    ]
+    for prefix, classes in sections:
+        for cls in classes:
+            for name, field in cls.model_fields.items():
+                if prefix == "" and name in ("task", "model", "optimizer", "train"):
+                    continue
+                doc = " ".join((field.description or "").split())
+                default = field.get_default(call_default_factory=True)
+                scope = f" [{cls.__name__}]" if prefix in ("task.", "model.") else ""
+                lines.append(f"{prefix}{name}{scope} (default {default!r}): {doc}")
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""Model specs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from groklab.config.base import STRICT
+
+Activation = Literal["quadratic", "relu", "gelu", "tanh", "sigmoid", "silu", "identity"]
+
+
+class MLPModel(BaseModel):
+    """Multi-layer perceptron with a run axis (Gromov 2023; the parity net of Barak et al.)."""
+
+    model_config = STRICT
+    name: Literal["mlp"] = "mlp"
+    """Architecture: mlp."""
+    width: int = Field(500, ge=1)
+    """N: neurons per hidden layer."""
+    depth: int = Field(1, ge=1)
+    """Number of hidden layers (1 = Gromov's 2-layer network: W_in, activation, W_out)."""
+    activation: Activation = "relu"
+    """Nonlinearity: quadratic (x^2, Gromov), relu, gelu, tanh, sigmoid, silu, identity."""
+    bias: bool = True
+    """Whether the linear layers have biases (Gromov: no)."""
+    init: Literal["default", "gromov"] = "default"
+    """default: PyTorch nn.Linear init U(+-1/sqrt(fan_in)), embeddings N(0,1);
+    gromov: N(0, 0.25 / (2N)^(2/3)) for W_in and W_out, as the fcn model of Gromov's repository."""
+    init_scale: float = Field(1.0, gt=0.0)
+    """alpha: every parameter (weights and biases) is multiplied by this after init (Omnigrok, Liu 2023)."""
+    embedding: Literal["one_hot", "learned"] = "one_hot"
+    """Token tasks only. one_hot: W_in acts on the concatenated one-hots of a and b (2p inputs);
+    learned: a shared embedding W_E (p x embedding_dim) per operand, concatenated, then W_in."""
+    embedding_dim: int = Field(128, ge=1)
+    """Size of a learned embedding (embedding: learned only)."""
+
+
+class TransformerModel(BaseModel):
+    """Decoder-only transformer with a run axis: Nanda et al. 2023 (1 layer) and Power et al. 2022 (2 layers).
+
+    The input pair (a, b) becomes the token sequence given by `sequence`; the answer is read at the
+    last ("=") position. Weights are named as TransformerLens names them (W_E, W_pos, W_Q, W_K, W_V,
+    W_O, W_in, W_out, W_U) and every activation has a named hook point.
+    """
+
+    model_config = STRICT
+    name: Literal["transformer"] = "transformer"
+    """Architecture: transformer."""
+    sequence: Literal["a b =", "a op b ="] = "a b ="
+    """Token sequence: Nanda's "a b =" (3 positions) or Power's "a op b =" (4 positions)."""
+    n_layers: int = Field(1, ge=1)
+    """Number of transformer blocks (Nanda 1, Power 2)."""
+    d_model: int = Field(128, ge=1)
+    """Width of the residual stream."""
+    n_heads: int = Field(4, ge=1)
+    """Attention heads per block."""
+    d_head: int | None = Field(None, ge=1)
+    """Width of each head; null = d_model / n_heads."""
+    d_mlp: int = Field(512, ge=1)
+    """Hidden width of each MLP block."""
+    activation: Activation = "relu"
+    """MLP nonlinearity."""
+    layernorm: Literal["none", "pre", "post"] = "none"
+    """none (Nanda), pre (GPT-2: normalize each block's input, and the final residual), or post
+    (the original transformer: normalize after each residual addition)."""
+    attention: Literal["causal", "full"] = "causal"
+    """causal: a position attends to itself and earlier ones; full: to every position."""
+    positional: Literal["learned", "sinusoidal"] = "learned"
+    """learned W_pos (Nanda) or fixed sinusoidal encodings (Vaswani et al.; not trained)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on attention patterns and on attention/MLP outputs during training (Power: option)."""
+    attn_bias: bool = False
+    """Biases b_Q, b_K, b_V, b_O in attention (Nanda: none)."""
+    mlp_bias: bool = True
+    """Biases b_in, b_out in the MLP (Nanda: yes)."""
+    unembed_bias: bool = False
+    """Bias b_U on the logits (Nanda: none)."""
+    init: Literal["nanda", "default"] = "nanda"
+    """nanda: every matrix N(0, 1/d_model) (W_U: N(0, 1/d_vocab)), biases 0, as Nanda's code;
+    default: nn.Linear's U(+-1/sqrt(fan_in)), embeddings N(0, 1), LayerNorm 1/0."""
+    init_scale: float = Field(1.0, gt=0.0)
+    """alpha: every parameter is multiplied by this after init (Omnigrok, Liu 2023)."""
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> TransformerModel:
+        if self.d_head is None and self.d_model % self.n_heads:
+            raise ValueError(
+                f"model.n_heads: {self.n_heads} does not divide model.d_model ({self.d_model}); set model.d_head"
+            )
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        """d_head, resolved."""
+        return self.d_head if self.d_head is not None else self.d_model // self.n_heads

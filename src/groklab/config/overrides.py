@@ -1,0 +1,91 @@
+"""Reading spec files and applying command-line overrides to raw spec data (before validation)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from groklab.config.base import SpecError
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML spec file, raising SpecError for a missing or malformed file."""
+    if not path.is_file():
+        raise SpecError(f"{path}: no such spec file (give a YAML path or a built-in name: groklab list)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{path}: malformed YAML{where}: {getattr(error, 'problem', error)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping (name, task, model, optimizer, train, seeds, sweep)")
+    return data
+
+
+def parse_scalar(text: str) -> Any:
+    """Parse a command-line value as a YAML scalar (0.01 -> float, true -> bool, [0.9, 0.98] -> list)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """data['a']['b'] = value for key 'a.b' (creating mappings on the way)."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {} if child is None else child
+            if not isinstance(child, dict):
+                raise SpecError(f"{key}: {part} is not a mapping")
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(
+    data: dict[str, Any], sets: list[str] | None = None, sweeps: list[str] | None = None
+) -> dict[str, Any]:
+    """Apply `--set KEY=VALUE` and `--sweep KEY=V1,V2` to raw spec data (a copy is returned)."""
+    data = copy.deepcopy(data)
+    for item in sets or []:
+        key, value = _split_assignment(item, "--set")
+        set_dotted(data, key, parse_scalar(value))
+    for item in sweeps or []:
+        key, values = _split_assignment(item, "--sweep")
+        sweep = data.setdefault("sweep", {}) or {}
+        if not isinstance(sweep, dict):
+            raise SpecError("sweep: must be a mapping of dotted key -> list of values")
+        sweep[key] = [parse_scalar(v) for v in _split_values(values)]
+        data["sweep"] = sweep
+    return data
+
+
+def _split_assignment(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"{flag} {item}: expected KEY=VALUE with a dotted key, e.g. optimizer.lr=0.01")
+    return key.strip(), value.strip()
+
+
+def _split_values(text: str) -> list[str]:
+    """Split V1,V2,... on commas outside brackets, so betas=[0.9,0.98],[0.9,0.999] works."""
+    values, depth, current = [], 0, ""
+    for char in text:
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == "," and depth == 0:
+            values.append(current)
+            current = ""
+        else:
+            current += char
+    values.append(current)
+    return [v.strip() for v in values if v.strip()]

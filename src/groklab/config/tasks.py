@@ -1,0 +1,138 @@
+"""Task specs: modular arithmetic, permutation-group products (S5) and sparse parity."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from groklab.config.base import STRICT
+
+POLYNOMIAL_OPERATIONS = ("x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y")
+ModularOperation = Literal["add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y"]
+
+
+class _TableTask(BaseModel):
+    """A binary operation over a finite table of pairs: split per seed, optional held-out labels and noise."""
+
+    model_config = STRICT
+    train_fraction: float = 0.5
+    """Fraction of the (eligible) pairs used for training, drawn per seed; the rest is the test set.
+    In (0, 1); 1 is allowed only with holdout_labels (then the test set is exactly the held-out labels)."""
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of training labels replaced by a different, uniformly random label (Doshi et al. 2023).
+    Exactly round(label_noise * n_train) examples are corrupted; their indices are recorded."""
+    holdout_labels: list[int] = []
+    """Every example whose label is in this list goes to the test set (seed 003, exp3)."""
+
+    @property
+    def n_labels(self) -> int:
+        """Number of classes (and of operand values)."""
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _check_split(self) -> _TableTask:
+        top = 1.0 if self.holdout_labels else 1.0 - 1e-12
+        if not 0.0 < self.train_fraction <= top:
+            allowed = "(0, 1]" if self.holdout_labels else "(0, 1) (1 only together with holdout_labels)"
+            raise ValueError(f"task.train_fraction: {self.train_fraction} is outside {allowed}")
+        bad = [label for label in self.holdout_labels if not 0 <= label < self.n_labels]
+        if bad:
+            raise ValueError(f"task.holdout_labels: {bad} are not labels 0..{self.n_labels - 1}")
+        return self
+
+
+class ModularTask(_TableTask):
+    """Binary operation a ∘ b mod p over all pairs (a, b), as in Power et al. 2022 and Gromov 2023.
+
+    Encoded example (operation add, modulus 7): the pair (a=3, b=5) is the input tokens [3, 5] and
+    its label is (3 + 5) mod 7 = 1. An MLP with one-hot input sees [e_3 | e_5], a vector of 2p entries;
+    a transformer sees the sequence [3, 5, =] (or [3, op, 5, =]) and answers at the "=" position.
+    """
+
+    name: Literal["modular"] = "modular"
+    """Task family: modular arithmetic."""
+    operation: ModularOperation = "add"
+    """add: a+b; sub: a-b; mul: a*b; div: a*b^-1 (b != 0, modulus prime); polynomials of Power et al.:
+    x2+y2, x2+xy+y2, x2+xy+y2+x, x3+xy, x3+xy2+y (x = a, y = b), all mod p."""
+    modulus: int = Field(97, ge=2)
+    """p: the modulus; labels and operands are residues 0..p-1. Must be prime for div."""
+
+    @property
+    def n_labels(self) -> int:
+        """p."""
+        return self.modulus
+
+    @model_validator(mode="after")
+    def _check_modulus(self) -> ModularTask:
+        p = self.modulus
+        if self.operation == "div" and not _is_prime(p):
+            raise ValueError(f"task.modulus: {p} is not prime; division a*b^-1 mod p needs a prime modulus")
+        return self
+
+
+class PermutationTask(_TableTask):
+    """Products in the symmetric group S_n (Power et al. 2022 use S5: 120 permutations).
+
+    Permutations are numbered in lexicographic order of their one-line notation (0 is the identity),
+    and (x y)(i) = x(y(i)). Encoded example (degree 3, operation xy): x = 1 = (0 2 1), y = 2 = (1 0 2);
+    x y = (x[1], x[0], x[2]) = (2, 0, 1), which is permutation 4: tokens [1, 2], label 4.
+    """
+
+    name: Literal["permutation"] = "permutation"
+    """Task family: permutation-group products."""
+    operation: Literal["xy", "xyx^-1", "xyx"] = "xy"
+    """xy: x∘y; xyx^-1: x∘y∘x⁻¹ (conjugation); xyx: x∘y∘x."""
+    degree: int = Field(5, ge=2, le=6)
+    """n of S_n: 5 gives Power et al.'s 120 permutations (6 gives 720)."""
+
+    @property
+    def n_labels(self) -> int:
+        """n!."""
+        return math.factorial(self.degree)
+
+
+class ParityTask(BaseModel):
+    """Sparse (n, k)-parity (Barak et al. 2022): x uniform in {-1,1}^n, y = prod_{i in S} x_i, |S| = k.
+
+    Encoded example (n_bits 4, k 2, coordinates [0, 1]): x = [-1, 1, 1, -1] has parity -1 * 1 = -1,
+    which is class 1 (class 0 is parity +1, class 1 is parity -1).
+    """
+
+    model_config = STRICT
+    name: Literal["parity"] = "parity"
+    """Task family: sparse parity."""
+    n_bits: int = Field(50, ge=1)
+    """n: length of the input vector."""
+    k: int = Field(2, ge=1)
+    """k: number of coordinates whose product is the label."""
+    coordinates: list[int] | None = None
+    """The k relevant coordinates (0-based); null means the first k, as in seed 001 (x1 * x2)."""
+    n_train: int = Field(300, ge=1)
+    """Training examples, sampled per seed."""
+    n_test: int = Field(100, ge=1)
+    """Test examples, sampled per seed (labels always clean)."""
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of training labels flipped (seed 001, Hypothesis 2); exactly round(label_noise * n_train)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> ParityTask:
+        if self.k > self.n_bits:
+            raise ValueError(f"task.k: {self.k} is larger than task.n_bits ({self.n_bits}); allowed 1..n_bits")
+        if self.coordinates is not None:
+            coords = self.coordinates
+            if len(coords) != self.k or len(set(coords)) != self.k or not all(0 <= c < self.n_bits for c in coords):
+                raise ValueError(
+                    f"task.coordinates: {coords} must be {self.k} distinct indices in 0..{self.n_bits - 1}"
+                )
+        return self
+
+    @property
+    def relevant(self) -> list[int]:
+        """The coordinates whose product is the label."""
+        return list(self.coordinates) if self.coordinates is not None else list(range(self.k))
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))

@@ -1,0 +1,78 @@
+"""Optimizer and training specs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from groklab.config.base import STRICT
+
+
+class OptimizerConfig(BaseModel):
+    """Optimizer; every hyperparameter here may differ between the runs of one stack."""
+
+    model_config = STRICT
+    name: Literal["sgd", "adam", "adamw"] = "adamw"
+    """sgd (with optional momentum, L2 weight decay), adam (L2 weight decay), adamw (decoupled decay)."""
+    lr: float = 1e-3
+    """Peak learning rate, > 0."""
+    weight_decay: float = Field(0.0, ge=0.0)
+    """Weight decay coefficient (decoupled for adamw, added to the gradient for sgd and adam)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam/AdamW moment decay rates (beta1, beta2), each in [0, 1)."""
+    eps: float = Field(1e-8, gt=0.0)
+    """Adam/AdamW denominator epsilon (Thilak et al.: controls the slingshot)."""
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    """SGD momentum (heavy ball, no dampening); sgd only."""
+    warmup_steps: int = Field(0, ge=0)
+    """Linear warmup: lr * min(1, step / warmup_steps), step counted from 0 as in Power's and Nanda's code."""
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, lr: float) -> float:
+        if not lr > 0:
+            raise ValueError(f"optimizer.lr: {lr} must be > 0")
+        return lr
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"optimizer.betas: {list(betas)} must both be in [0, 1)")
+        return betas
+
+    @model_validator(mode="after")
+    def _momentum_only_for_sgd(self) -> OptimizerConfig:
+        if self.momentum and self.name != "sgd":
+            raise ValueError(f"optimizer.momentum: only sgd has momentum (optimizer.name is {self.name})")
+        return self
+
+
+class TrainConfig(BaseModel):
+    """Training budget, loss, evaluation schedule and numerics."""
+
+    model_config = STRICT
+    steps: int = Field(10_000, ge=1)
+    """Optimizer steps per run."""
+    batch_size: int | None = Field(None, ge=1)
+    """Minibatch size (reshuffled every epoch, per run); null = full batch."""
+    loss: Literal["cross_entropy", "mse", "hinge"] = "cross_entropy"
+    """cross_entropy; mse on one-hot targets (mean over examples and classes, Gromov);
+    hinge: multi-class margin loss (torch multi_margin_loss, Merrill et al.)."""
+    eval_every: int | Literal["log"] = Field(100)
+    """Evaluate train and test loss/accuracy every this many steps, or "log" for ~100 log-spaced steps.
+    Step 0 and the last step are always evaluated. Events are read at evaluated steps only."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Floating point type of parameters and activations."""
+    loss_dtype: Literal["float32", "float64"] = "float32"
+    """Type the loss is computed in: float64 (Nanda) keeps log-softmax exact at very low losses."""
+    stop_after_generalized: int | None = Field(None, ge=0)
+    """Keep training this many steps after a run generalized, then stop it; null = never stop early."""
+
+    @field_validator("eval_every")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"train.eval_every: {value} must be >= 1 or 'log'")
+        return value
