@@ -181,3 +181,35 @@ def test_usage_errors_are_one_line() -> None:
         result = groklab(*args)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+def test_transformer_builtins_run_through_the_cli(tmp_path: Path) -> None:
+    tiny = [
+        "--set",
+        "train.steps=4",
+        "--set",
+        "model.d_model=16",
+        "--set",
+        "model.d_mlp=32",
+        "--set",
+        "train.eval_every=2",
+    ]
+    for name, modulus in (("nanda-modadd", "task.modulus=11"), ("power-division", "task.modulus=7")):
+        out = tmp_path / name
+        result = groklab("run", name, "--out", str(out), "--quiet", "--set", modulus, *tiny)
+        assert result.returncode == 0, result.stderr
+        (row,) = json.loads(groklab("summary", str(out), "--json").stdout)
+        assert row["status"] == "completed" and row["steps"] == 4 and row["params"]["model.name"] == "transformer"
+    perm = groklab(
+        "run",
+        "power-division",
+        "--out",
+        str(tmp_path / "s5"),
+        "--quiet",
+        *tiny,
+        "--set",
+        "task={name: permutation, degree: 4}",
+    )
+    assert perm.returncode == 0, perm.stderr
+    bad = groklab("run", "nanda-modadd", "--set", "model.n_heads=5", "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "model.n_heads: 5 does not divide model.d_model (128)" in bad.stderr

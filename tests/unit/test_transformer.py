@@ -158,3 +158,17 @@ def test_permutation_task_splits_and_holds_out() -> None:
     data = make_data(PermutationTask(degree=4, train_fraction=1.0, holdout_labels=[0]), seed=0)
     assert set(data.y_test.tolist()) == {0} and len(data.y_test) == 24  # x y = e for 24 pairs
     assert data.n_classes == 24 and len(data.y_train) == 24 * 24 - 24
+
+
+def test_a_tiny_transformer_groks() -> None:
+    config = RunConfig.model_validate(
+        {
+            "task": {"modulus": 23, "train_fraction": 0.7},
+            "model": {"name": "transformer", "d_model": 32, "n_heads": 4, "d_mlp": 128},
+            "optimizer": {"name": "adamw", "lr": 1e-2, "weight_decay": 1.0, "betas": [0.9, 0.98], "warmup_steps": 10},
+            "train": {"steps": 600, "eval_every": 25, "stop_after_generalized": 0},
+        }
+    )
+    (result,) = train_stack([("a", config)])
+    assert result.memorized_step is not None and result.generalized_step is not None
+    assert result.generalized_step >= result.memorized_step + 100  # memorizes first, generalizes much later
