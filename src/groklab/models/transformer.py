@@ -131,6 +131,10 @@ class Transformer:
         generators: one per run, for dropout masks while training (None = evaluation, no dropout).
         """
         hooks = hooks or {}
+        c = self.config
+        if not hooks and last_only and c.sequence == "a op b =" and c.attention == "causal" and c.n_layers > 1:
+            if generators is None or c.dropout == 0.0:
+                return self._forward_shared_prefix(params, tokens)
         runs, batch, n_ctx = tokens.shape
         D = self.config.d_model
         # Layer 0's q/k/v as a (position, token) table lookup, unless a hook may change its input.
@@ -145,11 +149,41 @@ class Transformer:
         for layer in range(self.config.n_layers):
             last = last_only and layer == self.config.n_layers - 1
             qkv = self._qkv_by_token(params, pos, tokens, last) if layer == 0 and table_ok else None
-            resid = self._block(params, layer, resid, hooks, last, generators, qkv)
+            resid, _ = self._block(params, layer, resid, hooks, last, generators, qkv)
+        return self._unembed(params, resid, hooks)
+
+    def _unembed(self, params: dict[str, torch.Tensor], resid: torch.Tensor, hooks: Hooks) -> torch.Tensor:
         if self.config.layernorm == "pre":
             resid = _hook(hooks, "ln_final.hook_normalized", _layer_norm(resid, params, "ln_final."))
         final = resid[:, :, -1]  # (run, batch, d_model): the "=" position
         return linear(final, params["W_U"], params.get("b_U"))  # (run, batch, n_classes)
+
+    def _forward_shared_prefix(self, params: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+        """The same logits, computing the "a op" prefix once per value of a instead of once per example.
+
+        Under causal attention positions 0 and 1 of "a op b =" see only a and the constant op token,
+        so their keys and values in every layer are a function of a alone: a pass over the p possible
+        prefixes, gathered per example, replaces half of the per-example work (exact, tested).
+        """
+        runs, batch, n_ctx = tokens.shape
+        D, P = self.config.d_model, 2
+        device = tokens.device
+        a_values = torch.arange(self.vocab, device=device)
+        prefix = torch.stack([a_values, torch.full_like(a_values, self.op)], dim=-1).expand(runs, -1, -1)
+        run_offsets = torch.arange(runs, device=device)[:, None, None] * self.d_vocab
+        W_E = params["W_E"].reshape(runs * self.d_vocab, D)
+        pos = self._positions(params, runs, W_E)  # (run, n_ctx, d_model)
+        resid_prefix = F.embedding(prefix + run_offsets, W_E) + pos[:, None, :P]  # (run, p, P, d_model)
+        resid = F.embedding(tokens[:, :, P:] + run_offsets, W_E) + pos[:, None, P:]  # (run, batch, n_ctx-P, d)
+        a_rows = tokens[:, :, 0]  # (run, batch): which prefix each example has
+        for layer in range(self.config.n_layers):
+            last = layer == self.config.n_layers - 1
+            qkv_prefix = self._qkv_by_token(params, pos, prefix, False) if layer == 0 else None
+            qkv = self._qkv_by_token(params, pos, tokens[:, :, P:], last, first=P) if layer == 0 else None
+            resid_prefix, (k_prefix, v_prefix) = self._block(params, layer, resid_prefix, {}, False, None, qkv_prefix)
+            past = (_gather_rows(k_prefix, a_rows), _gather_rows(v_prefix, a_rows))  # (run, batch, P, h, e)
+            resid, _ = self._block(params, layer, resid, {}, last, None, qkv, past)
+        return self._unembed(params, resid, {})
 
     def run_with_cache(
         self, params: dict[str, torch.Tensor], tokens: torch.Tensor, last_only: bool = False
@@ -195,13 +229,14 @@ class Transformer:
         return W_QKV, torch.cat([params[p + f"b_{n}"].reshape(runs, H * E) for n in "QKV"], -1)
 
     def _qkv_by_token(
-        self, params: dict[str, torch.Tensor], pos: torch.Tensor, tokens: torch.Tensor, last: bool
+        self, params: dict[str, torch.Tensor], pos: torch.Tensor, tokens: torch.Tensor, last: bool, first: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Layer 0's q, k, v (run, batch, pos, head, d_head) gathered from a (position, token) table.
 
-        With `last`, q is gathered at the last position only (the only query the model reads).
+        tokens (run, batch, n) sit at positions first..first+n-1. With `last`, q is gathered at the last
+        position only (the only query the model reads).
         """
-        runs, batch, n_ctx = tokens.shape
+        runs, n_ctx = tokens.shape[0], self.n_ctx
         H, E = self.config.n_heads, self.d_head
         table = params["W_E"][:, None, :, :] + pos[:, :, None, :]  # (run, pos, d_vocab, d_model)
         if self.config.layernorm == "pre":
@@ -209,7 +244,7 @@ class Transformer:
         W_QKV, b_QKV = self._fused_qkv(params, 0)
         rows = n_ctx * self.d_vocab
         qkv_table = linear(table.reshape(runs, rows, -1), W_QKV, b_QKV).reshape(runs * rows, 3, H * E)
-        index = tokens + torch.arange(n_ctx, device=tokens.device) * self.d_vocab
+        index = tokens + torch.arange(first, first + tokens.shape[2], device=tokens.device) * self.d_vocab
         index = index + torch.arange(runs, device=tokens.device)[:, None, None] * rows  # (run, batch, pos)
         q_index = index[:, :, -1:] if last else index
         q = F.embedding(q_index, qkv_table[:, 0])
@@ -225,33 +260,38 @@ class Transformer:
         last: bool,
         generators: list[torch.Generator] | None,
         qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """One block; with `last`, everything after keys/values is computed at the last position only.
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One block: (resid, (keys, values)); `resid` holds the last positions of the context.
 
+        last: everything after keys/values is computed at the last position only.
         qkv: this block's queries, keys and values if already known (layer 0's token table).
+        past: keys and values (run, batch, pos, head, d_head) of earlier positions, computed elsewhere.
         """
         c, p = self.config, f"blocks.{layer}."
         H, E, D = c.n_heads, self.d_head, c.d_model
-        runs, batch, _, _ = resid.shape
-        n_ctx = self.n_ctx
+        runs, batch, n_own, _ = resid.shape
         resid = _hook(hooks, p + "hook_resid_pre", resid)  # (run, batch, pos, d_model)
         if qkv is None:
             x = _layer_norm(resid, params, p + "ln1.") if c.layernorm == "pre" else resid
             W_QKV, b_QKV = self._fused_qkv(params, layer)
-            fused = linear(x.reshape(runs, batch * n_ctx, D), W_QKV, b_QKV).view(runs, batch, n_ctx, 3, H, E)
+            fused = linear(x.reshape(runs, batch * n_own, D), W_QKV, b_QKV).view(runs, batch, n_own, 3, H, E)
             q, k, v = fused.unbind(dim=3)  # each (run, batch, pos, head, d_head)
             q = q[:, :, -1:] if last else q
         else:
             q, k, v = qkv
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         if last:
             resid = resid[:, :, -1:]
         q, k, v = (_hook(hooks, p + f"attn.hook_{n}", t) for n, t in (("q", q), ("k", k), ("v", v)))
         # Contexts are 3-4 tokens: broadcast-multiply-sum beats thousands of tiny bmm calls.
         scores = (q[:, :, :, None] * k[:, :, None]).sum(-1).permute(0, 1, 4, 2, 3) / math.sqrt(E)
         # scores: (run, batch, head, q_pos, k_pos)
-        if c.attention == "causal":
-            query_pos = torch.arange(n_ctx - q.shape[2], n_ctx, device=q.device)
-            future = torch.arange(n_ctx, device=q.device)[None, :] > query_pos[:, None]  # (q_pos, k_pos)
+        if c.attention == "causal":  # queries are the last q.shape[2] positions of the keys' context
+            n_keys = k.shape[2]
+            query_pos = torch.arange(n_keys - q.shape[2], n_keys, device=q.device)
+            future = torch.arange(n_keys, device=q.device)[None, :] > query_pos[:, None]  # (q_pos, k_pos)
             scores = scores.masked_fill(future, float("-inf"))
         scores = _hook(hooks, p + "attn.hook_attn_scores", scores)
         pattern = _hook(hooks, p + "attn.hook_pattern", _dropout(scores.softmax(dim=-1), c.dropout, generators))
@@ -279,7 +319,15 @@ class Transformer:
         )
         if c.layernorm == "post":
             resid = _layer_norm(resid, params, p + "ln2.")
-        return _hook(hooks, p + "hook_resid_post", resid)
+        return _hook(hooks, p + "hook_resid_post", resid), (k, v)
+
+
+def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """table (run, n, ...) indexed by rows (run, batch) -> (run, batch, ...)."""
+    runs, n = table.shape[:2]
+    flat = table.reshape(runs * n, -1)
+    index = rows + torch.arange(runs, device=rows.device)[:, None] * n
+    return F.embedding(index, flat).view(*rows.shape, *table.shape[2:])
 
 
 def _hook(hooks: Hooks, name: str, value: torch.Tensor) -> torch.Tensor:
