@@ -118,7 +118,7 @@ class Stack:
         n_train = self.x_train.shape[1]
         batch_size = first.train.batch_size
         self.batch_size = n_train if batch_size is None or batch_size >= n_train else batch_size
-        self.generators = [torch.Generator().manual_seed(derive_seed(c.seed, "batches")) for c in self.configs]
+        self.batch_generators = [torch.Generator().manual_seed(derive_seed(c.seed, "batches")) for c in self.configs]
         self.order: torch.Tensor | None = None  # (run, n_train) this epoch's permutation
         self.cursor = n_train
         self.loss_dtype = torch.float64 if first.train.loss_dtype == "float64" else self.dtype
@@ -134,7 +134,8 @@ class Stack:
         if self.batch_size == n_train:
             return self.x_train, self.y_train
         if self.cursor >= n_train:  # new epoch: each run reshuffles with its own generator
-            self.order = torch.stack([torch.randperm(n_train, generator=g) for g in self.generators]).to(self.device)
+            orders = [torch.randperm(n_train, generator=g) for g in self.batch_generators]
+            self.order = torch.stack(orders).to(self.device)
             self.cursor = 0
         assert self.order is not None
         index = self.order[:, self.cursor : self.cursor + self.batch_size]  # (run, batch)
@@ -175,10 +176,9 @@ class Stack:
         self.x_test, self.y_test = self.x_test[mask], self.y_test[mask]
         if self.order is not None:
             self.order = self.order[mask]
-        for name in ("ids", "configs", "data", "generators"):
-            setattr(self, name, [item for item, k in zip(getattr(self, name), keep) if k])
-        if self.dropout_generators is not None:
-            self.dropout_generators = [g for g, k in zip(self.dropout_generators, keep) if k]
+        for name in ("ids", "configs", "data", "batch_generators", "dropout_generators"):
+            if getattr(self, name) is not None:
+                setattr(self, name, [item for item, k in zip(getattr(self, name), keep) if k])
 
 
 def train_stack(
