@@ -95,7 +95,7 @@ def run(
     started = time.perf_counter()
     try:
         if plan is not None:
-            _execute(plan, store, progress, total_runs=len(runs), done_runs=len(finished))
+            _execute(plan, store, progress)
         meta["state"] = "finished"
     except BaseException:
         meta["state"] = "interrupted"
@@ -141,8 +141,9 @@ def environment(device: str) -> dict[str, Any]:
 class _Progress:
     """tqdm bar over run-steps, with the count of runs memorized and generalized so far."""
 
-    def __init__(self, plan: Plan, enabled: bool, total_runs: int) -> None:
+    def __init__(self, plan: Plan, enabled: bool) -> None:
         total = sum(c.train.steps for stack in plan.stacks for _, c in stack)
+        total_runs = sum(len(stack) for stack in plan.stacks)  # the runs this call trains
         self.bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
         self.counts = {"memorized": 0, "generalized": 0, "diverged": 0}
         self.total_runs = total_runs
@@ -161,8 +162,8 @@ class _Progress:
         self.bar.close()
 
 
-def _execute(plan: Plan, store: ExperimentStore, progress: bool, total_runs: int, done_runs: int) -> None:
-    bar = _Progress(plan, progress, total_runs)
+def _execute(plan: Plan, store: ExperimentStore, progress: bool) -> None:
+    bar = _Progress(plan, progress)
     try:
         if plan.workers == 1:
             previous = torch.get_num_threads()

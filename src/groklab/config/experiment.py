@@ -113,16 +113,25 @@ class Experiment(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Parsing, overrides, expansion, error messages
+# Validation, expansion, error messages and the field reference
+
+SECTIONS: dict[str, list[type[BaseModel]]] = {
+    "": [Experiment],
+    "task": [ModularTask, PermutationTask, ParityTask],
+    "model": [MLPModel, TransformerModel],
+    "optimizer": [OptimizerConfig],
+    "train": [TrainConfig],
+}
+"""Spec section -> the config classes whose fields may appear there."""
 
 
-def format_validation_error(error: ValidationError, prefix: str = "") -> str:
+def format_validation_error(error: ValidationError) -> str:
     """One line naming the offending key and what is allowed (first error only)."""
     first = error.errors()[0]
     # Drop discriminator tags (e.g. 'modular' in task.modular.modulus) from the location.
     tags = ("modular", "permutation", "parity", "mlp", "transformer", "function-after")
     loc = [str(part) for part in first["loc"] if part not in tags]
-    key = prefix + ".".join(loc)
+    key = ".".join(loc)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         parent = ".".join(loc[:-1])
@@ -137,14 +146,7 @@ def format_validation_error(error: ValidationError, prefix: str = "") -> str:
 
 
 def _allowed_keys(parent: str) -> str:
-    classes: dict[str, list[type[BaseModel]]] = {
-        "": [Experiment],
-        "task": [ModularTask, PermutationTask, ParityTask],
-        "model": [MLPModel, TransformerModel],
-        "optimizer": [OptimizerConfig],
-        "train": [TrainConfig],
-    }
-    fields = sorted({f for cls in classes.get(parent, []) for f in cls.model_fields})
+    fields = sorted({f for cls in SECTIONS.get(parent, []) for f in cls.model_fields})
     return f"; allowed: {', '.join(fields)}" if fields else ""
 
 
@@ -164,10 +166,11 @@ def expand_runs(experiment: Experiment) -> list[RunConfig]:
     grid = itertools.product(*(experiment.sweep[k] for k in keys)) if keys else [()]
     runs: list[RunConfig] = []
     base = experiment.base()
+    for key in keys:
+        _check_sweep_key(base, key)
     for point in grid:
         data = copy.deepcopy(base)
         for key, value in zip(keys, point):
-            _check_sweep_key(base, key)
             set_dotted(data, key, value)
         _reset_family_defaults(base, data, keys)
         for seed in experiment.seed_list:
@@ -181,11 +184,11 @@ def expand_runs(experiment: Experiment) -> list[RunConfig]:
 
 
 def _check_sweep_key(base: dict[str, Any], key: str) -> None:
+    if key in ("task.name", "model.name"):
+        return
     node: Any = base
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            if key.split(".")[:2] == ["task", "name"] or key.split(".")[:2] == ["model", "name"]:
-                return
             parent = key.rsplit(".", 1)[0]
             raise SpecError(f"sweep.{key}: unknown key{_allowed_keys(parent)}")
         node = node[part]
@@ -219,17 +222,11 @@ def run_params(run: RunConfig) -> dict[str, Any]:
 def field_reference() -> str:
     """The documentation of every spec key, one line each (used by --help and docs/spec.md)."""
     lines = []
-    sections: list[tuple[str, list[type[BaseModel]]]] = [
-        ("", [Experiment]),
-        ("task.", [ModularTask, PermutationTask, ParityTask]),
-        ("model.", [MLPModel, TransformerModel]),
-        ("optimizer.", [OptimizerConfig]),
-        ("train.", [TrainConfig]),
-    ]
-    for prefix, classes in sections:
+    for section, classes in SECTIONS.items():
+        prefix = f"{section}." if section else ""
         for cls in classes:
             for name, field in cls.model_fields.items():
-                if prefix == "" and name in ("task", "model", "optimizer", "train"):
+                if name in SECTIONS:  # the sections themselves are listed key by key
                     continue
                 doc = " ".join((field.description or "").split())
                 default = field.get_default(call_default_factory=True)
