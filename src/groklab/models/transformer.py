@@ -11,13 +11,18 @@ Parameters are named as TransformerLens names them, with a leading run axis:
 Every activation passes a named hook point (TransformerLens names, run axis first): `hooks={name: fn}`
 reads or replaces it (ablations), and `run_with_cache` returns all of them.
 
-Two exact shortcuts (the logits are identical, tested):
+Exact shortcuts (the logits are identical, tested against `run_with_cache`, which takes none of them):
 - the answer is read at the last position only, so the last block computes its attention query,
   attention output, MLP and unembedding at that position alone (`last_only=True`, the default); keys
   and values still see every position;
 - the first block's input at a position depends only on (token, position), so its queries, keys and
   values are computed once per (position, vocabulary entry) and gathered per example, instead of once
-  per example and position (skipped when a hook reads or writes the embeddings).
+  per example and position (skipped when a hook reads or writes the embeddings);
+- in a 1-layer model the only query is that of "=", the same for every example, so attention scores
+  come from a (position, token, head) table (when no hooks are set);
+- in a causal multi-layer "a op b =" model, positions "a op" see only a: they are computed once per
+  value of a and their keys/values gathered per example (when no hooks are set).
+The shortcuts assume sequences built by `prepare` (the last token is always "=").
 """
 
 from __future__ import annotations
@@ -146,6 +151,10 @@ class Transformer:
         embed = _hook(hooks, "hook_embed", embed)  # (run, batch, pos, d_model)
         pos = _hook(hooks, "hook_pos_embed", self._positions(params, runs, embed))  # (run, pos, d_model)
         resid = embed + pos[:, None, first:]
+        if not hooks and last_only and self.config.n_layers == 1:
+            scores, v = self._scores_by_token(params, pos, tokens)
+            resid, _ = self._block(params, 0, resid, hooks, True, generators, (None, None, v), scores=scores)
+            return self._unembed(params, resid, hooks)
         for layer in range(self.config.n_layers):
             last = last_only and layer == self.config.n_layers - 1
             qkv = self._qkv_by_token(params, pos, tokens, last) if layer == 0 and table_ok else None
@@ -251,6 +260,31 @@ class Transformer:
         k, v = F.embedding(index, qkv_table[:, 1:].reshape(runs * rows, 2 * H * E)).chunk(2, dim=-1)
         return q.unflatten(-1, (H, E)), k.unflatten(-1, (H, E)), v.unflatten(-1, (H, E))
 
+    def _scores_by_token(
+        self, params: dict[str, torch.Tensor], pos: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A 1-layer model's attention scores (run, batch, head, 1, pos) and values, by table lookup.
+
+        Its only query is the "=" token's at the last position, the same for every example, so each
+        score q . k depends on the key's (position, token) alone: one (position, token, head) table,
+        gathered per example, replaces per-example keys and dot products.
+        """
+        runs, batch, n_ctx = tokens.shape
+        H, E = self.config.n_heads, self.d_head
+        table = params["W_E"][:, None, :, :] + pos[:, :, None, :]  # (run, pos, d_vocab, d_model)
+        if self.config.layernorm == "pre":
+            table = _layer_norm(table, params, "blocks.0.ln1.")
+        W_QKV, b_QKV = self._fused_qkv(params, 0)
+        rows = n_ctx * self.d_vocab
+        qkv_table = linear(table.reshape(runs, rows, -1), W_QKV, b_QKV).view(runs, n_ctx, self.d_vocab, 3, H, E)
+        q = qkv_table[:, -1, self.equals, 0]  # (run, head, d_head): the query of "=" at the last position
+        score_table = (qkv_table[:, :, :, 1] * q[:, None, None]).sum(-1) / math.sqrt(E)  # (run, pos, d_vocab, head)
+        index = tokens + torch.arange(n_ctx, device=tokens.device) * self.d_vocab
+        index = index + torch.arange(runs, device=tokens.device)[:, None, None] * rows  # (run, batch, pos)
+        scores = F.embedding(index, score_table.reshape(runs * rows, H)).permute(0, 1, 3, 2).unsqueeze(3)
+        v = F.embedding(index, qkv_table[:, :, :, 2].reshape(runs * rows, H * E)).unflatten(-1, (H, E))
+        return scores, v
+
     def _block(
         self,
         params: dict[str, torch.Tensor],
@@ -261,12 +295,14 @@ class Transformer:
         generators: list[torch.Generator] | None,
         qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        scores: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One block: (resid, (keys, values)); `resid` holds the last positions of the context.
 
         last: everything after keys/values is computed at the last position only.
         qkv: this block's queries, keys and values if already known (layer 0's token table).
         past: keys and values (run, batch, pos, head, d_head) of earlier positions, computed elsewhere.
+        scores: attention scores if already known (then qkv carries only the values).
         """
         c, p = self.config, f"blocks.{layer}."
         H, E, D = c.n_heads, self.d_head, c.d_model
@@ -284,15 +320,16 @@ class Transformer:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         if last:
             resid = resid[:, :, -1:]
-        q, k, v = (_hook(hooks, p + f"attn.hook_{n}", t) for n, t in (("q", q), ("k", k), ("v", v)))
-        # Contexts are 3-4 tokens: broadcast-multiply-sum beats thousands of tiny bmm calls.
-        scores = (q[:, :, :, None] * k[:, :, None]).sum(-1).permute(0, 1, 4, 2, 3) / math.sqrt(E)
-        # scores: (run, batch, head, q_pos, k_pos)
-        if c.attention == "causal":  # queries are the last q.shape[2] positions of the keys' context
-            n_keys = k.shape[2]
-            query_pos = torch.arange(n_keys - q.shape[2], n_keys, device=q.device)
-            future = torch.arange(n_keys, device=q.device)[None, :] > query_pos[:, None]  # (q_pos, k_pos)
-            scores = scores.masked_fill(future, float("-inf"))
+        if scores is None:
+            q, k, v = (_hook(hooks, p + f"attn.hook_{n}", t) for n, t in (("q", q), ("k", k), ("v", v)))
+            # Contexts are 3-4 tokens: broadcast-multiply-sum beats thousands of tiny bmm calls.
+            scores = (q[:, :, :, None] * k[:, :, None]).sum(-1).permute(0, 1, 4, 2, 3) / math.sqrt(E)
+            # scores: (run, batch, head, q_pos, k_pos)
+            if c.attention == "causal":  # queries are the last q.shape[2] positions of the keys' context
+                n_keys = k.shape[2]
+                query_pos = torch.arange(n_keys - q.shape[2], n_keys, device=q.device)
+                future = torch.arange(n_keys, device=q.device)[None, :] > query_pos[:, None]  # (q_pos, k_pos)
+                scores = scores.masked_fill(future, float("-inf"))
         scores = _hook(hooks, p + "attn.hook_attn_scores", scores)
         pattern = _hook(hooks, p + "attn.hook_pattern", _dropout(scores.softmax(dim=-1), c.dropout, generators))
         weights = pattern.permute(0, 1, 3, 4, 2)[..., None]  # (run, batch, q_pos, k_pos, head, 1)
