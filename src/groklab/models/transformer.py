@@ -237,27 +237,40 @@ class Transformer:
             return W_QKV, None
         return W_QKV, torch.cat([params[p + f"b_{n}"].reshape(runs, H * E) for n in "QKV"], -1)
 
-    def _qkv_by_token(
-        self, params: dict[str, torch.Tensor], pos: torch.Tensor, tokens: torch.Tensor, last: bool, first: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Layer 0's q, k, v (run, batch, pos, head, d_head) gathered from a (position, token) table.
+    def _qkv_table(self, params: dict[str, torch.Tensor], pos: torch.Tensor) -> torch.Tensor:
+        """Layer 0's q, k, v for every (position, token): (run, n_ctx, d_vocab, 3, head, d_head).
 
-        tokens (run, batch, n) sit at positions first..first+n-1. With `last`, q is gathered at the last
-        position only (the only query the model reads).
+        Layer 0's input at a position is W_E[token] + W_pos[position] (LayerNorm'd for pre-LN), so this
+        small table holds every query, key and value any example can have.
         """
-        runs, n_ctx = tokens.shape[0], self.n_ctx
-        H, E = self.config.n_heads, self.d_head
+        runs, H, E = params["W_E"].shape[0], self.config.n_heads, self.d_head
         table = params["W_E"][:, None, :, :] + pos[:, :, None, :]  # (run, pos, d_vocab, d_model)
         if self.config.layernorm == "pre":
             table = _layer_norm(table, params, "blocks.0.ln1.")
         W_QKV, b_QKV = self._fused_qkv(params, 0)
-        rows = n_ctx * self.d_vocab
-        qkv_table = linear(table.reshape(runs, rows, -1), W_QKV, b_QKV).reshape(runs * rows, 3, H * E)
-        index = tokens + torch.arange(first, first + tokens.shape[2], device=tokens.device) * self.d_vocab
-        index = index + torch.arange(runs, device=tokens.device)[:, None, None] * rows  # (run, batch, pos)
-        q_index = index[:, :, -1:] if last else index
-        q = F.embedding(q_index, qkv_table[:, 0])
-        k, v = F.embedding(index, qkv_table[:, 1:].reshape(runs * rows, 2 * H * E)).chunk(2, dim=-1)
+        qkv = linear(table.reshape(runs, self.n_ctx * self.d_vocab, -1), W_QKV, b_QKV)
+        return qkv.view(runs, self.n_ctx, self.d_vocab, 3, H, E)
+
+    def _table_rows(self, tokens: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Row of each token in a (run * n_ctx * d_vocab)-row table; tokens (run, batch, n) sit at positions
+        first..first+n-1."""
+        runs, positions = tokens.shape[0], torch.arange(first, first + tokens.shape[2], device=tokens.device)
+        rows = self.n_ctx * self.d_vocab
+        return tokens + positions * self.d_vocab + torch.arange(runs, device=tokens.device)[:, None, None] * rows
+
+    def _qkv_by_token(
+        self, params: dict[str, torch.Tensor], pos: torch.Tensor, tokens: torch.Tensor, last: bool, first: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Layer 0's q, k, v (run, batch, pos, head, d_head) gathered from the (position, token) table.
+
+        tokens (run, batch, n) sit at positions first..first+n-1. With `last`, q is gathered at the last
+        position only (the only query the model reads).
+        """
+        H, E = self.config.n_heads, self.d_head
+        qkv_table = self._qkv_table(params, pos).reshape(-1, 3, H * E)  # (run * pos * d_vocab, 3, h * e)
+        index = self._table_rows(tokens, first)  # (run, batch, pos)
+        q = F.embedding(index[:, :, -1:] if last else index, qkv_table[:, 0])
+        k, v = F.embedding(index, qkv_table[:, 1:].reshape(len(qkv_table), 2 * H * E)).chunk(2, dim=-1)
         return q.unflatten(-1, (H, E)), k.unflatten(-1, (H, E)), v.unflatten(-1, (H, E))
 
     def _scores_by_token(
@@ -269,20 +282,13 @@ class Transformer:
         score q . k depends on the key's (position, token) alone: one (position, token, head) table,
         gathered per example, replaces per-example keys and dot products.
         """
-        runs, batch, n_ctx = tokens.shape
         H, E = self.config.n_heads, self.d_head
-        table = params["W_E"][:, None, :, :] + pos[:, :, None, :]  # (run, pos, d_vocab, d_model)
-        if self.config.layernorm == "pre":
-            table = _layer_norm(table, params, "blocks.0.ln1.")
-        W_QKV, b_QKV = self._fused_qkv(params, 0)
-        rows = n_ctx * self.d_vocab
-        qkv_table = linear(table.reshape(runs, rows, -1), W_QKV, b_QKV).view(runs, n_ctx, self.d_vocab, 3, H, E)
+        qkv_table = self._qkv_table(params, pos)  # (run, pos, d_vocab, 3, head, d_head)
         q = qkv_table[:, -1, self.equals, 0]  # (run, head, d_head): the query of "=" at the last position
         score_table = (qkv_table[:, :, :, 1] * q[:, None, None]).sum(-1) / math.sqrt(E)  # (run, pos, d_vocab, head)
-        index = tokens + torch.arange(n_ctx, device=tokens.device) * self.d_vocab
-        index = index + torch.arange(runs, device=tokens.device)[:, None, None] * rows  # (run, batch, pos)
-        scores = F.embedding(index, score_table.reshape(runs * rows, H)).permute(0, 1, 3, 2).unsqueeze(3)
-        v = F.embedding(index, qkv_table[:, :, :, 2].reshape(runs * rows, H * E)).unflatten(-1, (H, E))
+        index = self._table_rows(tokens)  # (run, batch, pos)
+        scores = F.embedding(index, score_table.reshape(-1, H)).permute(0, 1, 3, 2).unsqueeze(3)
+        v = F.embedding(index, qkv_table[:, :, :, 2].reshape(-1, H * E)).unflatten(-1, (H, E))
         return scores, v
 
     def _block(
