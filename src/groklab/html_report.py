@@ -97,6 +97,8 @@ def _expectations(result: ExperimentResult) -> list[str]:
                     f"<td>{verdict.get(met, '<span class=na>n/a</span>')}</td></tr>")  # fmt: skip
     changed = _changed_from_builtin(result)
     note = f"<p>This experiment changes the built-in settings: {_e(', '.join(changed))}.</p>" if changed else ""
+    if spec_notes := str(result.spec.get("notes", "")).strip():
+        note = f"<p class='notes'><b>Departures from the source.</b> {_e(spec_notes)}</p>" + note
     head = "<tr><th>claim</th><th>source</th><th>measured</th><th>verdict</th></tr>"
     return ["<h2>The source's claims</h2>", note, f"<table class='sortable'><thead>{head}</thead><tbody>"
             + "".join(rows) + "</tbody></table>"]  # fmt: skip

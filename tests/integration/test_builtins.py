@@ -17,7 +17,8 @@ QUICK = sorted(n for n, p in groklab.builtin_specs().items() if (yaml.safe_load(
 
 
 def test_the_seed_experiments_have_quick_variants() -> None:
-    assert {"parity-blog", "parity-wd-switch", "parity-label-flip", "gromov-mlp"} <= set(QUICK)
+    seeds = {"parity-blog", "parity-wd-switch", "parity-label-flip", "gromov-mlp", "mlp-exp1", "mlp-exp2", "mlp-exp3"}
+    assert seeds | {"doshi-corruption", "doshi-dropout", "doshi-batchnorm"} <= set(QUICK)
 
 
 @pytest.mark.parametrize("name", QUICK)
@@ -29,6 +30,8 @@ def test_quick_variant_runs_and_reports_the_claims(name: str, tmp_path: Path) ->
     assert all(isinstance(measured, str) and measured for _, measured, _ in claims)
     page = groklab.report(result.root).read_text()
     assert "The source's claims" in page and all(html.escape(e.claim, quote=True) in page for e, *_ in claims)
+    if notes := result.spec.get("notes"):  # where the built-in departs from its source, stated on the page
+        assert html.escape(notes, quote=True) in page
 
 
 def test_quick_without_a_quick_variant_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -73,6 +73,8 @@ class Experiment(BaseModel):
     """Name of the experiment (used for the default output directory)."""
     description: str = ""
     """One line saying what the experiment shows (shown by groklab list)."""
+    notes: str = ""
+    """Where and why the experiment departs from its source, with what was measured (shown in the report)."""
     task: Task = Field(default_factory=ModularTask)
     """The data (see task.* keys)."""
     model: Model = Field(default_factory=MLPModel)

@@ -39,6 +39,13 @@ class MLPModel(BaseModel):
     """Token tasks only. The tokens the input layer sees: the operands "a b", or "a op b =" as the
     Grokking-MLP repository (seed 003) feeds its MLP (vocabulary p + 2; the op and = tokens are the same
     in every example, so they act as a learned bias of the first layer)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on every hidden layer's output during training (Doshi et al. 2023: a regularizer against
+    memorizing corrupted labels). Inverted dropout; each run draws its masks from its own generator."""
+    batchnorm: bool = False
+    """BatchNorm (Ioffe & Szegedy 2015) on every hidden layer's output, after the activation, as Doshi
+    et al. 2023 place it: normalized by the batch's statistics while training and by running statistics
+    (momentum 0.1, as torch.nn.BatchNorm1d) at evaluation; learned per-neuron scale gamma and shift beta."""
 
 
 class TransformerModel(BaseModel):

@@ -83,6 +83,12 @@ class TrainConfig(BaseModel):
     """Type the loss is computed in: float64 (Nanda) keeps log-softmax exact at very low losses."""
     stop_after_generalized: int | None = Field(None, ge=0)
     """Keep training this many steps after a run generalized, then stop it; null = never stop early."""
+    stop_when_settled: int | None = Field(None, ge=1)
+    """After a run generalized, stop it once its train and test accuracies have each stayed within
+    settle_tolerance over this many steps: it has reached its phase (Doshi et al.'s inversion or
+    coexistence). Needs a long enough window for slow drifts; null = never."""
+    settle_tolerance: float = Field(0.002, ge=0.0, le=1.0)
+    """How far (max - min) train and test accuracy may move over the stop_when_settled window."""
 
     @field_validator("eval_every")
     @classmethod

@@ -26,7 +26,7 @@ from groklab.engine.optim import StackOptimizer, hyperparameters
 from groklab.engine.recorder import Recorder
 from groklab.measures import Probe
 from groklab.models import build_model, stack_params
-from groklab.models.mlp import linear_layout
+from groklab.models.mlp import MLP, linear_layout
 
 
 @dataclass
@@ -119,10 +119,14 @@ class Stack:
         self.cursor = n_train
         self.loss_dtype = torch.float64 if first.train.loss_dtype == "float64" else self.dtype
         self.eval_logits: list[torch.Tensor] = []  # (train, test) logits of the last evaluation
-        # Dropout draws each run's masks from the run's own generator (stacked == alone holds).
-        dropout = getattr(first.model, "dropout", 0.0)
-        self.dropout_generators = (
-            [torch.Generator().manual_seed(derive_seed(c.seed, "dropout")) for c in self.configs] if dropout else None
+        # A training pass differs from evaluation with dropout (each run draws its masks from its own
+        # generator, so stacked == alone holds) and BatchNorm (batch statistics, running ones updated).
+        self.buffers = self.model.buffers(len(runs), device, self.dtype) if isinstance(self.model, MLP) else {}
+        trains_differently = getattr(first.model, "dropout", 0.0) > 0 or getattr(first.model, "batchnorm", False)
+        self.train_generators = (
+            [torch.Generator().manual_seed(derive_seed(c.seed, "dropout")) for c in self.configs]
+            if trains_differently
+            else None
         )
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,14 +148,18 @@ class Stack:
         """One optimizer update of every run in the stack (no host synchronization)."""
         x, y = self.batch()
         self.eval_logits = []  # stale after this step
-        if self.dropout_generators is None:
-            logits = self.model.forward(self.params, x)
-        else:
-            logits = self.model.forward(self.params, x, generators=self.dropout_generators)
+        logits = self.forward(x, train=True)
         loss = per_run_loss(logits.to(self.loss_dtype), y, loss_kind).sum()
         # Summing the runs' losses gives each run exactly its own gradient: runs share no parameters.
         grads = torch.autograd.grad(loss, list(self.params.values()))
         self.optimizer.step(self.params, dict(zip(self.params, grads)), step)
+
+    def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """Logits of every run; a training pass draws dropout masks and updates the BatchNorm statistics."""
+        kwargs: dict[str, Any] = {"buffers": self.buffers} if self.buffers else {}
+        if train and self.train_generators is not None:
+            kwargs["generators"] = self.train_generators
+        return self.model.forward(self.params, x, **kwargs)
 
     @torch.no_grad()
     def evaluate(self, loss_kind: str) -> torch.Tensor:
@@ -161,7 +169,7 @@ class Stack:
         """
         rows, self.eval_logits = [], []
         for x, y in ((self.x_train, self.y_train), (self.x_test, self.y_test)):
-            logits = self.model.forward(self.params, x)
+            logits = self.forward(x)
             self.eval_logits.append(logits)
             rows.append(per_run_loss(logits.to(self.loss_dtype), y, loss_kind).to(self.dtype))
             rows.append((logits.argmax(dim=-1) == y).to(self.dtype).mean(dim=1))
@@ -174,13 +182,14 @@ class Stack:
         kept = linear_layout({n: p.detach()[mask] for n, p in self.params.items()})
         self.params = {n: p.requires_grad_() for n, p in kept.items()}
         self.init_params = {n: p[mask] for n, p in self.init_params.items()}
+        self.buffers = {n: b[mask] for n, b in self.buffers.items()}
         self.optimizer.select(mask)
         self.x_train, self.y_train = self.x_train[mask], self.y_train[mask]
         self.x_test, self.y_test = self.x_test[mask], self.y_test[mask]
         self.eval_logits = [logits[mask] for logits in self.eval_logits]
         if self.order is not None:
             self.order = self.order[mask]
-        for name in ("ids", "configs", "data", "batch_generators", "dropout_generators"):
+        for name in ("ids", "configs", "data", "batch_generators", "train_generators"):
             if getattr(self, name) is not None:
                 setattr(self, name, [item for item, k in zip(getattr(self, name), keep) if k])
 
@@ -198,6 +207,7 @@ class Stack:
             {n: p[index] for n, p in self.init_params.items()},
             {n: t[index] for n, t in tensors.items()},
             [logits[index] for logits in self.eval_logits],
+            {n: b[index] for n, b in self.buffers.items()},
         )
 
 
@@ -212,7 +222,12 @@ def train_stack(
     stack = Stack(runs, torch.device(device))
     first = stack.configs[0]
     loss_kind = first.train.loss
-    events = {run_id: RunEvents(c.train.steps, c.train.stop_after_generalized) for run_id, c in runs}
+    events = {
+        run_id: RunEvents(
+            c.train.steps, c.train.stop_after_generalized, c.train.stop_when_settled, c.train.settle_tolerance
+        )
+        for run_id, c in runs
+    }
     recorder = Recorder([run_id for run_id, _ in runs], first)
     results: list[RunResult] = []
     schedule = eval_steps(first, [c.train.steps for c in stack.configs])
@@ -268,7 +283,7 @@ def _result(stack: Stack, i: int, step: int, events: RunEvents, recorder: Record
         final={k: history[k][-1] for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
         wall_time_s=time.perf_counter() - started,
         metrics=history,
-        state_dict={n: p[i].detach().cpu().clone() for n, p in stack.params.items()},
+        state_dict={n: p[i].detach().cpu().clone() for n, p in {**stack.params, **stack.buffers}.items()},
         data=stack.data[i].arrays(),
         series=series,
         analysis=analysis,

@@ -37,6 +37,8 @@ PER_RUN_KEYS = {
     "task.label_noise",
     "train.steps",
     "train.stop_after_generalized",
+    "train.stop_when_settled",
+    "train.settle_tolerance",
 }
 """Keys that may differ between the runs of one stack: each is a (run,) tensor or host-side logic."""
 

@@ -34,6 +34,7 @@ FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
     "tsne": ("t-SNE of hidden representations at the stored steps", analysis.tsne),
     "kde": ("density of first-layer weights at the stored steps", analysis.weight_kde),
     "pruning": ("accuracy as low-IPR neurons are pruned", analysis.pruning),
+    "batchnorm": ("each neuron's BatchNorm gain against its IPR, BatchNorm runs", analysis.batchnorm),
 }
 """name -> (what it shows, function of the stored experiment)."""
 
@@ -52,6 +53,7 @@ def applicable(result: ExperimentResult) -> list[str]:
         "tsne": "representations" in series,
         "kde": "weight_sample" in series,
         "pruning": "prune_neurons" in series,
+        "batchnorm": "batchnorm_gain_ipr" in result.runs and result.runs["batchnorm_gain_ipr"].notna().any(),
     }
     return [name for name in FIGURES if needs.get(name, bool(result.rows))]
 

@@ -4,6 +4,7 @@ pruning curves. Each takes the stored experiment and a run id (default: the firs
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
@@ -74,10 +75,10 @@ def neurons(result: ExperimentResult, run_id: str | None = None, count: int = 4)
     run_id = _run(result, run_id)
     if run_id is None or "task.modulus" not in result.runs:
         return empty("neuron responses over residues: modular tasks only")
-    model, params = result.model(run_id)
+    model, params, buffers = result.model(run_id)
     config = result.run_config(run_id)
     pairs, _ = operation_table(config.task.operation, config.task.modulus)  # type: ignore[union-attr]
-    probe = Probe(0, params, model, [config], [make_data(config.task, config.seed)], params, {})
+    probe = Probe(0, params, model, [config], [make_data(config.task, config.seed)], params, {}, buffers=buffers)
     pre = probe.neuron_preactivations(torch.from_numpy(pairs)[None])[0].double()  # (n_pairs, N)
     p = config.task.modulus  # type: ignore[union-attr]
     a = torch.from_numpy(pairs[:, 0])
@@ -163,3 +164,21 @@ def _sequential(n: int) -> list[tuple[float, ...]]:
     import matplotlib.pyplot as plt
 
     return [plt.get_cmap("viridis")(0.9 * i / max(1, n - 1)) for i in range(n)]
+
+
+def batchnorm(result: ExperimentResult, count: int = 4) -> Figure:
+    """Each neuron's BatchNorm gain |gamma| / sigma against its IPR, for up to `count` BatchNorm runs
+    (Doshi et al.: BatchNorm amplifies the periodic, generalizing neurons)."""
+    runs = result.runs
+    chosen = runs[runs.get("batchnorm_gain_ipr", pd.Series(dtype=float)).notna()].head(count)
+    if chosen.empty:
+        return empty("no BatchNorm run (measure batchnorm_gain)")
+    fig, axes = figure_grid(len(chosen), 2, 3.0, 2.4)
+    for ax, (_, row) in zip(axes, chosen.iterrows()):
+        series = result.series(row["run_id"])
+        ax.scatter(series["neuron_ipr"][-1], series["batchnorm_gain"], s=4, color=TRAIN, alpha=0.6)
+        noise = f", noise {row['task.label_noise']:g}" if "task.label_noise" in row else ""
+        ax.set_title(f"{row['run_id']}{noise}: rho = {row['batchnorm_gain_ipr']:.2f}")
+        ax.set_xlabel("neuron IPR (final)")
+        ax.set_ylabel("BatchNorm gain |gamma| / sigma")
+    return fig

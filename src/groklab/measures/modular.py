@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from groklab.config import RunConfig
 from groklab.measures.fourier import gini, ipr, logit_components, power_spectrum, restricted_excluded, sum_index
 from groklab.measures.probe import Probe, is_additive, is_modular, is_noisy
 from groklab.measures.registry import register
@@ -141,11 +142,46 @@ def ipr_pruning(probe: Probe) -> list[dict[str, object]]:
         keep = torch.ones(probe.runs, N, dtype=probe.params[name].dtype, device=probe.device)
         keep.scatter_(1, order[:, :k], 0.0)
         params = {**probe.params, name: probe.params[name] * keep[:, :, None]}
-        with torch.no_grad():
-            train_hit = probe.model.forward(params, probe.stacked["x_train"]).argmax(-1) == probe.stacked["y_train"]
-            test_hit = probe.model.forward(params, probe.stacked["x_test"]).argmax(-1) == probe.stacked["y_test"]
+        train_hit = probe.forward(probe.stacked["x_train"], params).argmax(-1) == probe.stacked["y_train"]
+        test_hit = probe.forward(probe.stacked["x_test"], params).argmax(-1) == probe.stacked["y_test"]
         curves["prune_clean_acc"].append((train_hit & ~corrupted).sum(1) / (~corrupted).sum(1).clamp_min(1))
         curves["prune_corrupted_acc"].append((train_hit & corrupted).sum(1) / corrupted.sum(1).clamp_min(1))
         curves["prune_test_acc"].append(test_hit.double().mean(1))
     stacked = {n: torch.stack(v, dim=1).cpu().numpy() for n, v in curves.items()}  # (run, points)
     return [{"prune_neurons": np.array(counts), **{n: v[r] for n, v in stacked.items()}} for r in range(probe.runs)]
+
+
+def has_batchnorm(config: RunConfig) -> bool:
+    """An MLP with BatchNorm after its hidden layers (model.batchnorm)."""
+    return config.model.name == "mlp" and config.model.batchnorm  # type: ignore[union-attr]
+
+
+def _modular_batchnorm(config: RunConfig) -> bool:
+    return is_modular(config) and has_batchnorm(config)
+
+
+@register(
+    "batchnorm_gain",
+    "BatchNorm's effective gain on each first-layer neuron, and its rank correlation with the neuron's IPR",
+    "gain_i = |gamma_i| / sqrt(running_var_i + 1e-5) (how much BatchNorm scales neuron i's output); "
+    "batchnorm_gain_ipr = Spearman rho(gain, IPR) over the neurons (> 0: periodic neurons amplified)",
+    "Doshi et al. 2023 (BatchNorm de-amplifies memorizing neurons and amplifies generalizing ones)",
+    when="final",
+    applies=_modular_batchnorm,
+    default=_modular_batchnorm,
+)
+def batchnorm_gain(probe: Probe) -> list[dict[str, object]]:
+    gain = probe.params["gamma_in"].abs() / (probe.buffers["running_var_in"] + 1e-5).sqrt()  # (run, N)
+    rho = spearman(gain, ipr(neuron_spectra(probe)))
+    return [{"batchnorm_gain": gain[r].cpu().numpy(), "batchnorm_gain_ipr": float(rho[r])} for r in range(probe.runs)]
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation along the last axis: the Pearson correlation of the ranks (no tie correction).
+
+    >>> spearman(torch.tensor([[1.0, 2.0, 3.0], [3.0, 1.0, 2.0]]), torch.tensor([[10.0, 20.0, 40.0]] * 2))
+    tensor([ 1.0000, -0.5000], dtype=torch.float64)
+    """
+    ranks = [t.argsort(dim=-1).argsort(dim=-1).double() for t in (x, y)]
+    a, b = (r - r.mean(dim=-1, keepdim=True) for r in ranks)
+    return (a * b).sum(-1) / (a.square().sum(-1) * b.square().sum(-1)).sqrt()

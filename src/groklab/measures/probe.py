@@ -67,6 +67,7 @@ class Probe:
         init_params: dict[str, torch.Tensor],
         stacked: dict[str, torch.Tensor],
         eval_logits: list[torch.Tensor] | None = None,
+        buffers: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.step = step
         self.params = {name: p.detach() for name, p in params.items()}
@@ -80,7 +81,21 @@ class Probe:
         """The stack's tensors: x_train, y_train, x_test, y_test (as the model consumes them)."""
         self.eval_logits = eval_logits or []
         """(train, test) logits of this step's evaluation, if it just ran (reused, not recomputed)."""
+        self.buffers = buffers or {}
+        """The model's running statistics (BatchNorm), if it has any."""
         self.device = next(iter(params.values())).device
+
+    def forward(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None, **kwargs: Any) -> torch.Tensor:
+        """Evaluation-mode logits (run, n, C) of inputs x as the model consumes them (default: own params)."""
+        if self.buffers:
+            kwargs["buffers"] = self.buffers
+        with torch.no_grad():
+            return self.model.forward(self.params if params is None else params, x, **kwargs)
+
+    @cached_property
+    def train_logits(self) -> torch.Tensor:
+        """Evaluation-mode logits on the training set (run, n_train, C): this step's evaluation's, if it ran."""
+        return self.eval_logits[0] if self.eval_logits else self.forward(self.stacked["x_train"])
 
     @property
     def runs(self) -> int:
@@ -151,9 +166,7 @@ class Probe:
             table.scatter_(1, train_rows[:, :, None].expand_as(train_logits), train_logits)
             table.scatter_(1, test_rows[:, :, None].expand_as(test_logits), test_logits)
             return table
-        x = self.model.prepare(self.table_pairs.expand(self.runs, -1, -1))
-        with torch.no_grad():
-            return self.model.forward(self.params, x)
+        return self.forward(self.model.prepare(self.table_pairs.expand(self.runs, -1, -1)))
 
     @cached_property
     def table_neurons(self) -> torch.Tensor:
@@ -167,7 +180,7 @@ class Probe:
                 return self.model.input_layer(self.params, self.model.prepare(pairs))
             captured: dict[str, torch.Tensor] = {}
             hooks = {"blocks.0.mlp.hook_pre": lambda t: captured.setdefault("pre", t)}
-            self.model.forward(self.params, self.model.prepare(pairs), hooks=hooks)
+            self.forward(self.model.prepare(pairs), hooks=hooks)
             return captured["pre"][:, :, -1]  # at "=" (a 1-layer model computes its MLP there only)
 
     def representations(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,11 +188,11 @@ class Probe:
         the MLP's last hidden layer, the transformer's residual stream at "=" -> (run, n, d)."""
         with torch.no_grad():
             if isinstance(self.model, MLP):
-                return self.model.hidden(self.params, x)
+                return self.model.hidden(self.params, x, buffers=self.buffers)
             captured: dict[str, Any] = {}
             last = f"blocks.{self.model.config.n_layers - 1}.hook_resid_post"
             name = "ln_final.hook_normalized" if self.model.config.layernorm == "pre" else last
-            self.model.forward(self.params, x, hooks={name: lambda t: captured.setdefault("h", t)})
+            self.forward(x, hooks={name: lambda t: captured.setdefault("h", t)})
             return captured["h"][:, :, -1]
 
     def operand_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,8 +18,7 @@ from groklab.measures.registry import register
     default=is_noisy,
 )
 def corruption_accuracy(probe: Probe) -> dict[str, torch.Tensor]:
-    with torch.no_grad():
-        predicted = probe.model.forward(probe.params, probe.stacked["x_train"]).argmax(dim=-1)  # (run, n)
+    predicted = probe.train_logits.argmax(dim=-1)  # (run, n)
     corrupted = torch.stack([d.corrupted for d in probe.data]).to(probe.device)
     clean_labels = torch.stack([d.y_train_clean for d in probe.data]).to(probe.device)
     given = probe.stacked["y_train"]

@@ -2,7 +2,9 @@
 
 Parameters carry a leading run axis: W_in is (run, d_in, N), so K runs train as one batched model.
 Names: W_E (learned token embedding, p x d_embed), W_in (input -> first hidden layer), W_h{i} (hidden
-layer i -> i+1, for depth > 1), W_out (last hidden layer -> logits); b_* their biases.
+layer i -> i+1, for depth > 1), W_out (last hidden layer -> logits); b_* their biases; with BatchNorm,
+gamma_* and beta_* its scale and shift after the layer of the same suffix, and the running statistics
+running_mean_* / running_var_* (buffers: not trained, kept by the stack next to the parameters).
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class MLP:
             shapes[f"W_{name}"] = (fan_in, fan_out)
             if c.bias:
                 shapes[f"b_{name}"] = (fan_out,)
+            if c.batchnorm:
+                shapes[f"gamma_{name}"], shapes[f"beta_{name}"] = (fan_out,), (fan_out,)
         shapes["W_out"] = (c.width, self.n_classes)
         if c.bias:
             shapes["b_out"] = (self.n_classes,)
@@ -116,9 +120,10 @@ class MLP:
         generator = torch.Generator().manual_seed(derive_seed(seed, "init"))
         shapes, params = self.shapes(), {}
         for name, shape in shapes.items():
-            weight_shape = shapes["W_" + name[2:]] if name.startswith("b_") else shape
-            fan_in = weight_shape[0]
-            if name == "W_E":
+            fan_in = (shapes["W_" + name[2:]] if name.startswith("b_") else shape)[0]
+            if name.startswith(("gamma_", "beta_")):  # BatchNorm starts as the identity: gamma 1, beta 0
+                values = torch.full(shape, 1.0 if name.startswith("gamma_") else 0.0, dtype=torch.float64)
+            elif name == "W_E":
                 values = torch.randn(shape, generator=generator, dtype=torch.float64)
             elif self.config.init == "gromov" and name in ("W_in", "W_out"):
                 std = 0.25**0.5 / (2 * self.config.width) ** (1 / 3)
@@ -128,6 +133,18 @@ class MLP:
                 values = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
             params[name] = (values * self.config.init_scale).to(dtype)
         return params
+
+    def buffers(self, runs: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The BatchNorm running statistics of `runs` runs, as torch.nn.BatchNorm1d starts them (mean 0, var 1)."""
+        if not self.config.batchnorm:
+            return {}
+        names = ["in"] + [f"h{i}" for i in range(1, self.config.depth)]
+        shape = (runs, self.config.width)
+        return {
+            f"{stat}_{name}": torch.full(shape, value, device=device, dtype=dtype)
+            for name in names
+            for stat, value in (("running_mean", 0.0), ("running_var", 1.0))
+        }
 
     def input_layer(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """Pre-activations of the first hidden layer: (run, batch, ...) -> (run, batch, N)."""
@@ -150,13 +167,87 @@ class MLP:
             return linear(embedded.reshape(runs, batch, self.d_in), W_in, b_in)  # (run, batch, N)
         return h if b_in is None else h + b_in[:, None, :]
 
-    def hidden(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Activations of the last hidden layer (run, batch, N): the representation the readout sees."""
-        h = self.act(self.input_layer(params, x))
+    def hidden(
+        self,
+        params: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        generators: list[torch.Generator] | None = None,
+        buffers: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Activations of the last hidden layer (run, batch, N): the representation the readout sees.
+
+        generators: one per run for a training pass (dropout masks; BatchNorm uses the batch's statistics
+        and updates `buffers` in place); None for evaluation (no dropout; BatchNorm uses `buffers`).
+        """
+        h = self._output(params, "in", self.input_layer(params, x), generators, buffers)
         for i in range(1, self.config.depth):
-            h = self.act(linear(h, params[f"W_h{i}"], params.get(f"b_h{i}")))
+            pre = linear(h, params[f"W_h{i}"], params.get(f"b_h{i}"))
+            h = self._output(params, f"h{i}", pre, generators, buffers)
         return h
 
-    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Logits (run, batch, n_classes) for inputs x (run, batch, tokens) or (run, batch, n_bits)."""
-        return linear(self.hidden(params, x), params["W_out"], params.get("b_out"))
+    def _output(
+        self,
+        params: dict[str, torch.Tensor],
+        layer: str,
+        pre: torch.Tensor,
+        generators: list[torch.Generator] | None,
+        buffers: dict[str, torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """A hidden layer's output from its pre-activations: activation, then BatchNorm, then dropout."""
+        h = self.act(pre)
+        c = self.config
+        if c.batchnorm:
+            if buffers is None:
+                raise ValueError("an MLP with BatchNorm needs its running statistics (buffers) to run")
+            running = buffers[f"running_mean_{layer}"], buffers[f"running_var_{layer}"]
+            h = batch_norm(h, params[f"gamma_{layer}"], params[f"beta_{layer}"], running, generators is not None)
+        if generators is not None and c.dropout > 0.0:
+            h = dropout(h, c.dropout, generators)
+        return h
+
+    def forward(
+        self,
+        params: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        generators: list[torch.Generator] | None = None,
+        buffers: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Logits (run, batch, n_classes) for inputs x (run, batch, tokens) or (run, batch, n_bits).
+
+        generators (one per run) make it a training pass; see `hidden`.
+        """
+        h = self.hidden(params, x, generators, buffers)
+        return linear(h, params["W_out"], params.get("b_out"))
+
+
+def batch_norm(
+    h: torch.Tensor,
+    gamma: torch.Tensor,
+    beta: torch.Tensor,
+    running: tuple[torch.Tensor, torch.Tensor],
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """BatchNorm over the batch axis of each run: h (run, batch, N), gamma/beta/running stats (run, N).
+
+    As torch.nn.BatchNorm1d: training normalizes by the batch's mean and biased variance and moves the
+    running mean and *unbiased* variance a `momentum` step towards them; evaluation uses the running ones.
+    """
+    running_mean, running_var = running
+    if training:
+        mean, var = h.mean(dim=1), h.var(dim=1, unbiased=False)  # (run, N)
+        with torch.no_grad():
+            n = h.shape[1]
+            running_mean.lerp_(mean, momentum)
+            running_var.lerp_(var * (n / max(n - 1, 1)), momentum)
+    else:
+        mean, var = running_mean, running_var
+    return (h - mean[:, None]) * torch.rsqrt(var[:, None] + eps) * gamma[:, None] + beta[:, None]
+
+
+def dropout(h: torch.Tensor, rate: float, generators: list[torch.Generator]) -> torch.Tensor:
+    """Inverted dropout, each run's mask drawn on the CPU from its own generator (device-independent),
+    so a run's masks do not depend on the other runs of its stack."""
+    keep = torch.stack([torch.rand(h.shape[1:], generator=g) for g in generators]).to(h.device) >= rate
+    return h * keep / (1.0 - rate)

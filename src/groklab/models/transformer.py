@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from groklab.config import TransformerModel
 from groklab.data.dataset import derive_seed
-from groklab.models.mlp import ACTIVATIONS, linear
+from groklab.models.mlp import ACTIVATIONS, dropout, linear
 
 Hooks = dict[str, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -387,10 +387,7 @@ def _layer_norm(x: torch.Tensor, params: dict[str, torch.Tensor], prefix: str) -
 
 def _dropout(x: torch.Tensor, rate: float, generators: list[torch.Generator] | None) -> torch.Tensor:
     """Inverted dropout with each run's own generator, so a run's masks do not depend on its stack."""
-    if generators is None or rate == 0.0:
-        return x
-    keep = torch.stack([torch.rand(x.shape[1:], generator=g) for g in generators]).to(x.device) >= rate
-    return x * keep / (1 - rate)
+    return x if generators is None or rate == 0.0 else dropout(x, rate, generators)
 
 
 def sinusoidal(n_ctx: int, d_model: int) -> torch.Tensor:

@@ -82,11 +82,14 @@ class ExperimentResult:
             set_dotted(nested, key, value)
         return RunConfig.model_validate(nested)
 
-    def model(self, run_id: str) -> tuple[MLP | Transformer, dict[str, torch.Tensor]]:
-        """The run's model and its final parameters with a run axis of 1, ready for model.forward."""
+    def model(self, run_id: str) -> tuple[MLP | Transformer, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The run's model, its final parameters and its buffers (BatchNorm running statistics; {} if none),
+        each with a run axis of 1: `model.forward(params, x, buffers=buffers)` (MLP) evaluates it."""
         config = self.run_config(run_id)
         model = build_model(config.model, make_data(config.task, config.seed))
-        return model, {name: p[None] for name, p in self.weights(run_id).items()}
+        state = {name: p[None] for name, p in self.weights(run_id).items()}
+        buffers = {name: state.pop(name) for name in list(state) if name.startswith("running_")}
+        return model, state, buffers
 
     def data(self, run_id: str) -> dict[str, np.ndarray]:
         """The run's data: x/y train/test, y_train_clean, corrupted mask, task facts."""

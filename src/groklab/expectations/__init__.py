@@ -7,34 +7,19 @@ written into the claim text, so a reader sees exactly what was checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
+from groklab.expectations.base import Check, Expectation, by_value, median
+from groklab.expectations.doshi import DOSHI
 from groklab.store.reader import ExperimentResult
 
-Check = Callable[[ExperimentResult], tuple[str, bool | None]]
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """One claim of a source about an experiment."""
-
-    claim: str
-    source: str
-    check: Check
-
-
-def _median(result: ExperimentResult, column: str) -> float | None:
-    values = pd.to_numeric(result.runs.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
-    return float(values.median()) if len(values) else None
+__all__ = ["EXPECTATIONS", "Expectation", "check"]
 
 
 def _step_at_most(column: str, limit: float, what: str) -> Check:
     def check(result: ExperimentResult) -> tuple[str, bool | None]:
-        value = _median(result, column)
+        value = median(result, column)
         if value is None:
             return f"no run {what}", False
         return f"median step {value:.0f} over {len(result.runs)} run(s)", value <= limit
@@ -71,7 +56,7 @@ def _restricted_first(result: ExperimentResult) -> tuple[str, bool | None]:
 
 
 def _excluded_rises(result: ExperimentResult) -> tuple[str, bool | None]:
-    metrics, memorized = result.metrics, _median(result, "memorized_step")
+    metrics, memorized = result.metrics, median(result, "memorized_step")
     if "excluded_loss" not in metrics or memorized is None:
         return "no excluded loss stored or never memorized", None
     after = metrics[metrics["step"] >= memorized].dropna(subset=["excluded_loss"])
@@ -90,7 +75,7 @@ def _ipr_rises(result: ExperimentResult) -> tuple[str, bool | None]:
 
 def _analytic(column: str, limit: float) -> Check:
     def check(result: ExperimentResult) -> tuple[str, bool | None]:
-        value = _median(result, column)
+        value = median(result, column)
         if value is None:
             return "no analytic comparison stored", None
         return f"{column} = {value:.3f}", value >= limit
@@ -107,26 +92,17 @@ def _memorize_first(result: ExperimentResult) -> tuple[str, bool | None]:
 
 
 def _late_generalization(result: ExperimentResult) -> tuple[str, bool | None]:
-    memorized, generalized = _median(result, "memorized_step"), _median(result, "generalized_step")
+    memorized, generalized = median(result, "memorized_step"), median(result, "generalized_step")
     if memorized is None or generalized is None:
         return "never memorized or never generalized", None
     return f"memorized at {memorized:.0f}, generalized at {generalized:.0f}", generalized >= 2 * memorized
-
-
-def _by_value(result: ExperimentResult, key: str, column: str) -> pd.Series | None:
-    """Median of a per-run column at each value of a swept key (NaN where no run reached it)."""
-    runs = result.runs
-    if key not in runs or column not in runs:
-        return None
-    values = pd.to_numeric(runs[column], errors="coerce").astype(float)  # nullable Int64 -> NaN
-    return runs.assign(v=values).groupby(key)["v"].median().sort_index()
 
 
 def _threshold(key: str) -> Check:
     """The smallest swept value at which no run generalized; met if every smaller value generalized."""
 
     def check(result: ExperimentResult) -> tuple[str, bool | None]:
-        steps = _by_value(result, key, "generalized_step")
+        steps = by_value(result, key, "generalized_step")
         if steps is None:
             return f"{key} not swept", None
         never = [v for v, s in steps.items() if s != s]
@@ -140,7 +116,7 @@ def _threshold(key: str) -> Check:
 
 
 def _shorter_after_switch(result: ExperimentResult) -> tuple[str, bool | None]:
-    delays = _by_value(result, "optimizer.on_memorized.weight_decay", "grokking_delay")
+    delays = by_value(result, "optimizer.on_memorized.weight_decay", "grokking_delay")
     if delays is None or delays.isna().all():
         return "no run generalized", None
     base, best = delays.iloc[0], delays.iloc[1:].min()
@@ -148,7 +124,7 @@ def _shorter_after_switch(result: ExperimentResult) -> tuple[str, bool | None]:
 
 
 def _flips_delay(result: ExperimentResult) -> tuple[str, bool | None]:
-    steps = _by_value(result, "task.label_noise", "generalized_step")
+    steps = by_value(result, "task.label_noise", "generalized_step")
     if steps is None or steps.dropna().empty:
         return "no run generalized", None
     reached = steps.dropna()
@@ -167,39 +143,12 @@ def _slingshots(result: ExperimentResult) -> tuple[str, bool | None]:
 
 def _final_test_below(limit: float) -> Check:
     def check(result: ExperimentResult) -> tuple[str, bool | None]:
-        value = _median(result, "final_test_acc")
+        value = median(result, "final_test_acc")
         if value is None:
             return "no finished run", None
         return f"final test accuracy {value:.3f}", value < limit
 
     return check
-
-
-def _doshi_phases(result: ExperimentResult) -> tuple[str, bool | None]:
-    phases = result.runs.get("doshi_phase", pd.Series(dtype=object)).dropna()
-    if phases.empty:
-        return "no labelled runs", None
-    counts = phases.value_counts()
-    wanted = ("coexistence", "partial inversion", "full inversion", "forgetting")
-    listing = ", ".join(f"{p}: {n}" for p, n in counts.items())
-    return f"{listing} (of {len(phases)} runs)", all(p in counts for p in wanted)
-
-
-def _pruning_unlearns(result: ExperimentResult) -> tuple[str, bool | None]:
-    """On every coexistence run: is there a pruning depth that halves the corrupted-label fit while the
-    test accuracy stays >= 0.9?"""
-    runs = result.runs
-    chosen = runs[runs.get("doshi_phase", pd.Series(dtype=object)) == "coexistence"]["run_id"].tolist()
-    if not chosen:
-        return "no run in coexistence", None
-    hits = 0
-    for run_id in chosen:
-        curve = result.series(run_id)
-        if "prune_corrupted_acc" not in curve:
-            continue
-        corrupted, test = curve["prune_corrupted_acc"], curve["prune_test_acc"]
-        hits += bool(((corrupted <= 0.5 * corrupted[0]) & (test >= 0.9)).any())
-    return f"{hits} of {len(chosen)} coexistence runs", hits == len(chosen)
 
 
 SLINGSHOT = Expectation("slingshots: train-loss spikes with last-layer norm cycles (observed, not claimed)",
@@ -230,20 +179,7 @@ MEMORIZE_FIRST = Expectation("memorization precedes generalization", "seed 001; 
 
 EXPECTATIONS: dict[str, list[Expectation]] = {
     "gromov-mlp": GROMOV,
-    "doshi-corruption": [
-        Expectation(
-            "the phases coexistence, partial inversion, full inversion and forgetting all appear over "
-            "weight decay x label noise (checked: each labels at least one run)",
-            "Doshi et al. 2023",
-            _doshi_phases,
-        ),  # fmt: skip
-        Expectation(
-            "pruning low-IPR (memorizing) neurons removes the memorized corrupted labels and keeps test "
-            "accuracy (checked: corrupted-label fit halved with test >= 0.9, every coexistence run)",
-            "Doshi et al. 2023",
-            _pruning_unlearns,
-        ),  # fmt: skip
-    ],
+    **DOSHI,
     "mlp-exp1": [
         Expectation(
             "the token MLP groks within 100k steps (checked: generalized by step 100,000)",

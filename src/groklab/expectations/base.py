@@ -1,0 +1,36 @@
+"""The shape of a checked claim, and helpers the checks share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from groklab.store.reader import ExperimentResult
+
+Check = Callable[[ExperimentResult], tuple[str, bool | None]]
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One claim of a source about an experiment."""
+
+    claim: str
+    source: str
+    check: Check
+
+
+def median(result: ExperimentResult, column: str) -> float | None:
+    """Median over runs of a per-run column (None if no run has it)."""
+    values = pd.to_numeric(result.runs.get(column, pd.Series(dtype=float)), errors="coerce").dropna()
+    return float(values.median()) if len(values) else None
+
+
+def by_value(result: ExperimentResult, key: str, column: str) -> pd.Series | None:
+    """Median of a per-run column at each value of a swept key (NaN where no run reached it)."""
+    runs = result.runs
+    if key not in runs or column not in runs:
+        return None
+    values = pd.to_numeric(runs[column], errors="coerce").astype(float)  # nullable Int64 -> NaN
+    return runs.assign(v=values).groupby(key)["v"].median().sort_index()
