@@ -119,8 +119,13 @@ def run(
     finished = store.finished_run_ids()
     todo = [(run_id, config) for run_id, config in zip(ids, runs) if run_id not in finished]
     plan = make_plan(todo, device, workers=workers, stack_size=stack_size) if todo else None
+    earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
+    spent_before = float(earlier.get("wall_time_s", 0.0)) if finished else 0.0
     meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
-    meta |= {"plan": plan.describe() if plan else None, "started": _now()}
+    meta |= {
+        "plan": plan.describe() if plan else None,
+        "started": earlier.get("started", _now()) if finished else _now(),
+    }
     store.write_meta(meta)
     started = time.perf_counter()
     try:
@@ -131,7 +136,7 @@ def run(
         meta["state"] = "interrupted"
         raise
     finally:
-        meta |= {"finished": _now(), "wall_time_s": round(time.perf_counter() - started, 3)}
+        meta |= {"finished": _now(), "wall_time_s": round(spent_before + time.perf_counter() - started, 3)}
         store.write_meta(meta)
     return load(root)
 

@@ -186,6 +186,9 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path: Path) -> None
     resumed = groklab("run", str(path), "--out", str(out), "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert len(load(out).runs) == 6 and load(out).meta["resumed_runs"] == 3
+    # The experiment's time adds up its sessions, and it started when the first one did.
+    assert load(out).meta["wall_time_s"] > partial.meta["wall_time_s"]
+    assert load(out).meta["started"] == partial.meta["started"]
     assert first_written == {p: p.stat().st_mtime_ns for p in first_written}  # finished runs kept as they were
 
 

@@ -28,3 +28,13 @@ def test_large_runs_are_not_stacked_on_cpu_but_are_on_gpu() -> None:
     small = {"task": {"name": "parity"}, "seeds": 20}
     assert [len(s) for s in make_plan(_ids(small)).stacks] == [16, 4]
     assert make_plan(_ids(small)).workers == 1 and make_plan(_ids(small), workers=2).workers == 2
+
+
+def test_many_large_cpu_runs_get_a_process_per_core(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("groklab.engine.plan.cpu_count", lambda: 2)
+    gromov = {"task": {"modulus": 97}, "model": {"width": 500}, "train": {"steps": 2000}, "seeds": 4}
+    plan = make_plan(_ids(gromov))  # 4 x 2,000 steps x 1.4 GFLOP: worth two processes
+    assert (plan.workers, plan.threads) == (2, 1)
+    assert make_plan(_ids({**gromov, "seeds": 1})).workers == 1  # one run: both cores as threads
+    assert make_plan(_ids({**gromov, "train": {"steps": 500}})).workers == 1  # short: not worth the start
+    assert make_plan(_ids(gromov), workers=1).threads == 2  # the user's choice wins

@@ -10,10 +10,9 @@ Stack size and process count come from measurements (benchmarks/bench_engine.py 
   the matmul units busy; stacking K=8 / 64 of them made each run 1.1-1.4x slower (activations leave
   the cache), so on CPU such runs go one per stack;
 - small runs (the parity net: ~50 MFLOP) are dispatch-bound; stacking K=8 gained ~1.5x per run;
-- worker processes did not pay on 2 cores: 2 runs of modular-addition took 29.3 / 22.7 s in one
-  2-thread process vs 31.3 / 24.3 s in two 1-thread processes; 8 parity runs 16.0 / 16.0 s vs
-  16.9 / 17.9 s (stacks of 4), and unstacked 25.0 / 15.0 s vs 19.5 / 19.3 s. So on CPU everything
-  runs in one process with every core as a torch thread, unless the user asks for workers;
+- worker processes did not pay on 2 cores for small runs: 8 parity runs 16.0 / 16.0 s in one 2-thread
+  process vs 16.9 / 17.9 s in two 1-thread processes (stacks of 4). They do for experiments made of
+  many large runs, one per stack (see _cpu_workers): those get one 1-thread process per core;
 - on a GPU small models are launch-bound: stack up to 256 runs in one process.
 """
 
@@ -44,6 +43,10 @@ PER_RUN_KEYS = {
 
 LARGE_STEP_FLOPS = 2e8
 """Per-run FLOPs per step above which a CPU run is matmul-bound and is not stacked."""
+
+PARALLEL_FLOPS = 1e13
+"""Budgeted FLOPs (all runs) above which an experiment of large CPU runs is worth a process per core
+(~3 min of matmul on this machine: long enough to repay starting the processes)."""
 
 
 @dataclass
@@ -125,5 +128,26 @@ def make_plan(
             size = 1 if step_flops(members[0][1]) >= LARGE_STEP_FLOPS else 16
         stacks += [members[i : i + size] for i in range(0, len(members), size)]
     cores = cpu_count()
-    workers = 1 if workers is None or on_gpu else max(1, min(workers, len(stacks)))
+    if on_gpu:
+        workers = 1
+    elif workers is None:
+        workers = _cpu_workers(stacks, cores)
+    else:
+        workers = max(1, min(workers, len(stacks)))
     return Plan(stacks=stacks, workers=workers, threads=max(1, cores // workers), device=device)
+
+
+def _cpu_workers(stacks: list[list[tuple[str, RunConfig]]], cores: int) -> int:
+    """One 1-thread process per core for a long experiment made of matmul-bound runs, else one process.
+
+    Measured (2-core CPU, 2026-11-24, Gromov MLP): per step, p = 97 (1.4 GFLOP) takes 43.5 ms in one
+    2-thread process vs 71.5 / 75.5 ms in each of two 1-thread processes (36.7 ms of throughput, 1.19x);
+    p = 59: 14.6 vs 20.6 / 23.5 ms (11.0 ms, 1.32x): two threads on one matmul of this size synchronize
+    more than they gain. End to end, starting a process (~4 s) costs more than that on short
+    experiments: modular-addition x 4 seeds took 34.5 / 36.8 s with one process, 39.0 / 38.3 s with two;
+    doshi-corruption (100 runs, 169,620 steps) took 32.6 min with two, where one would need ~41 min for
+    its steps alone (169,620 x 14.6 ms).
+    """
+    large = all(len(stack) == 1 and step_flops(stack[0][1]) >= LARGE_STEP_FLOPS for stack in stacks)
+    work = sum(step_flops(c) * c.train.steps for stack in stacks for _, c in stack)
+    return min(cores, len(stacks)) if large and len(stacks) > 1 and work >= PARALLEL_FLOPS else 1

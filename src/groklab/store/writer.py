@@ -82,6 +82,11 @@ class ExperimentStore:
         row = json.dumps(result.row(), indent=1, default=_json_default)
         _atomic(run_dir / RESULT_FILE, lambda p: p.write_text(row))
 
+    def read_meta(self) -> dict[str, Any]:
+        """meta.json as an earlier run of this experiment left it ({} if none)."""
+        path = self.root / META_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Write (or overwrite) meta.json."""
         text = json.dumps(meta, indent=1, default=_json_default)
