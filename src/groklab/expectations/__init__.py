@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.expectations.base import Check, Expectation, by_value, median
+from groklab.expectations.base import Check, Expectation, by_value, median, reached
 from groklab.expectations.doshi import DOSHI
 from groklab.store.reader import ExperimentResult
 
@@ -106,11 +106,13 @@ def _threshold(key: str) -> Check:
         if steps is None:
             return f"{key} not swept", None
         never = [v for v, s in steps.items() if s != s]
-        listing = ", ".join(f"{v:g}: {'never' if s != s else f'{s:.0f}'}" for v, s in steps.items())
+        counts = reached(result, key, "generalized_step")
+        listing = ", ".join(f"{v:g}: {'never' if s != s else f'{s:.0f}'} ({counts[v]} runs)" for v, s in steps.items())
         if not never:
-            return f"no threshold in the grid (generalized at step {listing})", False
+            return f"no threshold in the grid (median generalization step at {key} = {listing})", False
         below = steps[steps.index < min(never)]
-        return f"threshold {min(never):g} (generalized at step {listing})", bool(below.notna().all() and len(below))
+        met = bool(below.notna().all() and len(below))
+        return f"threshold {min(never):g} (median generalization step at {key} = {listing})", met
 
     return check
 
@@ -127,10 +129,13 @@ def _flips_delay(result: ExperimentResult) -> tuple[str, bool | None]:
     steps = by_value(result, "task.label_noise", "generalized_step")
     if steps is None or steps.dropna().empty:
         return "no run generalized", None
-    reached = steps.dropna()
-    first, last = reached.iloc[0], reached.iloc[-1]
-    return (f"generalized at step {first:.0f} with p_t = {reached.index[0]:g}, {last:.0f} with p_t = "
-            f"{reached.index[-1]:g}"), bool(last > first)  # fmt: skip
+    generalizing = steps.dropna()
+    if len(generalizing) < 2:
+        only = generalizing.index[0]
+        return f"only p_t = {only:g} generalizes (median step {generalizing.iloc[0]:.0f}): nothing to compare", None
+    first, last = generalizing.iloc[0], generalizing.iloc[-1]
+    return (f"median generalization step {first:.0f} at p_t = {generalizing.index[0]:g}, {last:.0f} at p_t = "
+            f"{generalizing.index[-1]:g}"), bool(last > first)  # fmt: skip
 
 
 def _slingshots(result: ExperimentResult) -> tuple[str, bool | None]:

@@ -28,9 +28,21 @@ def median(result: ExperimentResult, column: str) -> float | None:
 
 
 def by_value(result: ExperimentResult, key: str, column: str) -> pd.Series | None:
-    """Median of a per-run column at each value of a swept key (NaN where no run reached it)."""
+    """Median over runs of a step column (e.g. generalized_step) at each value of a swept key.
+
+    A run that never reached the event counts as infinitely late, so the median is NaN ("never") when
+    at most half the runs at that value reached it: runs that failed are not dropped from the median.
+    """
     runs = result.runs
     if key not in runs or column not in runs:
         return None
-    values = pd.to_numeric(runs[column], errors="coerce").astype(float)  # nullable Int64 -> NaN
-    return runs.assign(v=values).groupby(key)["v"].median().sort_index()
+    values = pd.to_numeric(runs[column], errors="coerce").astype(float).fillna(float("inf"))  # Int64 NA -> inf
+    medians = runs.assign(v=values).groupby(key)["v"].median().sort_index()
+    return medians.where(medians != float("inf"))
+
+
+def reached(result: ExperimentResult, key: str, column: str) -> dict[object, str]:
+    """'k/n' runs that reached a step column's event, at each value of a swept key."""
+    runs = result.runs
+    hits = pd.to_numeric(runs[column], errors="coerce").notna()
+    return {v: f"{int(h.sum())}/{len(h)}" for v, h in hits.groupby(runs[key])}
