@@ -106,3 +106,8 @@ def test_batchnorm_runs_store_their_running_statistics(tmp_path, tiny_modular: R
     logits = model.forward(params, torch.from_numpy(data["x_test"])[None], buffers=buffers)[0]
     accuracy = (logits.argmax(-1).numpy() == data["y_test"]).mean()
     assert accuracy == pytest.approx(result.runs["final_test_acc"][0])
+    # batchnorm_gain (default with BatchNorm): gain = |gamma| / sqrt(running_var + eps) per neuron, as stored.
+    gain = load(tmp_path / "bn").series(run_id)["batchnorm_gain"]
+    expected = params["gamma_in"][0].abs() / (buffers["running_var_in"][0] + 1e-5).sqrt()
+    torch.testing.assert_close(torch.as_tensor(gain), expected)
+    assert -1.0 <= result.runs["batchnorm_gain_ipr"][0] <= 1.0
