@@ -23,7 +23,7 @@ SPEC = {
     "optimizer": {"lr": 0.01, "weight_decay": 5.0, "betas": [0.9, 0.98]},
     "train": {"steps": 60, "loss": "mse", "eval_every": 5},
     "measures": {"names": "all", "representation_steps": [0, 30, 60], "representation_inputs": 64},
-    "sweep": {"optimizer.weight_decay": [1.0, 5.0], "optimizer.lr": [0.01, 0.02]},
+    "sweep": {"optimizer.weight_decay": [1.0, 5.0], "model.batchnorm": [False, True]},
 }
 
 
