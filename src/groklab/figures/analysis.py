@@ -178,7 +178,7 @@ def batchnorm(result: ExperimentResult, count: int = 4) -> Figure:
         series = result.series(row["run_id"])
         ax.scatter(series["neuron_ipr"][-1], series["batchnorm_gain"], s=4, color=TRAIN, alpha=0.6)
         noise = f", noise {row['task.label_noise']:g}" if "task.label_noise" in row else ""
-        ax.set_title(f"{row['run_id']}{noise}: rho = {row['batchnorm_gain_ipr']:.2f}")
+        ax.set_title(f"{row['run_id']}{noise}: rho = {row['batchnorm_gain_ipr']:.2f}", fontsize=9)
         ax.set_xlabel("neuron IPR (final)")
-        ax.set_ylabel("BatchNorm gain |gamma| / sigma")
+        ax.set_ylabel("gain |gamma| / sigma")
     return fig
