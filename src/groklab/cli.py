@@ -93,8 +93,8 @@ def plot(
     what: Annotated[list[str] | None, typer.Option("--what", help="A figure (repeatable); default: all.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
 ) -> None:
-    """Draw the experiment's figures into DIR/figures/ (curves, measures, sweep, delay, fourier, ipr,
-    neurons, tsne, kde, pruning: those the experiment has data for)."""
+    """Draw the experiment's figures into DIR/figures/: every kind it has data for (see the README's
+    figure table), or those named by --what."""
     from groklab.figures import save_figures
 
     try:
