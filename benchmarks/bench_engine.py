@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from groklab import RunConfig
-from groklab.engine.loop import Stack
 from groklab.engine.plan import cpu_count
+from groklab.engine.stack import Stack
 
 GROMOV = {
     "task": {"name": "modular", "modulus": 97, "train_fraction": 0.5},

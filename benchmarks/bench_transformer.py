@@ -8,7 +8,9 @@ are written the way the public repositories write them: Nanda's `Transformer` (e
 every position, logits everywhere, the last one read) and a Power re-implementation built from
 nn.MultiheadAttention with post-LayerNorm. Both time the training step (forward, loss, backward, AdamW
 step); for nanda-modadd a third column adds what Nanda's own trainer also does every step, a forward
-pass over the test set for its loss. groklab evaluates on a schedule instead (train.eval_every).
+pass over the test set for its loss. groklab evaluates on a schedule instead (train.eval_every). The
+column "no shortcuts" trains groklab's plain transformer (every position computed, models/transformer.py)
+instead of the shortcut one (models/shortcuts.py): what the exact shortcuts save.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from groklab.config import expand_runs
-from groklab.engine.loop import Stack
+from groklab.config import expand_runs, resolve_spec
 from groklab.engine.plan import cpu_count
-from groklab.runner import resolve_spec
+from groklab.engine.stack import Stack
+from groklab.models import Transformer
 
 
 class NandaTransformer(nn.Module):
@@ -151,9 +153,12 @@ def main() -> None:
         config = expand_runs(resolve_spec(name))[0]
         stack = Stack([("r0", config)], torch.device("cpu"))
         groklab = _groklab_step(stack, config.train.loss)
+        unshortcut = Stack([("r0", config)], torch.device("cpu"))
+        unshortcut.model = Transformer(stack.model.config, stack.model.vocab, stack.model.n_classes)
+        no_shortcuts = _groklab_step(unshortcut, config.train.loss)
         plain = _plain_step(name, stack)
         trainer = _plain_step(name, stack, test_every_step=True) if name == "nanda-modadd" else None
-        contenders = [fn for fn in (plain, trainer, groklab) if fn is not None]
+        contenders = [fn for fn in (plain, trainer, no_shortcuts, groklab) if fn is not None]
         for fn in contenders:
             _time(fn, 2)  # warm up
         times: list[list[float]] = [[] for _ in contenders]
@@ -161,16 +166,22 @@ def main() -> None:
             for fn, series in zip(contenders, times):
                 series.append(_time(fn, steps))
         medians = [statistics.median(series) * 1e3 for series in times]
-        rows.append((name, medians[0], medians[1] if trainer else None, medians[-1]))
+        rows.append((name, medians[0], medians[1] if trainer else None, medians[-2], medians[-1]))
     print(
         f"{date.today()}  {platform.processor() or platform.machine()}, {cpu_count()} cores, "
         f"{args.threads} threads, torch {torch.__version__}"
     )
-    print("| workload | plain PyTorch ms/step | + test loss every step (Nanda's trainer) | groklab ms/step | speedup |")
-    print("|---|---|---|---|---|")
-    for name, plain_ms, trainer_ms, groklab_ms in rows:
+    print(
+        "| workload | plain PyTorch ms/step | + test loss every step (Nanda's trainer) "
+        "| groklab, no shortcuts ms/step | groklab ms/step | speedup |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, plain_ms, trainer_ms, full_ms, groklab_ms in rows:
         trainer = f"{trainer_ms:.1f} ({trainer_ms / groklab_ms:.2f}x)" if trainer_ms else "-"
-        print(f"| {name} | {plain_ms:.1f} | {trainer} | {groklab_ms:.1f} | {plain_ms / groklab_ms:.2f}x |")
+        shortcuts = f"{full_ms:.1f} ({full_ms / groklab_ms:.2f}x)"
+        print(
+            f"| {name} | {plain_ms:.1f} | {trainer} | {shortcuts} | {groklab_ms:.1f} | {plain_ms / groklab_ms:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -11,16 +11,20 @@ The public API (everything else is internal):
     expand_runs(experiment) -> list[RunConfig]
     builtin_specs() -> {name: path}
     train_stack(runs, device) -> list[RunResult]   (the engine, for notebooks)
-    make_data(task, seed) -> RunData; MLP, Transformer   (tasks and models; Transformer.run_with_cache)
+    Stack(runs, device)                              (one stack's data, model and parameters, untrained)
+    make_data(task, seed) -> RunData; MLP, Transformer, Model   (tasks; models and their one interface:
+                                                      forward(params, x, hooks=...), run_with_cache, hook_names)
+    reference_model(model, params, run) -> nn.Module  (one run as a plain torch module: oracle and export)
+    Claim, CHECKS                                    (claims of a spec and the checks that decide them)
     SpecError                                        (raised for every bad input, one line)
 """
 
-__version__ = "0.1.0"
-
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from groklab.config import (
+    Claim,
     Experiment,
     MeasuresConfig,
     MLPModel,
@@ -32,14 +36,20 @@ from groklab.config import (
     SpecError,
     TrainConfig,
     TransformerModel,
+    builtin_specs,
     expand_runs,
 )
 from groklab.data import RunData, make_data
-from groklab.engine.loop import RunResult, train_stack
+from groklab.engine.loop import train_stack
+from groklab.engine.result import RunResult
+from groklab.engine.stack import Stack
+from groklab.expectations import CHECKS
 from groklab.measures import MEASURES, gromov_solution
-from groklab.models import MLP, Transformer
-from groklab.runner import builtin_specs, run
+from groklab.models import MLP, Model, Transformer, reference_model
+from groklab.runner import run
 from groklab.store import ExperimentResult, load
+
+__version__ = metadata.version("groklab")
 
 
 # Figures and reports import matplotlib (~1 s): only when asked for, not on `import groklab`.
@@ -65,12 +75,15 @@ def report(directory: str | Path) -> Path:
 
 
 __all__ = [
+    "CHECKS",
     "MEASURES",
     "MLP",
+    "Claim",
     "Experiment",
     "ExperimentResult",
     "MLPModel",
     "MeasuresConfig",
+    "Model",
     "ModularTask",
     "OptimizerConfig",
     "ParityTask",
@@ -79,6 +92,7 @@ __all__ = [
     "RunData",
     "RunResult",
     "SpecError",
+    "Stack",
     "TrainConfig",
     "Transformer",
     "TransformerModel",
@@ -89,6 +103,7 @@ __all__ = [
     "load",
     "make_data",
     "plot",
+    "reference_model",
     "report",
     "run",
     "save_figures",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,9 +14,8 @@ import yaml
 # typer vendors click; its usage errors are click exceptions, formatted here as one line.
 from typer._click import ClickException
 
-from groklab.config import SpecError, field_reference
+from groklab.config import SpecError, builtin_specs, field_reference
 from groklab.measures import MEASURES
-from groklab.runner import builtin_specs
 from groklab.runner import run as run_experiment
 from groklab.store import ExperimentResult, load
 
@@ -59,7 +59,15 @@ def run(
 ) -> None:
     try:
         result = run_experiment(
-            spec, out=out, device=device, sets=set_, sweeps=sweep, progress=not quiet, workers=workers, quick=quick
+            spec,
+            out=out,
+            device=device,
+            sets=set_,
+            sweeps=sweep,
+            progress=not quiet,
+            workers=workers,
+            quick=quick,
+            command=shlex.join(["groklab", *sys.argv[1:]]),
         )
     except SpecError as error:
         _fail(str(error))
@@ -93,7 +101,7 @@ def plot(
     what: Annotated[list[str] | None, typer.Option("--what", help="A figure (repeatable); default: all.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
 ) -> None:
-    """Draw the experiment's figures into DIR/figures/: every kind it has data for (see the README's
+    """Draw the experiment's figures into DIR/figures/: every kind it has data for (see docs/measures.md,
     figure table), or those named by --what."""
     from groklab.figures import save_figures
 

@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import yaml
 
-from groklab.config import SpecError, flatten
+from groklab.config import SpecError, builtin_specs, flatten, parse_experiment
 from groklab.expectations import check
 from groklab.figures import FIGURES, plot
 from groklab.store.reader import ExperimentResult, load
@@ -74,6 +74,8 @@ def _experiment_page(result: ExperimentResult) -> Path:
     wall = meta.get("wall_time_s")
     parts.append(f"<p>{finished}; state {_e(meta.get('state', '?'))}; wall time {_duration(wall)}; "
                  f"device {_e(meta.get('device', '?'))}.</p>")  # fmt: skip
+    if command := meta.get("command"):  # every --set, --sweep, --quick, --device that made it
+        parts.append(f"<p>Made by <code>{_e(command)}</code></p>")
     parts += _expectations(result)
     parts.append("<h2>Runs</h2>" + _runs_table(result))
     parts.append("<h2>Figures</h2>")
@@ -91,10 +93,10 @@ def _expectations(result: ExperimentResult) -> list[str]:
     if not checks:
         return []
     rows = []
-    for expectation, measured, met in checks:
+    for v in checks:
         verdict = {True: "<span class='met'>met</span>", False: "<span class='unmet'>not met</span>"}
-        rows.append(f"<tr><td>{_e(expectation.claim)}</td><td>{_e(expectation.source)}</td><td>{_e(measured)}</td>"
-                    f"<td>{verdict.get(met, '<span class=na>n/a</span>')}</td></tr>")  # fmt: skip
+        rows.append(f"<tr><td>{_e(v.claim)}</td><td>{_e(v.source)}</td><td>{_e(v.measured)}</td>"
+                    f"<td>{verdict.get(v.met, '<span class=na>n/a</span>')}</td></tr>")  # fmt: skip
     changed = _changed_from_builtin(result)
     note = f"<p>This experiment changes the built-in settings: {_e(', '.join(changed))}.</p>" if changed else ""
     if spec_notes := str(result.spec.get("notes", "")).strip():
@@ -105,13 +107,9 @@ def _expectations(result: ExperimentResult) -> list[str]:
 
 
 def _changed_from_builtin(result: ExperimentResult) -> list[str]:
-    from groklab.runner import builtin_specs
-
     path = builtin_specs().get(str(result.spec.get("name")))
     if path is None:
         return []
-    from groklab.config import parse_experiment
-
     builtin = flatten(parse_experiment(yaml.safe_load(path.read_text())).model_dump(mode="json"))
     stored = flatten(parse_experiment(result.spec).model_dump(mode="json"))
     return [f"{k}={stored.get(k)!r}" for k in sorted(set(builtin) | set(stored)) if builtin.get(k) != stored.get(k)]
@@ -144,7 +142,7 @@ def _index_page(root: Path, results: list[ExperimentResult], pages: list[Path]) 
     rows = []
     for result, page in zip(results, pages):
         checks = check(result)
-        met = sum(1 for *_, ok in checks if ok)
+        met = sum(1 for v in checks if v.met)
         verdict = f"{met} of {len(checks)} claims met" if checks else "-"
         rows.append(f"<tr><td><a href='{_e(str(page.relative_to(root)))}'>{_e(result.spec.get('name', ''))}</a></td>"
                     f"<td>{len(result.rows)}</td><td>{_e(result.meta.get('state', '?'))}</td><td>{verdict}</td>"

@@ -2,79 +2,30 @@
 
 from __future__ import annotations
 
-import copy
 import multiprocessing
 import platform
 import queue as queue_module
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import UTC, datetime
-from importlib import resources
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from groklab.config import (
-    Experiment,
-    SpecError,
-    apply_overrides,
-    expand_runs,
-    load_yaml,
-    parse_experiment,
-    set_dotted,
-)
-from groklab.engine.loop import RunResult, train_stack
+from groklab.config import Experiment, SpecError, expand_runs, resolve_spec
+from groklab.engine.loop import train_stack
 from groklab.engine.plan import Plan, make_plan
+from groklab.engine.result import RunResult
+from groklab.expectations import validate_claims
 from groklab.measures import selected
 from groklab.store import ExperimentResult, ExperimentStore, load
-
-
-def builtin_specs() -> dict[str, Path]:
-    """Built-in experiment name -> its YAML file."""
-    folder = resources.files("groklab") / "experiments"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
-
-
-def resolve_spec(
-    spec: str | Path | dict[str, Any] | Experiment,
-    sets: list[str] | None = None,
-    sweeps: list[str] | None = None,
-    quick: bool = False,
-) -> Experiment:
-    """An Experiment from a built-in name, a YAML path, plain data or an Experiment, with overrides
-    (the spec's `quick` variant first, when asked for, then --set and --sweep)."""
-    if isinstance(spec, Experiment):
-        data: dict[str, Any] = spec.model_dump(mode="json")
-    elif isinstance(spec, dict):
-        data = spec
-    else:
-        builtins = builtin_specs()
-        path = builtins.get(str(spec), Path(spec))
-        if not path.is_file() and str(spec) not in builtins and not str(spec).endswith((".yaml", ".yml")):
-            names = ", ".join(sorted(builtins))
-            raise SpecError(f"{spec}: no such spec file or built-in experiment (built-ins: {names})")
-        data = load_yaml(path)
-    if quick:
-        data = _quick_variant(data, str(spec) if not isinstance(spec, (dict, Experiment)) else "spec")
-    return parse_experiment(apply_overrides(data, sets, sweeps))
-
-
-def _quick_variant(data: dict[str, Any], name: str) -> dict[str, Any]:
-    overrides = data.get("quick") if isinstance(data, dict) else None
-    if not overrides:
-        raise SpecError(f"--quick: {name} has no quick variant (a `quick:` section of overrides)")
-    data = copy.deepcopy(data)
-    for key, value in overrides.items():
-        if key.startswith("sweep."):
-            data.setdefault("sweep", {})[key.removeprefix("sweep.")] = value
-        else:
-            set_dotted(data, key, value)
-    return data
 
 
 def check_device(device: str) -> str:
@@ -102,13 +53,17 @@ def run(
     workers: int | None = None,
     stack_size: int | None = None,
     quick: bool = False,
+    command: str | None = None,
 ) -> ExperimentResult:
     """Train every run of an experiment and store it; returns the stored experiment.
 
     Everything is validated before the output directory is created. Re-running the same spec into
-    the same directory resumes it: finished runs are kept, the rest are trained.
+    the same directory resumes it: finished runs are kept, the rest are trained. meta.json keeps the
+    command line that made it (`command`, as the CLI received it; from Python, the equivalent command)
+    and its overrides, as Hydra keeps overrides.yaml.
     """
     experiment = resolve_spec(spec, sets, sweeps, quick)
+    validate_claims(experiment)
     device = check_device(device)
     runs = expand_runs(experiment)
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written
@@ -121,7 +76,11 @@ def run(
     plan = make_plan(todo, device, workers=workers, stack_size=stack_size) if todo else None
     earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
     spent_before = float(earlier.get("wall_time_s", 0.0)) if finished else 0.0
+    overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
+    if command is None:
+        command = command_line(spec, out, overrides)
     meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
+    meta |= {"command": command, "overrides": overrides}
     meta |= {
         "plan": plan.describe() if plan else None,
         "started": earlier.get("started", _now()) if finished else _now(),
@@ -141,6 +100,18 @@ def run(
     return load(root)
 
 
+def command_line(spec: object, out: str | Path | None, overrides: dict[str, Any]) -> str:
+    """The `groklab run` command equivalent to a Python call (a spec given as data shows as SPEC)."""
+    words = ["groklab", "run", str(spec) if isinstance(spec, (str, Path)) else "SPEC"]
+    words += [w for value in overrides["set"] for w in ("--set", value)]
+    words += [w for value in overrides["sweep"] for w in ("--sweep", value)]
+    words += ["--quick"] if overrides["quick"] else []
+    words += ["--device", overrides["device"]] if overrides["device"] != "cpu" else []
+    words += ["--workers", str(overrides["workers"])] if overrides["workers"] else []
+    words += ["--out", str(out)] if out is not None else []
+    return shlex.join(words)
+
+
 def default_out(name: str) -> Path:
     """runs/<name>-<UTC timestamp> under the working directory."""
     return Path("runs") / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
@@ -152,8 +123,6 @@ def _now() -> str:
 
 def environment(device: str) -> dict[str, Any]:
     """Versions and machine facts for meta.json."""
-    from groklab import __version__
-
     try:
         root = Path(__file__).resolve().parent
         revision = subprocess.run(
@@ -162,7 +131,7 @@ def environment(device: str) -> dict[str, Any]:
     except (OSError, subprocess.SubprocessError):
         revision = ""
     return {
-        "groklab": __version__,
+        "groklab": metadata.version("groklab"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

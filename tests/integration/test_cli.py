@@ -65,6 +65,10 @@ def test_run_then_summary_json(spec_file: Path, tmp_path: Path) -> None:
     experiment = load(out)
     assert len(experiment.runs) == 4 and set(experiment.metrics["run_id"]) == set(experiment.runs["run_id"])
     assert experiment.meta["state"] == "finished" and experiment.meta["torch"]
+    # The command that made it is kept, as typed, with its overrides (as Hydra keeps overrides.yaml).
+    command = f"groklab run {spec_file} --out {out} --sweep optimizer.weight_decay=1,5 --quiet"
+    assert experiment.meta["command"] == command
+    assert experiment.meta["overrides"]["sweep"] == ["optimizer.weight_decay=1,5"]
 
 
 def test_run_with_worker_processes(spec_file: Path, tmp_path: Path) -> None:

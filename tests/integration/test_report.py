@@ -11,13 +11,15 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import yaml
 
 import groklab
 from groklab.figures import FIGURES, applicable, plot
 from groklab.html_report import report
 
 SPEC = {
-    "name": "modular-addition",  # a built-in name: the report checks the source's claims
+    "name": "modular-addition",  # a built-in's name: the report names the settings changed from it
+    "claims": yaml.safe_load(groklab.builtin_specs()["modular-addition"].read_text())["claims"],
     "task": {"modulus": 23, "train_fraction": 0.5, "label_noise": 0.05},
     "model": {"width": 64, "activation": "quadratic", "bias": False, "init": "gromov"},
     "optimizer": {"lr": 0.01, "weight_decay": 5.0, "betas": [0.9, 0.98]},
@@ -81,6 +83,7 @@ def test_report_and_index_pages(experiment: groklab.ExperimentResult, page: Path
     text = page.read_text()
     assert text.count("data:image/png;base64,") == len(FIGURES)
     assert "The source's claims" in text and "task.label_noise=0.05" in text  # changes from the built-in named
+    assert f"Made by <code>groklab run SPEC --out {experiment.root}</code>" in text  # the command, from Python
     assert text.count("<tr>") >= 4 + 1 and "http" not in text.split("<body>")[1].split("<h2>Environment")[0]
     index = report(experiment.root.parent)
     assert index.name == "index.html" and "exp/report.html" in index.read_text()

@@ -1,6 +1,8 @@
-"""Full reproductions of the built-in experiments (minutes each): `python -m pytest -m slow`.
+"""Full reproductions of the built-in experiments (minutes to hours each): `python -m pytest -m slow`.
 
-Each checks the source's claim on a real run, with the source's settings; CI skips them.
+Each runs a built-in with its source's settings and asserts that every claim in its spec is met — the
+thresholds live once, in the spec's `claims:`. Claims measured not to reproduce on this kind of machine
+are listed with what was measured: for them the test asserts the check still reports a verdict.
 """
 
 from __future__ import annotations
@@ -10,22 +12,25 @@ from pathlib import Path
 import pytest
 
 import groklab
+from groklab.expectations import check
+
+DOES_NOT_REPRODUCE = {  # (experiment, check) -> what was measured (docs/reproductions.md)
+    ("doshi-dropout", "dropout_unlearns"): "corrupted-label fit 1.00 -> 0.00 / 0.60 / 1.00 at noise 0.1 / 0.2 / 0.3",
+    ("doshi-batchnorm", "batchnorm_amplifies"): "rho(gain, IPR) 0.63 / 0.37 / 0.03 at noise 0.1 / 0.2 / 0.3",
+    ("doshi-batchnorm", "batchnorm_unlearns"): "corrupted-label fit 1.00 with and without BatchNorm",
+}
+SETS = {"nanda-modadd": ["train.steps=20000"]}  # test loss < 1 by 14k needs no 40k budget
 
 
 @pytest.mark.slow
-def test_modular_addition_groks_in_tens_of_steps(tmp_path: Path) -> None:
-    """Gromov 2023: train accuracy 100% within ~30 steps, test accuracy 100% by ~45."""
-    result = groklab.run("modular-addition", out=tmp_path / "ma", progress=False)
-    for row in result.rows:
-        assert row["memorized_step"] <= 40 and row["generalized_step"] <= 80
-
-
-@pytest.mark.slow
-def test_nanda_modadd_test_loss_falls_below_one(tmp_path: Path) -> None:
-    """Nanda et al. 2023: memorization by ~1.4k epochs, test loss < 1 near 13-14k epochs."""
-    result = groklab.run("nanda-modadd", out=tmp_path / "nanda", sets=["train.steps=20000"], progress=False)
-    metrics = result.metrics
-    memorized = result.rows[0]["memorized_step"]
-    below_one = metrics.loc[metrics["test_loss"] < 1.0, "step"]
-    assert memorized is not None and memorized <= 3000
-    assert len(below_one) and below_one.iloc[0] <= 20000
+@pytest.mark.parametrize("name", sorted(groklab.builtin_specs()))
+def test_every_claim_of_the_builtin_is_met(name: str, tmp_path: Path) -> None:
+    result = groklab.run(name, out=tmp_path / name, sets=SETS.get(name), progress=False)
+    checks = {claim["check"]: verdict for claim, verdict in zip(result.spec["claims"], check(result))}
+    for check_name, verdict in checks.items():
+        if verdict.met is None and check_name == "slingshots":
+            continue  # an observation, not a claim
+        if (name, check_name) in DOES_NOT_REPRODUCE:
+            assert verdict.met is not None, verdict.measured
+            continue
+        assert verdict.met is True, f"{verdict.claim}: measured {verdict.measured}"

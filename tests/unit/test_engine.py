@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from groklab import MLP, MLPModel, RunConfig, make_data, train_stack
-from groklab.engine.loop import RunResult
+from groklab.engine.result import RunResult
 
 
 def _variants(base: RunConfig) -> list[tuple[str, RunConfig]]:

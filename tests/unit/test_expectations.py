@@ -1,19 +1,27 @@
-"""The claim checks against hand-made results: failed runs count, thresholds, Doshi's phase counts."""
+"""The claim checks against hand-made results: failed runs count, thresholds; claims travel with the spec."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from groklab.expectations import EXPECTATIONS
+import pytest
+import yaml
+
+from groklab.config import SpecError, builtin_specs, parse_experiment
+from groklab.expectations import check, validate_claims
 from groklab.expectations.base import by_value, reached
 from groklab.store.reader import ExperimentResult
 
+LABEL_FLIP = yaml.safe_load(builtin_specs()["parity-label-flip"].read_text())["claims"]
 
-def _result(name: str, rows: list[tuple[float, int | None]], key: str = "task.label_noise") -> ExperimentResult:
+
+def _result(
+    name: str, rows: list[tuple[float, int | None]], key: str = "task.label_noise", claims: list | None = None
+) -> ExperimentResult:
     """Runs (swept value, generalized step); every run memorized at step 100."""
     return ExperimentResult(
         root=Path("."),
-        spec={"name": name},
+        spec={"name": name, "claims": LABEL_FLIP if claims is None else claims},
         meta={},
         rows=[
             {
@@ -41,13 +49,41 @@ def test_runs_that_never_generalize_count_in_the_median() -> None:
 
 
 def test_label_flip_threshold_and_delay() -> None:
-    delay, threshold = (e.check for e in EXPECTATIONS["parity-label-flip"])
     grid = [(0.0, 1000), (0.0, 1100), (0.02, 2000), (0.02, 2500), (0.05, None), (0.05, None)]
-    result = _result("parity-label-flip", grid)
-    assert delay(result) == ("median generalization step 1050 at p_t = 0, 2250 at p_t = 0.02", True)
-    measured, met = threshold(result)
-    assert met is True and measured.startswith("threshold 0.05")
+    delay, threshold = check(_result("a-copy-under-another-name", grid))  # the claims come from the stored spec
+    assert delay.claim == (
+        "flipped training labels delay generalization (checked: median generalized_step later at the largest "
+        "task.label_noise that generalizes than at the smallest)"
+    )
+    assert (delay.measured, delay.met) == ("median generalized_step 1050 at task.label_noise = 0, 2250 at 0.02", True)
+    assert threshold.met is True and threshold.measured.startswith("threshold 0.05")
     # A value above the threshold that generalizes again breaks "every smaller value generalizes" only below it.
-    measured, met = threshold(_result("parity-label-flip", [(0.0, None), (0.1, 2000), (0.2, None)]))
-    assert measured.startswith("threshold 0 ") and met is False
-    assert delay(_result("parity-label-flip", [(0.0, 1000), (0.1, None)]))[1] is None  # nothing to compare
+    _, threshold = check(_result("x", [(0.0, None), (0.1, 2000), (0.2, None)]))
+    assert threshold.measured.startswith("threshold 0 ") and threshold.met is False
+    assert check(_result("x", [(0.0, 1000), (0.1, None)]))[0].met is None  # nothing to compare
+
+
+def test_a_spec_without_claims_checks_nothing() -> None:
+    assert check(_result("parity-label-flip", [(0.0, 1000)], claims=[])) == []
+
+
+def test_every_builtin_claim_names_a_check_with_fitting_parameters() -> None:
+    for path in builtin_specs().values():
+        validate_claims(parse_experiment(yaml.safe_load(path.read_text())))
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [
+        ({"check": "no_such_check"}, "claims.0.check: unknown check 'no_such_check'; allowed: "),
+        (
+            {"check": "step_at_most", "params": {"column": "memorized_step"}},
+            "claims.0.params: check step_at_most needs limit",
+        ),
+        ({"check": "threshold", "params": {"key": "k", "limit": 3}}, "claims.0.params: unknown parameter(s) limit"),
+    ],
+)
+def test_a_bad_claim_is_a_one_line_spec_error(claim: dict, message: str) -> None:
+    experiment = parse_experiment({"claims": [{"claim": "c", "source": "s", **claim}]})
+    with pytest.raises(SpecError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        validate_claims(experiment)

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from groklab import RunConfig
-from groklab.engine.loop import Stack, train_stack
+from groklab.engine.loop import train_stack
+from groklab.engine.stack import Stack
 from groklab.measures import MEASURES, analytic_accuracy, gromov_solution, selected
 from groklab.measures.analytic import compare
-from groklab.measures.events import nanda_phases, run_events
+from groklab.measures.curve_events import nanda_phases, run_events
 from groklab.measures.fourier import gini, ipr, logit_components, power_spectrum, restricted_excluded
 
 from ..conftest import TINY_MODULAR

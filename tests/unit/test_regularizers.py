@@ -69,9 +69,9 @@ def test_mlp_with_batchnorm_matches_a_plain_pytorch_mlp() -> None:
     buffers = model.buffers(1, torch.device("cpu"), torch.float64)
     training = [torch.Generator()]  # a training pass (no dropout: the generators only say "training")
     torch.testing.assert_close(
-        model.forward(stacked, x[None], training, buffers)[0], reference.train()(one_hot.double())
+        model.forward(stacked, x[None], buffers=buffers, generators=training)[0], reference.train()(one_hot.double())
     )
-    torch.testing.assert_close(model.forward(stacked, x[None], None, buffers)[0], reference.eval()(one_hot.double()))
+    torch.testing.assert_close(model.forward(stacked, x[None], buffers=buffers)[0], reference.eval()(one_hot.double()))
 
 
 def test_run_i_of_a_stack_equals_run_i_alone_with_dropout_and_batchnorm(tiny_modular: RunConfig) -> None:

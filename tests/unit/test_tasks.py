@@ -1,13 +1,14 @@
-"""Tasks against their definitions: operations, parity labels, splits, label noise."""
+"""Tasks against their definitions: operations, parity labels, splits, label noise, the group S5."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from groklab import ModularTask, ParityTask, make_data
+from groklab import ModularTask, ParityTask, PermutationTask, make_data
 from groklab.data import operation_table
 from groklab.data.dataset import corrupt_labels
+from groklab.data.permutation import compose, inverse, permutation_table, permutations
 
 FORMULAS = {
     "add": lambda a, b: a + b,
@@ -102,3 +103,38 @@ def test_parity_label_noise_flips_training_labels_only() -> None:
     assert flipped.sum() == 25 and (flipped == data.corrupted.numpy()).all()
     x = data.x_test.numpy()
     assert (((x[:, 0] * x[:, 1]) < 0).astype(int) == data.y_test.numpy()).all()  # test labels clean
+
+
+def test_s5_is_a_group_under_composition() -> None:
+    elements = permutations(5)
+    assert len(elements) == 120 and (elements[0] == np.arange(5)).all()  # 0 is the identity
+    x = elements[np.random.default_rng(0).integers(0, 120, size=(200, 3))]
+    a, b, c = x[:, 0], x[:, 1], x[:, 2]
+    assert (compose(compose(a, b), c) == compose(a, compose(b, c))).all()  # associative
+    assert (compose(a, inverse(a)) == np.arange(5)).all() and (compose(inverse(a), a) == np.arange(5)).all()
+    pairs, labels = permutation_table("xy", 5)
+    assert len(pairs) == 120 * 120 and (labels[pairs[:, 1] == 0] == pairs[pairs[:, 1] == 0, 0]).all()  # x e = x
+    assert not (labels == permutation_table("xy", 5)[1].reshape(120, 120).T.ravel()).all()  # S5 is not abelian
+    _, conjugates = permutation_table("xyx^-1", 5)
+    table, conjugate = labels.reshape(120, 120), conjugates.reshape(120, 120)
+    inverses = np.array([int(np.flatnonzero(table[i] == 0)[0]) for i in range(120)])  # x x^-1 = e
+    assert (table[inverses, np.arange(120)] == 0).all()  # x^-1 x = e too
+    assert all(conjugate[x, y] == table[table[x, y], inverses[x]] for x in range(0, 120, 7) for y in range(0, 120, 11))
+
+
+def test_conjugation_and_xyx_match_their_definitions() -> None:
+    elements = permutations(4)
+    index = {tuple(p): i for i, p in enumerate(elements.tolist())}
+    for operation, formula in (
+        ("xyx^-1", lambda x, y: compose(compose(x, y), inverse(x))),
+        ("xyx", lambda x, y: compose(compose(x, y), x)),
+    ):
+        pairs, labels = permutation_table(operation, 4)
+        for (i, j), label in zip(pairs[::37].tolist(), labels[::37].tolist()):
+            assert label == index[tuple(formula(elements[i], elements[j]).tolist())]
+
+
+def test_permutation_task_splits_and_holds_out() -> None:
+    data = make_data(PermutationTask(degree=4, train_fraction=1.0, holdout_labels=[0]), seed=0)
+    assert set(data.y_test.tolist()) == {0} and len(data.y_test) == 24  # x y = e for 24 pairs
+    assert data.n_classes == 24 and len(data.y_train) == 24 * 24 - 24

@@ -7,10 +7,12 @@ training.py    OptimizerConfig, TrainConfig
 measures.py    MeasuresConfig
 experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
 overrides.py   YAML files and --set / --sweep overrides
+specs.py       the built-in experiments; a spec by name or path, with its quick variant and overrides
 """
 
 from groklab.config.base import SpecError
 from groklab.config.experiment import (
+    Claim,
     Experiment,
     RunConfig,
     expand_runs,
@@ -23,10 +25,12 @@ from groklab.config.experiment import (
 from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
+from groklab.config.specs import builtin_specs, resolve_spec
 from groklab.config.tasks import ModularTask, ParityTask, PermutationTask
 from groklab.config.training import OptimizerConfig, TrainConfig
 
 __all__ = [
+    "Claim",
     "Experiment",
     "MLPModel",
     "MeasuresConfig",
@@ -39,6 +43,7 @@ __all__ = [
     "TrainConfig",
     "TransformerModel",
     "apply_overrides",
+    "builtin_specs",
     "expand_runs",
     "field_reference",
     "flatten",
@@ -46,6 +51,7 @@ __all__ = [
     "load_yaml",
     "parse_experiment",
     "parse_scalar",
+    "resolve_spec",
     "run_params",
     "set_dotted",
 ]

@@ -64,6 +64,20 @@ class RunConfig(BaseModel):
         return self
 
 
+class Claim(BaseModel):
+    """One claim of a source about an experiment, and the check that decides whether a stored run meets it."""
+
+    model_config = STRICT
+    claim: str
+    """What the source reports, in its words (the report adds the checked condition, made from `params`)."""
+    source: str
+    """Who reports it: paper or seed document, figure or section."""
+    check: str
+    """The check's name (`groklab run --help` and docs/claims.md list them with their parameters)."""
+    params: dict[str, Any] = {}
+    """The check's parameters (a column, a limit, a swept key, ...): each threshold is written once, here."""
+
+
 class Experiment(BaseModel):
     """An experiment: a base run, seeds, and a sweep grid. Each (sweep point, seed) is one run."""
 
@@ -89,6 +103,9 @@ class Experiment(BaseModel):
     """A count n (seeds 0..n-1) or an explicit list of seeds."""
     sweep: dict[str, list[Any]] = {}
     """Grid: dotted key -> list of values; every combination x every seed is one run."""
+    claims: list[Claim] = []
+    """What the sources report, checked against the stored runs in the report (a copy of a spec keeps them):
+    a list of {claim, source, check, params}; see docs/claims.md for the checks."""
     quick: dict[str, Any] = {}
     """The spec's quick variant: dotted key -> value applied by `groklab run --quick` (a smaller grid or
     budget that runs in CI-sized time; `sweep.KEY` replaces one sweep axis)."""

@@ -8,21 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5, "dropout": 6}
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """An independent 63-bit seed for one purpose of one run (split, noise, init, batches, sample, dropout).
-
-    Separate streams mean, e.g., that changing label_noise leaves the split and the init unchanged.
-    """
-    state = np.random.SeedSequence([seed, PURPOSES[purpose]]).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
-
-
-def rng_for(seed: int, purpose: str) -> np.random.Generator:
-    """A numpy Generator for one purpose of one run."""
-    return np.random.default_rng(derive_seed(seed, purpose))
+from groklab.seeds import rng_for
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from groklab.config import ParityTask
-from groklab.data.dataset import RunData, corrupt_labels, rng_for
+from groklab.data.dataset import RunData, corrupt_labels
+from groklab.seeds import rng_for
 
 
 def parity_classes(x: np.ndarray, coordinates: list[int]) -> np.ndarray:

@@ -7,16 +7,14 @@ measures become series (name -> values at name.steps); final measures run once w
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from groklab.config import RunConfig
+from groklab.engine.stack import Stack
 from groklab.measures import run_events, selected
-
-if TYPE_CHECKING:
-    from groklab.engine.loop import Stack
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "weight_norm")
 

@@ -1,24 +1,74 @@
-"""The shape of a checked claim, and helpers the checks share."""
+"""The check registry, and helpers the checks share.
+
+A check is a function check(result, **params) -> (measured, met): `measured` says the number, `met` is
+True/False, or None when the experiment does not contain what the claim needs (e.g. a sweep it lacks).
+Registered with `checks(name, condition)`: `condition` is a format string over the parameters, the
+"checked: ..." sentence a reader sees, so each threshold is written once, in the spec's `claims:`.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from groklab.config import SpecError
 from groklab.store.reader import ExperimentResult
 
-Check = Callable[[ExperimentResult], tuple[str, bool | None]]
+Outcome = tuple[str, bool | None]
 
 
 @dataclass(frozen=True)
-class Expectation:
-    """One claim of a source about an experiment."""
+class Check:
+    """A registered check: its function, the sentence template of its condition, its parameters."""
 
-    claim: str
-    source: str
-    check: Check
+    name: str
+    fn: Callable[..., Outcome]
+    condition: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Parameter name -> default (inspect.Parameter.empty when required)."""
+        return {n: p.default for n, p in list(inspect.signature(self.fn).parameters.items())[1:]}
+
+    def describe(self, params: dict[str, Any]) -> str:
+        """The checked condition in words, e.g. 'median memorized_step <= 40'."""
+        shown = {
+            n: ", ".join(map(str, v)) if isinstance(v, list) else v for n, v in {**self.defaults(), **params}.items()
+        }
+        return self.condition.format(**shown)
+
+    def defaults(self) -> dict[str, Any]:
+        return {n: d for n, d in self.params.items() if d is not inspect.Parameter.empty}
+
+    def validate(self, params: dict[str, Any], where: str) -> None:
+        """Raise SpecError for unknown or missing parameters."""
+        unknown = sorted(set(params) - set(self.params))
+        missing = sorted(n for n, d in self.params.items() if d is inspect.Parameter.empty and n not in params)
+        allowed = ", ".join(self.params) or "none"
+        if unknown:
+            raise SpecError(
+                f"{where}.params: unknown parameter(s) {', '.join(unknown)} of check {self.name}; allowed: {allowed}"
+            )
+        if missing:
+            raise SpecError(f"{where}.params: check {self.name} needs {', '.join(missing)}; allowed: {allowed}")
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def checks(name: str, condition: str) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Decorator: register a check under `name` with the sentence template of its condition."""
+
+    def add(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
+        CHECKS[name] = Check(name, fn, condition)
+        return fn
+
+    return add
 
 
 def median(result: ExperimentResult, column: str) -> float | None:
@@ -46,3 +96,16 @@ def reached(result: ExperimentResult, key: str, column: str) -> dict[object, str
     runs = result.runs
     hits = pd.to_numeric(runs[column], errors="coerce").notna()
     return {v: f"{int(h.sum())}/{len(h)}" for v, h in hits.groupby(runs[key])}
+
+
+def first_step_below(result: ExperimentResult, column: str, level: float) -> float | None:
+    """Median over runs of the first evaluated step where a metrics `column` < level."""
+    metrics = result.metrics
+    if column not in metrics:
+        return None
+    steps = []
+    for _, frame in metrics.groupby("run_id"):
+        below = frame[frame[column] < level]
+        if len(below):
+            steps.append(float(below["step"].iloc[0]))
+    return float(np.median(steps)) if steps else None

@@ -78,7 +78,8 @@ def neurons(result: ExperimentResult, run_id: str | None = None, count: int = 4)
     model, params, buffers = result.model(run_id)
     config = result.run_config(run_id)
     pairs, _ = operation_table(config.task.operation, config.task.modulus)  # type: ignore[union-attr]
-    probe = Probe(0, params, model, [config], [make_data(config.task, config.seed)], params, {}, buffers=buffers)
+    data = [make_data(config.task, config.seed)]
+    probe = Probe(step=0, params=params, model=model, configs=[config], data=data, init_params=params, buffers=buffers)
     pre = probe.neuron_preactivations(torch.from_numpy(pairs)[None])[0].double()  # (n_pairs, N)
     p = config.task.modulus  # type: ignore[union-attr]
     a = torch.from_numpy(pairs[:, 0])

@@ -7,14 +7,14 @@
     modular.py         the Fourier measures of modular runs; IPR-ordered neuron pruning
     representation.py  label-corruption accuracies, RQI, parity clustering, stored representations
     analytic.py        Gromov's analytic solution and the comparison of trained weights with it
-    events.py          events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
+    curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
 `groklab measures` lists them; `measures.names` in a spec selects them.
 """
 
 from groklab.measures import analytic, modular, representation, weights  # noqa: F401  (registers measures)
 from groklab.measures.analytic import analytic_accuracy, gromov_solution
-from groklab.measures.events import run_events
+from groklab.measures.curve_events import run_events
 from groklab.measures.probe import Probe
 from groklab.measures.registry import MEASURES, Measure, register, selected
 

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from groklab.engine.losses import per_run_loss
+from groklab.losses import per_run_loss
 
 
 def power_spectrum(f: torch.Tensor, dim: int = -1) -> torch.Tensor:

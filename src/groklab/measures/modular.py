@@ -9,7 +9,6 @@ from groklab.config import RunConfig
 from groklab.measures.fourier import gini, ipr, logit_components, power_spectrum, restricted_excluded, sum_index
 from groklab.measures.probe import Probe, is_additive, is_modular, is_noisy
 from groklab.measures.registry import register
-from groklab.models.mlp import MLP
 
 
 @register(
@@ -40,7 +39,7 @@ def neuron_spectra(probe: Probe) -> torch.Tensor:
     spectra of its input weights (Gromov; Doshi et al.); for a transformer they include attention.
     """
     p = probe.config.task.modulus  # type: ignore[union-attr]
-    if isinstance(probe.model, MLP) and probe.model.config.embedding == "one_hot":
+    if probe.model.neurons_from_weights:
         E_a, E_b = probe.operand_embeddings()  # the same spectra, from the weights directly
         return power_spectrum(E_a, dim=1) + power_spectrum(E_b, dim=1)
     pairs = probe.table_pairs
@@ -133,7 +132,7 @@ def restricted_excluded_loss(probe: Probe) -> dict[str, torch.Tensor]:
 )
 def ipr_pruning(probe: Probe) -> list[dict[str, object]]:
     order = ipr(neuron_spectra(probe)).argsort(dim=1)  # (run, N): lowest IPR first
-    name = probe.neuron_output_name()
+    name = probe.model.neuron_output
     N = order.shape[1]
     counts = torch.linspace(0, N, probe.options.prune_points).round().long().tolist()
     corrupted = torch.stack([d.corrupted for d in probe.data]).to(probe.device)

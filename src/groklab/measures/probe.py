@@ -1,22 +1,22 @@
 """What a measure reads: a stack's parameters, model and data, and tensors derived from them once.
 
 Every tensor carries the run axis first. The model-specific questions (where are the hidden neurons,
-which weights are the last layer, what are the operands' embeddings) are answered here, so that each
-measure is written once for the MLP and the transformer alike.
+which weights are the last layer, what are the operands' embeddings) are answered by the model through
+its interface (models/protocol.py: hook points, readout, neuron weights), so that each measure is
+written once for every model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 import torch
 
 from groklab.config import MeasuresConfig, ModularTask, ParityTask, RunConfig
 from groklab.data import operation_table
 from groklab.data.dataset import RunData
-from groklab.models.mlp import MLP
-from groklab.models.transformer import Transformer
+from groklab.models import Hooks, Model, Params
 
 
 def is_modular(config: RunConfig) -> bool:
@@ -54,43 +54,50 @@ def is_gromov_mlp(config: RunConfig) -> bool:
     )
 
 
+@dataclass(kw_only=True, eq=False)
 class Probe:
     """One evaluation of one stack: step, parameters (detached) and cached derived tensors."""
 
-    def __init__(
-        self,
-        step: int,
-        params: dict[str, torch.Tensor],
-        model: MLP | Transformer,
-        configs: list[RunConfig],
-        data: list[RunData],
-        init_params: dict[str, torch.Tensor],
-        stacked: dict[str, torch.Tensor],
-        eval_logits: list[torch.Tensor] | None = None,
-        buffers: dict[str, torch.Tensor] | None = None,
-    ) -> None:
-        self.step = step
-        self.params = {name: p.detach() for name, p in params.items()}
-        self.model = model
-        self.configs = configs
-        self.config = configs[0]
-        self.options: MeasuresConfig = configs[0].measures
-        self.data = data
-        self.init_params = init_params
-        self.stacked = stacked
-        """The stack's tensors: x_train, y_train, x_test, y_test (as the model consumes them)."""
-        self.eval_logits = eval_logits or []
-        """(train, test) logits of this step's evaluation, if it just ran (reused, not recomputed)."""
-        self.buffers = buffers or {}
-        """The model's running statistics (BatchNorm), if it has any."""
-        self.device = next(iter(params.values())).device
+    step: int
+    params: Params
+    """The stack's parameters (run axis first), detached on construction."""
+    model: Model
+    configs: list[RunConfig]
+    data: list[RunData]
+    init_params: Params
+    stacked: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The stack's tensors: x_train, y_train, x_test, y_test (as the model consumes them)."""
+    eval_logits: list[torch.Tensor] = field(default_factory=list)
+    """(train, test) logits of this step's evaluation, if it just ran (reused, not recomputed)."""
+    buffers: Params = field(default_factory=dict)
+    """The model's running statistics (BatchNorm), if it has any."""
 
-    def forward(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None, **kwargs: Any) -> torch.Tensor:
+    def __post_init__(self) -> None:
+        self.params = {name: p.detach() for name, p in self.params.items()}
+
+    @property
+    def config(self) -> RunConfig:
+        """The first run's config: what the runs of a stack share (task, model, measures options)."""
+        return self.configs[0]
+
+    @property
+    def options(self) -> MeasuresConfig:
+        return self.config.measures
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    def forward(self, x: torch.Tensor, params: Params | None = None, hooks: Hooks | None = None) -> torch.Tensor:
         """Evaluation-mode logits (run, n, C) of inputs x as the model consumes them (default: own params)."""
-        if self.buffers:
-            kwargs["buffers"] = self.buffers
         with torch.no_grad():
-            return self.model.forward(self.params if params is None else params, x, **kwargs)
+            return self.model.forward(self.params if params is None else params, x, hooks, buffers=self.buffers)
+
+    def activation(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The activation at hook point `name` for inputs x, at the readout's position: (run, n, d)."""
+        captured: dict[str, torch.Tensor] = {}
+        self.forward(x, hooks={name: lambda t: captured.setdefault(name, t)})
+        return self.model.at_readout(captured[name])
 
     @cached_property
     def train_logits(self) -> torch.Tensor:
@@ -117,24 +124,9 @@ class Probe:
             out[name] = p
         return out
 
-    def last_layer(self) -> list[str]:
-        """Names of the readout's parameters (the slingshot's last layer)."""
-        names = ("W_out", "b_out") if isinstance(self.model, MLP) else ("W_U", "b_U")
-        return [n for n in names if n in self.params]
-
-    def neuron_weights(self, params: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def neuron_weights(self, params: Params | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """First hidden layer: incoming (run, N, fan_in) and outgoing (run, N, fan_out) weights per neuron."""
-        params = params or self.params
-        if isinstance(self.model, MLP):
-            after = "W_out" if self.model.config.depth == 1 else "W_h1"
-            return params["W_in"].transpose(1, 2), params[after]
-        return params["blocks.0.mlp.W_in"].transpose(1, 2), params["blocks.0.mlp.W_out"]
-
-    def neuron_output_name(self) -> str:
-        """The parameter whose rows are the first hidden layer's outgoing weights (zeroed to prune)."""
-        if isinstance(self.model, MLP):
-            return "W_out" if self.model.config.depth == 1 else "W_h1"
-        return "blocks.0.mlp.W_out"
+        return self.model.neuron_weights(params or self.params)
 
     # -- the full operation table (modular tasks) ----------------------------------------------------
 
@@ -174,38 +166,14 @@ class Probe:
         return self.neuron_preactivations(self.table_pairs.expand(self.runs, -1, -1))
 
     def neuron_preactivations(self, pairs: torch.Tensor) -> torch.Tensor:
-        """Pre-activations of the first hidden layer for inputs (run, n, ...) -> (run, n, N)."""
-        with torch.no_grad():
-            if isinstance(self.model, MLP):
-                return self.model.input_layer(self.params, self.model.prepare(pairs))
-            captured: dict[str, torch.Tensor] = {}
-            hooks = {"blocks.0.mlp.hook_pre": lambda t: captured.setdefault("pre", t)}
-            self.forward(self.model.prepare(pairs), hooks=hooks)
-            return captured["pre"][:, :, -1]  # at "=" (a 1-layer model computes its MLP there only)
+        """First-hidden-layer pre-activations (blocks.0.mlp.hook_pre) for pairs (run, n, 2) -> (run, n, N)."""
+        return self.activation("blocks.0.mlp.hook_pre", self.model.prepare(pairs))
 
     def representations(self, x: torch.Tensor) -> torch.Tensor:
         """The representation the readout sees, for inputs x (run, n, ...) as the model consumes them:
         the MLP's last hidden layer, the transformer's residual stream at "=" -> (run, n, d)."""
-        with torch.no_grad():
-            if isinstance(self.model, MLP):
-                return self.model.hidden(self.params, x, buffers=self.buffers)
-            captured: dict[str, Any] = {}
-            last = f"blocks.{self.model.config.n_layers - 1}.hook_resid_post"
-            name = "ln_final.hook_normalized" if self.model.config.layernorm == "pre" else last
-            self.forward(x, hooks={name: lambda t: captured.setdefault("h", t)})
-            return captured["h"][:, :, -1]
+        return self.activation(self.model.readout_input, x)
 
     def operand_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """How the network first represents operands a and b: (run, p, d) each.
-
-        One-hot MLP: the blocks of W_in that a and b select (the first layer's pre-activation is
-        W_in[a] + W_in[p + b]); learned-embedding MLP and transformer: the token embedding W_E.
-        """
-        if isinstance(self.model, MLP) and self.model.config.embedding == "one_hot":
-            V, p = self.model.vocab, self.model.operands  # one-hot blocks of V rows, one per token position
-            W_in = self.params["W_in"]
-            b_block = 2 if self.model.sequence else 1  # "a op b =": b is the third token
-            return W_in[:, :p], W_in[:, b_block * V : b_block * V + p]
-        p = self.config.task.n_labels  # type: ignore[union-attr]
-        W_E = self.params["W_E"][:, :p]
-        return W_E, W_E
+        """How the network first represents operands a and b: (run, p, d) each (see Model.operand_embeddings)."""
+        return self.model.operand_embeddings(self.params)

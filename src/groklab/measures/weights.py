@@ -1,7 +1,7 @@
 """Measures of the weights alone: norms, spectral norms, sparsity, large neurons, distance from init.
 
 (The size of each weight update, `update_norm`, needs the parameters after the next step: the
-training loop measures it, see engine/loop.py.)
+engine measures it, see engine/recorder.py.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _sum_squares(params: dict[str, torch.Tensor], names: list[str] | None = None
 )
 def weight_norms(probe: Probe) -> dict[str, torch.Tensor]:
     out = {f"norm.{name}": p.flatten(1).norm(dim=1) for name, p in probe.params.items()}
-    out["last_layer_norm"] = _sum_squares(probe.params, probe.last_layer()).sqrt()
+    out["last_layer_norm"] = _sum_squares(probe.params, list(probe.model.readout)).sqrt()
     return out
 
 

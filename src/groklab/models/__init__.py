@@ -1,18 +1,51 @@
-"""Models with a leading run axis: parameters are dicts of tensors shaped (run, ...)."""
+"""Models with a leading run axis: parameters are dicts of tensors shaped (run, ...).
+
+protocol.py    Model: the interface the engine and the measures use (one path for every model)
+layers.py      the shared building blocks: batched linear maps, normalization, dropout, hook points
+mlp.py         the MLP (Gromov; the parity and Doshi papers; seed 003's token MLP)
+transformer.py the decoder-only transformer, every position computed (Nanda et al.; Power et al.)
+shortcuts.py   the same transformer through exact shortcuts (what training runs)
+reference.py   reference oracles: one run as a plain torch.nn.Module, for tests and export
+"""
 
 from __future__ import annotations
 
 from groklab.config import MLPModel, TransformerModel
 from groklab.data.dataset import RunData
-from groklab.models.mlp import MLP, stack_params
+from groklab.models.layers import Hooks, Params, stack_params
+from groklab.models.mlp import MLP
+from groklab.models.protocol import Model
+from groklab.models.reference import ReferenceMLP, ReferenceTransformer
+from groklab.models.shortcuts import ShortcutTransformer
 from groklab.models.transformer import Transformer
 
-__all__ = ["MLP", "Transformer", "build_model", "stack_params"]
+__all__ = [
+    "MLP",
+    "Hooks",
+    "Model",
+    "Params",
+    "ReferenceMLP",
+    "ReferenceTransformer",
+    "ShortcutTransformer",
+    "Transformer",
+    "build_model",
+    "reference_model",
+    "stack_params",
+]
 
 
-def build_model(config: MLPModel | TransformerModel, data: RunData) -> MLP | Transformer:
+def build_model(config: MLPModel | TransformerModel, data: RunData) -> Model:
     """The model for a model config and the shape of a run's data."""
     if isinstance(config, TransformerModel):
         assert data.vocab is not None, "transformers need token inputs (checked by RunConfig)"
-        return Transformer(config, vocab=data.vocab, n_classes=data.n_classes)
+        return ShortcutTransformer(config, vocab=data.vocab, n_classes=data.n_classes)
     return MLP(config, vocab=data.vocab, input_dim=data.input_dim, n_classes=data.n_classes)
+
+
+def reference_model(
+    model: Model, params: Params, run: int, buffers: Params | None = None
+) -> ReferenceMLP | ReferenceTransformer:
+    """Run `run` of a stack as a plain torch.nn.Module (evaluation mode), written without the run axis."""
+    if isinstance(model, Transformer):
+        return ReferenceTransformer.from_run(model, params, run, buffers)
+    return ReferenceMLP.from_run(model, params, run, buffers)  # type: ignore[arg-type]

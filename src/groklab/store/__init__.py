@@ -1,10 +1,11 @@
 """The run store: one directory per experiment, one sub-directory per finished run.
 
     DIR/experiment.yaml          the resolved spec (every default filled in)
-    DIR/meta.json                versions, git revision, device, plan, timings, state
+    DIR/meta.json                versions, git revision, device, plan, timings, state, the command that made it
     DIR/runs/<run_id>/metrics.parquet   step, train/test loss and accuracy, weight norm, ...
     DIR/runs/<run_id>/weights.pt        final state_dict (no run axis)
     DIR/runs/<run_id>/data.npz          the run's split / sample, labels and corrupted mask
+    DIR/runs/<run_id>/measures.npz      vector measures over evaluations (name, name.steps) and final arrays
     DIR/runs/<run_id>/result.json       the summary row, written last: a run exists iff this file does
 
 Each file is written to a temporary name and renamed, so a crash or Ctrl-C never leaves a

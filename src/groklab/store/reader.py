@@ -31,7 +31,7 @@ class ExperimentResult:
     @property
     def runs(self) -> pd.DataFrame:
         """One row per run: run_id, seed, status, steps, memorized/generalized steps, final_*, the events
-        of measures/events.py, the final measures' scalars, wall_time_s, and every param."""
+        of measures/curve_events.py, the final measures' scalars, wall_time_s, and every param."""
         records = []
         for row in self.rows:
             record = {k: v for k, v in row.items() if k not in ("params", "final", "events", "analysis")}

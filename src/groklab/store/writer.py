@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from groklab.config import Experiment, SpecError
-from groklab.engine.loop import RunResult
+from groklab.engine.result import RunResult
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
 

@@ -1,0 +1,147 @@
+"""Checks of claims any grokking experiment can make: when runs memorize and generalize, how a curve
+moves, how a swept key changes generalization, and where it stops generalizing."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from groklab.expectations.base import Outcome, by_value, checks, first_step_below, median, reached
+from groklab.store.reader import ExperimentResult
+
+
+@checks("step_at_most", "median {column} <= {limit:,}")
+def step_at_most(result: ExperimentResult, column: str, limit: float) -> Outcome:
+    """A per-run step (memorized_step, generalized_step, ...) comes early enough, in the median run."""
+    value = median(result, column)
+    if value is None:
+        return f"no run has a {column}", False
+    return f"median step {value:.0f} over {len(result.runs)} run(s)", value <= limit
+
+
+@checks("median_at_least", "median {column} >= {limit:g}")
+def median_at_least(result: ExperimentResult, column: str, limit: float) -> Outcome:
+    """A per-run number (an analysis scalar, a final accuracy) is at least `limit` in the median run."""
+    value = median(result, column)
+    if value is None:
+        return f"no {column} stored", None
+    return f"{column} = {value:.3f}", value >= limit
+
+
+@checks("median_below", "median {column} < {limit:g}")
+def median_below(result: ExperimentResult, column: str, limit: float) -> Outcome:
+    """A per-run number stays below `limit` in the median run."""
+    value = median(result, column)
+    if value is None:
+        return f"no {column} stored", None
+    return f"{column} = {value:.3f}", value < limit
+
+
+@checks("first_below_by", "{column} < {level:g} first by step {limit:,}")
+def first_below_by(result: ExperimentResult, column: str, level: float, limit: float) -> Outcome:
+    """A metric curve (e.g. test_loss) first falls below `level` by step `limit`."""
+    step = first_step_below(result, column, level)
+    if step is None:
+        return f"{column} never fell below {level:g} in the budget", False
+    return f"{column} < {level:g} first at step {step:.0f}", step <= limit
+
+
+@checks("falls_first", "{column} below {level:g} before {other}")
+def falls_first(result: ExperimentResult, column: str, other: str, level: float) -> Outcome:
+    """One curve (e.g. restricted_loss) falls below `level` strictly before another (e.g. test_loss)."""
+    first, second = first_step_below(result, column, level), first_step_below(result, other, level)
+    if first is None or second is None:
+        return f"{column} or {other} never below {level:g}", None
+    return f"{column} < {level:g} at step {first:.0f}, {other} < {level:g} at {second:.0f}", first < second
+
+
+@checks("rises_after_memorization", "{column} peaks above x{factor:g} its value at memorization")
+def rises_after_memorization(result: ExperimentResult, column: str, factor: float) -> Outcome:
+    """A curve (e.g. excluded_loss) rises after memorization to `factor` times its value there."""
+    metrics, memorized = result.metrics, median(result, "memorized_step")
+    if column not in metrics or memorized is None:
+        return f"no {column} stored or never memorized", None
+    after = metrics[metrics["step"] >= memorized].dropna(subset=[column])
+    start, peak = after[column].iloc[0], after[column].max()
+    return f"{column} {start:.3g} at memorization, peak {peak:.3g}", peak > factor * start
+
+
+@checks("rises", "median final {column} > x{factor:g} its first value")
+def rises(result: ExperimentResult, column: str, factor: float) -> Outcome:
+    """A measured curve (e.g. neuron_ipr_mean) ends `factor` times higher than it starts, in the median run."""
+    metrics = result.metrics.dropna(subset=[column]) if column in result.metrics else None
+    if metrics is None or metrics.empty:
+        return f"no {column} stored", None
+    first = metrics.groupby("run_id")[column].first().median()
+    last = metrics.groupby("run_id")[column].last().median()
+    return f"{column} {first:.3f} -> {last:.3f}", last > factor * first
+
+
+@checks("memorizes_first", "memorized_step < generalized_step in every run that did both")
+def memorizes_first(result: ExperimentResult) -> Outcome:
+    """Memorization precedes generalization."""
+    runs = result.runs.dropna(subset=["memorized_step", "generalized_step"])
+    if runs.empty:
+        return "no run both memorized and generalized", None
+    earlier = (runs["memorized_step"] < runs["generalized_step"]).mean()
+    return f"memorized before generalizing in {earlier:.0%} of {len(runs)} run(s)", bool(earlier == 1.0)
+
+
+@checks("generalizes_late", "median generalized_step >= {factor:g} x median memorized_step")
+def generalizes_late(result: ExperimentResult, factor: float) -> Outcome:
+    """Generalization comes much later than memorization (grokking)."""
+    memorized, generalized = median(result, "memorized_step"), median(result, "generalized_step")
+    if memorized is None or generalized is None:
+        return "never memorized or never generalized", None
+    return f"memorized at {memorized:.0f}, generalized at {generalized:.0f}", generalized >= factor * memorized
+
+
+@checks("threshold", "a value of {key} in the grid where no run generalized, every smaller one generalizing")
+def threshold(result: ExperimentResult, key: str) -> Outcome:
+    """Beyond a threshold value of a swept key, runs never generalize."""
+    steps = by_value(result, key, "generalized_step")
+    if steps is None:
+        return f"{key} not swept", None
+    never = [v for v, s in steps.items() if s != s]
+    counts = reached(result, key, "generalized_step")
+    listing = ", ".join(f"{v:g}: {'never' if s != s else f'{s:.0f}'} ({counts[v]} runs)" for v, s in steps.items())
+    if not never:
+        return f"no threshold in the grid (median generalization step at {key} = {listing})", False
+    below = steps[steps.index < min(never)]
+    met = bool(below.notna().all() and len(below))
+    return f"threshold {min(never):g} (median generalization step at {key} = {listing})", met
+
+
+@checks("shortens", "some larger {key} has a shorter median {column} than the smallest")
+def shortens(result: ExperimentResult, key: str, column: str) -> Outcome:
+    """Raising a swept key shortens a per-run delay (e.g. grokking_delay)."""
+    delays = by_value(result, key, column)
+    if delays is None or delays.isna().all():
+        return "no run generalized", None
+    base, best = delays.iloc[0], delays.iloc[1:].min()
+    return f"{column} {base:.0f} at {key} = {delays.index[0]:g}, shortest {best:.0f} at a larger value", bool(
+        best < base
+    )
+
+
+@checks("delays", "median {column} later at the largest {key} that generalizes than at the smallest")
+def delays(result: ExperimentResult, key: str, column: str = "generalized_step") -> Outcome:
+    """Raising a swept key delays an event (e.g. generalization)."""
+    steps = by_value(result, key, column)
+    if steps is None or steps.dropna().empty:
+        return "no run generalized", None
+    generalizing = steps.dropna()
+    if len(generalizing) < 2:
+        only = generalizing.index[0]
+        return f"only {key} = {only:g} generalizes (median step {generalizing.iloc[0]:.0f}): nothing to compare", None
+    first, last = generalizing.iloc[0], generalizing.iloc[-1]
+    return (f"median {column} {first:.0f} at {key} = {generalizing.index[0]:g}, {last:.0f} at "
+            f"{generalizing.index[-1]:g}"), bool(last > first)  # fmt: skip
+
+
+@checks("slingshots", "an observation, not a pass/fail check")
+def slingshots(result: ExperimentResult) -> Outcome:
+    """Counts train-loss spikes and last-layer norm cycles (Thilak et al.'s slingshot)."""
+    runs = result.runs
+    spikes = sum(len(v) for v in runs.get("loss_spike_steps", pd.Series(dtype=object)) if isinstance(v, list))
+    cycles = sum(len(v) for v in runs.get("norm_cycle_peak_steps", pd.Series(dtype=object)) if isinstance(v, list))
+    return f"{spikes} train-loss spikes, {cycles} last-layer-norm cycles over {len(runs)} run(s)", None

@@ -1,0 +1,104 @@
+"""The one interface every model implements, so that the engine and the measures take one path for all.
+
+Parameters are dicts of tensors with a leading run axis; a model object holds no parameters, only shapes.
+Hook points carry TransformerLens names; in both models `blocks.0.mlp.hook_pre` is the first hidden
+layer's pre-activation (the neurons the Fourier and IPR measures read).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+
+from groklab.models.layers import Hooks, Params
+
+
+class Model(Protocol):
+    """A model of one stack: what its inputs, parameters and activations are, and how to run them."""
+
+    config: Any
+    n_classes: int
+    readout: tuple[str, ...]
+    """Names of the readout's parameters (the last layer: the slingshot's norm)."""
+    readout_input: str
+    """The hook point whose activation the readout reads: the run's representation of an input."""
+    neuron_output: str
+    """The parameter whose rows are the first hidden layer's outgoing weights (zeroed to prune a neuron)."""
+    neurons_from_weights: bool
+    """True when the first hidden layer's pre-activation is E_a[a] + E_b[b] (+ bias), E_* the blocks given by
+    `operand_embeddings`: then neuron responses are read off the weights instead of a forward pass."""
+    trains_differently: bool
+    """True when a training pass differs from evaluation (dropout, BatchNorm batch statistics)."""
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A task's inputs (run, n, ...) as the model consumes them (e.g. token sequences); once per stack."""
+        ...
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> shape of one run (no run axis)."""
+        ...
+
+    def init(self, seed: int, dtype: torch.dtype = torch.float32) -> Params:
+        """Parameters of one run, drawn on the CPU from the run's own init stream (device-independent)."""
+        ...
+
+    def buffers(self, runs: int, device: torch.device, dtype: torch.dtype) -> Params:
+        """State that is not trained (BatchNorm running statistics) for `runs` runs; {} if none."""
+        ...
+
+    def layout(self, params: Params) -> Params:
+        """The same values in the memory layout the model computes fastest with (shapes and names unchanged)."""
+        ...
+
+    def forward(
+        self,
+        params: Params,
+        x: torch.Tensor,
+        hooks: Hooks | None = None,
+        *,
+        buffers: Params | None = None,
+        generators: list[torch.Generator] | None = None,
+    ) -> torch.Tensor:
+        """Logits (run, batch, n_classes). generators (one per run) make it a training pass."""
+        ...
+
+    def run_with_cache(
+        self, params: Params, x: torch.Tensor, *, buffers: Params | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Evaluation-mode logits and every hooked activation (no gradients)."""
+        ...
+
+    def hook_names(self) -> list[str]:
+        """Every hook point, in the order the forward pass reaches them."""
+        ...
+
+    def at_readout(self, activation: torch.Tensor) -> torch.Tensor:
+        """A hooked activation at the position the readout reads: (run, batch, [pos,] d) -> (run, batch, d)."""
+        ...
+
+    def neuron_weights(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        """First hidden layer: incoming (run, N, fan_in) and outgoing (run, N, fan_out) weights per neuron."""
+        ...
+
+    def operand_embeddings(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        """How the network first represents operands a and b of a pair task: (run, p, d) each."""
+        ...
+
+
+def run_with_cache(
+    model: Model, params: Params, x: torch.Tensor, buffers: Params | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Evaluation-mode logits and every hooked activation of any model (no gradients)."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def store(name: str) -> Any:
+        def record(value: torch.Tensor) -> torch.Tensor:
+            cache[name] = value.detach()
+            return value
+
+        return record
+
+    with torch.no_grad():
+        logits = model.forward(params, x, {n: store(n) for n in model.hook_names()}, buffers=buffers)
+    return logits, cache

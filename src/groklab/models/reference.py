@@ -1,0 +1,252 @@
+"""Reference oracles: one run of a stack as a plain torch.nn.Module, written the obvious way.
+
+No run axis, no shortcut, no gather tricks: one-hot inputs are one-hot vectors, layers are nn.Linear,
+nn.LayerNorm, nn.BatchNorm1d and nn.Embedding, attention is F.scaled_dot_product_attention over every
+position. They exist to check groklab's models (logits and gradients, tests/unit/test_oracles.py) and to
+hand one trained run to code that expects an nn.Module. Evaluation mode only: dropout is off and
+BatchNorm reads its running statistics.
+
+    oracle = ReferenceMLP.from_run(model, params, run=0, buffers=buffers)   # or ReferenceTransformer
+    logits = oracle(x)                      # x: one run's inputs as model.prepare makes them, (batch, ...)
+    oracle.stack_layout(oracle.grads())     # gradients renamed and reshaped as groklab's parameters (one run)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from groklab.config import TransformerModel
+from groklab.models.mlp import MLP
+from groklab.models.transformer import Transformer
+
+ACTIVATIONS = {
+    "quadratic": torch.square,
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "silu": F.silu,
+    "identity": lambda h: h,
+}
+
+
+class _Oracle(nn.Module):
+    """Loading one run's weights in and reading gradients out, by a table of layout conversions.
+
+    `_layout()` lists (groklab name, module attribute path, to_module) where to_module maps a groklab tensor
+    (no run axis) to the module's tensor; the conversions are reshapes and transposes, inverted by autograd.
+    """
+
+    def _layout(self) -> list[tuple[str, str, object]]:
+        raise NotImplementedError
+
+    def load_run(
+        self, params: dict[str, torch.Tensor], run: int, buffers: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """Copy run `run` of a stack's parameters (and BatchNorm statistics) into this module."""
+        state = {**params, **(buffers or {})}
+        with torch.no_grad():
+            for name, path, to_module in self._layout():
+                target = self.get_parameter(path) if path in dict(self.named_parameters()) else self.get_buffer(path)
+                target.copy_(to_module(state[name][run].detach()))  # type: ignore[operator]
+
+    def stack_layout(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Tensors keyed by this module's parameter paths (e.g. gradients) -> groklab names and shapes."""
+        out = {}
+        for name, path, to_module in self._layout():
+            if path not in tensors:
+                continue
+            probe = torch.zeros(self._shapes[name], dtype=tensors[path].dtype, requires_grad=True)
+            # to_module is linear (a reshape/transpose): its vector-Jacobian product is its inverse.
+            (out[name],) = torch.autograd.grad(to_module(probe), probe, tensors[path])  # type: ignore[operator]
+        return out
+
+    def grads(self) -> dict[str, torch.Tensor]:
+        """The gradient of every parameter, keyed by its path."""
+        return {path: p.grad for path, p in self.named_parameters() if p.grad is not None}
+
+
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+def _transposed(t: torch.Tensor) -> torch.Tensor:
+    return t.T
+
+
+class ReferenceMLP(_Oracle):
+    """groklab's MLP for one run: [one-hot | embedding | vector] -> (Linear -> act [-> BatchNorm])* -> Linear."""
+
+    def __init__(self, model: MLP) -> None:
+        super().__init__()
+        c = model.config
+        self.vocab, self.embedding, self._shapes = model.vocab, c.embedding, model.shapes()
+        if model.vocab is not None and c.embedding == "learned":
+            self.embed = nn.Embedding(model.vocab, c.embedding_dim)
+        widths = [model.d_in] + [c.width] * c.depth
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=c.bias) for a, b in zip(widths[:-1], widths[1:]))
+        self.norms = nn.ModuleList(nn.BatchNorm1d(c.width) for _ in range(c.depth)) if c.batchnorm else None
+        self.readout = nn.Linear(c.width, model.n_classes, bias=c.bias)
+        self.act = ACTIVATIONS[c.activation]
+        self.layer_names = ["in"] + [f"h{i}" for i in range(1, c.depth)]
+        self.eval()
+
+    @classmethod
+    def from_run(
+        cls, model: MLP, params: dict[str, torch.Tensor], run: int, buffers: dict[str, torch.Tensor] | None = None
+    ) -> ReferenceMLP:
+        """The oracle of run `run` of a stack, in the stack's dtype."""
+        oracle = cls(model).to(next(iter(params.values())).dtype)
+        oracle.load_run(params, run, buffers)
+        return oracle
+
+    def _layout(self) -> list[tuple[str, str, object]]:
+        rows: list[tuple[str, str, object]] = [("W_E", "embed.weight", _same)] if hasattr(self, "embed") else []
+        for i, name in enumerate(self.layer_names):
+            rows += [(f"W_{name}", f"layers.{i}.weight", _transposed), (f"b_{name}", f"layers.{i}.bias", _same)]
+            rows += [(f"gamma_{name}", f"norms.{i}.weight", _same), (f"beta_{name}", f"norms.{i}.bias", _same)]
+            rows += [(f"running_mean_{name}", f"norms.{i}.running_mean", _same)]
+            rows += [(f"running_var_{name}", f"norms.{i}.running_var", _same)]
+        rows += [("W_out", "readout.weight", _transposed), ("b_out", "readout.bias", _same)]
+        paths = dict(self.named_parameters()) | dict(self.named_buffers())
+        return [row for row in rows if row[1] in paths]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, n_classes) of one run's inputs: tokens (batch, tokens) or vectors (batch, n_bits)."""
+        if self.vocab is None:
+            h = x.to(self.readout.weight.dtype)
+        elif self.embedding == "one_hot":
+            h = F.one_hot(x, self.vocab).flatten(1).to(self.readout.weight.dtype)  # (batch, tokens * vocab)
+        else:
+            h = self.embed(x).flatten(1)  # (batch, tokens * d_embed)
+        for i, layer in enumerate(self.layers):
+            h = self.act(layer(h))
+            if self.norms is not None:
+                h = self.norms[i](h)
+        return self.readout(h)
+
+
+class ReferenceTransformer(_Oracle):
+    """groklab's transformer for one run, every position computed, read at the last ("=") position."""
+
+    def __init__(self, model: Transformer) -> None:
+        super().__init__()
+        c = model.config
+        self.config, self._shapes = c, model.shapes()
+        D, E = c.d_model, model.d_head
+        self.embed = nn.Embedding(model.d_vocab, D)
+        if c.positional == "learned":
+            self.pos = nn.Parameter(torch.zeros(model.n_ctx, D))
+        else:
+            self.register_buffer("pos", _sinusoidal(model.n_ctx, D))
+        self.blocks = nn.ModuleList(_Block(c, E) for _ in range(c.n_layers))
+        self.ln_final = nn.LayerNorm(D) if c.layernorm == "pre" else None
+        self.unembed = nn.Linear(D, model.n_classes, bias=c.unembed_bias)
+        self.eval()
+
+    @classmethod
+    def from_run(
+        cls,
+        model: Transformer,
+        params: dict[str, torch.Tensor],
+        run: int,
+        buffers: dict[str, torch.Tensor] | None = None,
+    ) -> ReferenceTransformer:
+        """The oracle of run `run` of a stack, in the stack's dtype."""
+        oracle = cls(model).to(next(iter(params.values())).dtype)
+        oracle.load_run(params, run, buffers)
+        return oracle
+
+    def _layout(self) -> list[tuple[str, str, object]]:
+        c = self.config
+
+        def heads_in(t: torch.Tensor) -> torch.Tensor:  # (head, d_model, d_head) -> nn.Linear (head * d_head, d_model)
+            return t.permute(0, 2, 1).reshape(-1, t.shape[1])
+
+        def heads_out(t: torch.Tensor) -> torch.Tensor:  # (head, d_head, d_model) -> nn.Linear (d_model, head * d_head)
+            return t.reshape(-1, t.shape[-1]).T
+
+        def flat(t: torch.Tensor) -> torch.Tensor:  # (head, d_head) -> (head * d_head,)
+            return t.reshape(-1)
+
+        rows: list[tuple[str, str, object]] = [("W_E", "embed.weight", _same)]
+        if c.positional == "learned":
+            rows.append(("W_pos", "pos", _same))
+        for layer in range(c.n_layers):
+            g, m = f"blocks.{layer}.", f"blocks.{layer}."
+            for n in "QKV":
+                rows += [(g + f"attn.W_{n}", m + f"{n.lower()}.weight", heads_in)]
+                rows += [(g + f"attn.b_{n}", m + f"{n.lower()}.bias", flat)]
+            rows += [(g + "attn.W_O", m + "o.weight", heads_out), (g + "attn.b_O", m + "o.bias", _same)]
+            rows += [(g + "mlp.W_in", m + "mlp_in.weight", _transposed), (g + "mlp.b_in", m + "mlp_in.bias", _same)]
+            rows += [(g + "mlp.W_out", m + "mlp_out.weight", _transposed), (g + "mlp.b_out", m + "mlp_out.bias", _same)]
+            for ln in ("ln1", "ln2"):
+                rows += [(g + f"{ln}.w", m + f"{ln}.weight", _same), (g + f"{ln}.b", m + f"{ln}.bias", _same)]
+        rows += [("ln_final.w", "ln_final.weight", _same), ("ln_final.b", "ln_final.bias", _same)]
+        rows += [("W_U", "unembed.weight", _transposed), ("b_U", "unembed.bias", _same)]
+        paths = dict(self.named_parameters())
+        return [row for row in rows if row[1] in paths]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, n_classes) at the last position of token sequences (batch, n_ctx)."""
+        x = self.embed(tokens) + self.pos  # (batch, n_ctx, d_model)
+        for block in self.blocks:
+            x = block(x)
+        if self.ln_final is not None:
+            x = self.ln_final(x)
+        return self.unembed(x[:, -1])
+
+
+class _Block(nn.Module):
+    """Attention then MLP, each added to the residual stream; LayerNorm before (pre), after (post) or none."""
+
+    def __init__(self, c: TransformerModel, d_head: int) -> None:
+        super().__init__()
+        D, H = c.d_model, c.n_heads
+        self.n_heads, self.d_head = H, d_head
+        self.layernorm, self.causal = c.layernorm, c.attention == "causal"
+        self.q, self.k, self.v = (nn.Linear(D, H * d_head, bias=c.attn_bias) for _ in range(3))
+        self.o = nn.Linear(H * d_head, D, bias=c.attn_bias)
+        self.mlp_in = nn.Linear(D, c.d_mlp, bias=c.mlp_bias)
+        self.mlp_out = nn.Linear(c.d_mlp, D, bias=c.mlp_bias)
+        self.act = ACTIVATIONS[c.activation]
+        if self.layernorm != "none":
+            self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        batch, n_ctx, _ = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:  # (batch, n_ctx, head * d_head) -> (batch, head, n_ctx, d_head)
+            return t.view(batch, n_ctx, self.n_heads, self.d_head).transpose(1, 2)
+
+        z = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)), is_causal=self.causal)
+        return self.o(z.transpose(1, 2).reshape(batch, n_ctx, -1))
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp_out(self.act(self.mlp_in(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layernorm == "pre":
+            x = x + self.attention(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+        if self.layernorm == "post":
+            x = self.ln1(x + self.attention(x))
+            return self.ln2(x + self.mlp(x))
+        x = x + self.attention(x)
+        return x + self.mlp(x)
+
+
+def _sinusoidal(n_ctx: int, d_model: int) -> torch.Tensor:
+    """Vaswani et al. 2017: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d))."""
+    table = torch.zeros(n_ctx, d_model, dtype=torch.float64)
+    for pos in range(n_ctx):
+        for i in range(0, d_model, 2):
+            angle = pos / 10000 ** (i / d_model)
+            table[pos, i] = math.sin(angle)
+            if i + 1 < d_model:
+                table[pos, i + 1] = math.cos(angle)
+    return table
