@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from groklab.config import field_reference
-from groklab.expectations import claims_reference
+import yaml
+
+from groklab.config import field_reference, parse_experiment
+from groklab.expectations import claims_reference, validate_claims
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SPEC_HEADER = (
@@ -52,6 +54,14 @@ def test_spec_doc_is_current() -> None:
 
 def test_claims_doc_is_current() -> None:
     assert (DOCS / "claims.md").read_text() == render_claims(), "regenerate: python tests/unit/test_docs.py"
+
+
+def test_the_readme_spec_is_a_valid_spec_with_valid_claims() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    block = readme.split("## A spec", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    experiment = parse_experiment(yaml.safe_load(block))
+    validate_claims(experiment)
+    assert experiment.claims[0].params == {"column": "memorized_step", "limit": 40}
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ from groklab.seeds import derive_seed
 class Stack:
     """K runs that share shapes (task, model, batch size, loss, dtype) as one batched model."""
 
-    def __init__(self, runs: list[tuple[str, RunConfig]], device: torch.device) -> None:
+    def __init__(self, runs: list[tuple[str, RunConfig]], device: str | torch.device = "cpu") -> None:
         self.ids = [run_id for run_id, _ in runs]
         self.configs = [config for _, config in runs]
         first = self.configs[0]
-        self.device = device
+        self.device = device = torch.device(device)
         self.dtype = torch.float64 if first.train.dtype == "float64" else torch.float32
         self.data: list[RunData] = [make_data(c.task, c.seed) for c in self.configs]
         self.model = build_model(first.model, self.data[0])

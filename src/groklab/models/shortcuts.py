@@ -2,25 +2,33 @@
 
 The answer is read at the last ("=") position only, and the inputs are short sequences over a small
 vocabulary, so much of the full computation is either never read or repeated across examples. Each
-shortcut below is exact (tests/unit/test_oracles.py checks logits and gradients against the plain model
-and against a reference nn.Module, for every model option). What each saves, measured on the built-in
-specs on a 2-core CPU (2026-11-24, torch 2.13 CPU; benchmarks/bench_transformer.py, ms per training step,
-every position computed -> with the shortcut):
+shortcut below is exact (tests/unit/test_oracles.py checks logits and gradients of this model and of the
+plain one against a reference nn.Module, for every model option). What each saves, added one by one
+(benchmarks/bench_shortcuts.py, ms per training step on the built-in specs; 2026-11-24, x86_64, 2 cores,
+torch 2.13.0 CPU):
 
-- Last position only: the last block computes its query, attention output, MLP and unembedding at "="
-  alone (keys and values still see every position). nanda-modadd: the MLP, its largest cost, on 1 of 3
-  positions: the step went from ~167 ms (every position) to ~79 ms (DESIGN.md's clean-loop measurement).
-- A (position, token) table for layer 0: its input at a position is W_E[token] + W_pos[position], so its
-  queries, keys and values are computed once per (position, vocabulary entry) — 3 x 115 rows for
-  nanda-modadd instead of 3 x 3831 — and gathered per example.
-- One-layer attention scores from a (position, token, head) table: the only query read is that of "=",
-  the same for every example, so each score q . k depends on the key's (position, token) alone. With
-  the table for layer 0, nanda-modadd's step fell from ~105 ms to ~86 ms (the README's 2026-11-24 table).
+    shortcut                                   nanda-modadd (1 layer)     power-division (2 layers)
+    none: every position                       146.3                      48.2
+    the last block at "=" only                  69.5  (2.10x)             36.5  (1.32x)
+    layer 0's q/k/v from a (position, token)    46.3  (3.16x)             34.5  (1.39x)
+      table
+    1-layer scores from a table | shared        37.9  (3.86x)             30.8  (1.57x)
+      "a op" prefix
+
+- The last block at "=" only: its query, attention output, MLP and unembedding are computed at the last
+  position alone (keys and values still see every position): nanda-modadd's MLP, its largest cost, runs
+  on 1 of 3 positions.
+- Layer 0's table: its input at a position is W_E[token] + W_pos[position], so its queries, keys and
+  values are computed once per (position, vocabulary entry) — 3 x 115 rows for nanda-modadd instead of
+  3 x 3831 — and gathered per example.
+- One-layer scores from a table: the only query read is that of "=", the same for every example, so
+  each score q . k depends on the key's (position, token) alone: a (position, token, head) table replaces
+  per-example keys and dot products.
 - A shared prefix: in a causal multi-layer "a op b =" model positions "a op" see only a and the constant
   op token, so their keys and values in every layer are computed once per value of a (97 prefixes
   instead of 512 examples per batch for power-division) and gathered per example.
 
-Any hook disables every shortcut (the plain model runs, so every hook sees every position).
+Any hook turns every shortcut off (the plain model runs, so every hook sees every position).
 """
 
 from __future__ import annotations
