@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,8 +18,10 @@ from typer._click import ClickException
 
 from groklab.config import SpecError, builtin_specs, field_reference
 from groklab.measures import MEASURES
+from groklab.runner import Terminated
 from groklab.runner import run as run_experiment
 from groklab.store import ExperimentResult, load
+from groklab.store.reader import DamagedRunWarning
 
 app = typer.Typer(
     help="groklab: train, measure and compare grokking experiments.",
@@ -25,6 +29,20 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _load(directory: Path) -> ExperimentResult:
+    """A stored experiment; each damaged run it skipped is one warning line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DamagedRunWarning)
+        result = load(directory)
+    _echo_warnings(caught)
+    return result
+
+
+def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for warning in caught:
+        typer.echo(f"warning: {warning.message}", err=True)
 
 
 def _fail(message: str) -> None:
@@ -49,7 +67,7 @@ def run(
     sweep: Annotated[
         list[str] | None, typer.Option("--sweep", help="Sweep a key: KEY=V1,V2,... (repeatable; grid).")
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Experiment directory (default runs/NAME-TIME).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Experiment directory (default runs/NAME-TIME).")] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: planned).")
@@ -71,9 +89,17 @@ def run(
         )
     except SpecError as error:
         _fail(str(error))
+    except Terminated:  # SIGTERM (SLURM, timeout, docker stop): as Ctrl-C, with the signal's exit status
+        typer.echo("terminated: every finished run is saved; run the same command with --out to resume", err=True)
+        raise typer.Exit(143) from None
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: every finished run is saved; run the same command with --out to resume", err=True)
         raise typer.Exit(130) from None
+    except OSError as error:  # disk full, a directory removed under us: what was finished is on disk
+        where = f" ({error.filename})" if error.filename else ""
+        typer.echo(f"error: {error.strerror or error}{where}; every finished run is saved: fix it and run the "
+                   "same command to resume", err=True)  # fmt: skip
+        raise typer.Exit(1) from None
     if not quiet:
         typer.echo(format_table(result))
         typer.echo(f"saved to {result.root}")
@@ -86,11 +112,11 @@ def summary(
 ) -> None:
     """The per-run table of a finished (or interrupted) experiment."""
     try:
-        result = load(directory)
+        result = _load(directory)
     except SpecError as error:
         _fail(str(error))
     if as_json:
-        typer.echo(json.dumps(result.rows, indent=1))
+        typer.echo(json.dumps(finite(result.rows), indent=1, allow_nan=False))
     else:
         typer.echo(format_table(result))
 
@@ -106,7 +132,7 @@ def plot(
     from groklab.figures import save_figures
 
     try:
-        paths = save_figures(load(directory), what, fmt)
+        paths = save_figures(_load(directory), what, fmt)
     except SpecError as error:
         _fail(str(error))
     for path in paths:
@@ -122,7 +148,10 @@ def report(
     from groklab.html_report import report as write_report
 
     try:
-        page = write_report(directory)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DamagedRunWarning)
+            page = write_report(directory)
+        _echo_warnings(caught)
     except SpecError as error:
         _fail(str(error))
     typer.echo(str(page))
@@ -172,6 +201,17 @@ def format_table(result: ExperimentResult) -> str:
     if result.meta.get("state") == "interrupted":
         text += f"\n(interrupted: {len(result.rows)} of {result.meta.get('n_runs', '?')} runs finished)"
     return text
+
+
+def finite(value: Any) -> Any:
+    """Strict JSON: NaN and infinities (a diverged run's losses) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def main() -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import json
 import multiprocessing
+import os
 import platform
 import queue as queue_module
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -20,12 +27,35 @@ import torch
 from tqdm import tqdm
 
 from groklab.config import Experiment, SpecError, expand_runs, resolve_spec
+from groklab.data import check_data
 from groklab.engine.loop import train_stack
 from groklab.engine.plan import Plan, make_plan
 from groklab.engine.result import RunResult
 from groklab.expectations import validate_claims
 from groklab.measures import selected
 from groklab.store import ExperimentResult, ExperimentStore, load
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop like Ctrl-C (every finished run is kept, meta.json says interrupted)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While training, SIGTERM (what SLURM, `timeout` and `docker stop` send) raises Terminated in the main
+    thread, so it stops and stores like Ctrl-C. Elsewhere (a thread, a notebook kernel) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_device(device: str) -> str:
@@ -62,15 +92,20 @@ def run(
     command line that made it (`command`, as the CLI received it; from Python, the equivalent command)
     and its overrides, as Hydra keeps overrides.yaml.
     """
+    # Everything is checked before the directory exists: the spec, its claims and measures, the memory
+    # each stack needs, and that every run's data can be made.
     experiment = resolve_spec(spec, sets, sweeps, quick)
     validate_claims(experiment)
     device = check_device(device)
+    root = check_out(out, experiment.name)
     runs = expand_runs(experiment)
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written
         selected(config)
-    root = Path(out) if out is not None else default_out(experiment.name)
-    store = ExperimentStore.open(root, experiment)
     ids = [f"run-{i:04d}" for i in range(len(runs))]
+    make_plan(list(zip(ids, runs)), device, workers=workers, stack_size=stack_size)  # refuses what cannot fit
+    for task in {json.dumps(c.task.model_dump(mode="json"), sort_keys=True): c.task for c in runs}.values():
+        check_data(task)
+    store = ExperimentStore.open(root, experiment)
     finished = store.finished_run_ids()
     todo = [(run_id, config) for run_id, config in zip(ids, runs) if run_id not in finished]
     plan = make_plan(todo, device, workers=workers, stack_size=stack_size) if todo else None
@@ -89,7 +124,8 @@ def run(
     started = time.perf_counter()
     try:
         if plan is not None:
-            _execute(plan, store, progress)
+            with sigterm_as_interrupt():
+                _execute(plan, store, progress)
         meta["state"] = "finished"
     except BaseException:
         meta["state"] = "interrupted"
@@ -110,6 +146,17 @@ def command_line(spec: object, out: str | Path | None, overrides: dict[str, Any]
     words += ["--workers", str(overrides["workers"])] if overrides["workers"] else []
     words += ["--out", str(out)] if out is not None else []
     return shlex.join(words)
+
+
+def check_out(out: str | Path | None, name: str) -> Path:
+    """The experiment directory: --out, or runs/NAME-TIME; an empty --out is refused."""
+    if out is not None and not str(out).strip():
+        raise SpecError("--out: an empty path; give a directory for the experiment (default runs/NAME-TIME)")
+    root = Path(out) if out is not None else default_out(name)
+    longest = max(root.parts or ("",), key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > 255:  # NAME_MAX of Linux and macOS file systems
+        raise SpecError(f"--out: a name of {len(os.fsencode(longest))} bytes ({longest[:16]}...); at most 255 each")
+    return root
 
 
 def default_out(name: str) -> Path:
@@ -186,12 +233,23 @@ def _execute(plan: Plan, store: ExperimentStore, progress: bool) -> None:
 _worker_queue: Any = None
 
 
-def _init_worker(progress_queue: Any, threads: int) -> None:
+def _init_worker(progress_queue: Any, threads: int, parent: int) -> None:
     global _worker_queue
     _worker_queue = progress_queue
-    # The parent handles Ctrl-C and stops the workers; a worker never dies half-way through a write.
+    # The parent handles Ctrl-C and SIGTERM and stops the workers; if the parent dies (even by kill -9),
+    # the kernel kills the workers, so nothing trains or writes into the directory after it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     torch.set_num_threads(threads)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when its parent dies (prctl PR_SET_PDEATHSIG); exit at once if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def _train_in_worker(stack: list[Any], device: str, root: str) -> int:
@@ -208,7 +266,9 @@ def _execute_in_workers(plan: Plan, store: ExperimentStore, bar: _Progress) -> N
     # spawn, never fork: torch's thread pools do not survive a fork.
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
-    pool = ProcessPoolExecutor(plan.workers, context, initializer=_init_worker, initargs=(progress_queue, plan.threads))
+    pool = ProcessPoolExecutor(
+        plan.workers, context, initializer=_init_worker, initargs=(progress_queue, plan.threads, os.getpid())
+    )
     try:
         pending = {pool.submit(_train_in_worker, stack, plan.device, str(store.root)) for stack in plan.stacks}
         while pending:

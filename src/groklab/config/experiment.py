@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import math
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from groklab.config.base import STRICT, SpecError
+from groklab.config.base import STRICT, Spec, SpecError
 from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
 from groklab.config.tasks import ModularTask, ParityTask, PermutationTask
 from groklab.config.training import OptimizerConfig, TrainConfig
+
+MAX_RUNS = 100_000
+"""Runs in one experiment: beyond this, expanding and storing the grid alone takes minutes and gigabytes."""
+MAX_EVALUATIONS = 1_000_000
+"""Evaluations in one run's schedule (each stores a metrics row)."""
 
 Task = Annotated[ModularTask | PermutationTask | ParityTask, Field(discriminator="name")]
 Model = Annotated[MLPModel | TransformerModel, Field(discriminator="name")]
@@ -36,7 +44,7 @@ def _default_names(data: Any) -> Any:
     return data
 
 
-class RunConfig(BaseModel):
+class RunConfig(Spec):
     """One fully resolved run: what the engine trains."""
 
     model_config = STRICT
@@ -61,10 +69,19 @@ class RunConfig(BaseModel):
                 raise ValueError("model.name: parity inputs are vectors, not token sequences; use mlp for parity")
             if self.model.embedding == "learned":
                 raise ValueError("model.embedding: parity inputs are vectors; use one_hot (the default) for parity")
+        steps, every = self.train.steps, self.train.eval_every
+        outside = [s for s in self.measures.representation_steps if not 0 <= s <= steps]
+        if outside:
+            raise ValueError(f"measures.representation_steps: {outside} are not steps in 0..train.steps ({steps})")
+        if isinstance(every, int) and steps // every + 1 > MAX_EVALUATIONS:
+            raise ValueError(
+                f"train.eval_every: {every} makes {steps // every + 1:,} evaluations of train.steps {steps:,}; at most "
+                f"{MAX_EVALUATIONS:,} (raise train.eval_every, or use 'log')"
+            )
         return self
 
 
-class Claim(BaseModel):
+class Claim(Spec):
     """One claim of a source about an experiment, and the check that decides whether a stored run meets it."""
 
     model_config = STRICT
@@ -78,7 +95,7 @@ class Claim(BaseModel):
     """The check's parameters (a column, a limit, a swept key, ...): each threshold is written once, here."""
 
 
-class Experiment(BaseModel):
+class Experiment(Spec):
     """An experiment: a base run, seeds, and a sweep grid. Each (sweep point, seed) is one run."""
 
     model_config = STRICT
@@ -110,13 +127,20 @@ class Experiment(BaseModel):
     """The spec's quick variant: dotted key -> value applied by `groklab run --quick` (a smaller grid or
     budget that runs in CI-sized time; `sweep.KEY` replaces one sweep axis)."""
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", name) or ".." in name:
+            raise ValueError(f"name: {name!r} must be a plain name (letters, digits, . _ + -; no path separators)")
+        return name
+
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
         if isinstance(seeds, int) and seeds < 1:
             raise ValueError(f"seeds: {seeds} must be a count >= 1 or a list of integers")
-        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds)):
-            raise ValueError(f"seeds: {seeds} must be a non-empty list of distinct integers")
+        if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0):
+            raise ValueError(f"seeds: {seeds} must be a non-empty list of distinct integers >= 0")
         return seeds
 
     @field_validator("sweep")
@@ -127,7 +151,20 @@ class Experiment(BaseModel):
                 raise ValueError(f"sweep.{key}: sweep keys are dotted paths under task, model, optimizer, train")
             if not values:
                 raise ValueError(f"sweep.{key}: needs at least one value")
+            canonical = [
+                json.dumps(float(v) if isinstance(v, int | float) and not isinstance(v, bool) else v) for v in values
+            ]
+            if len(set(canonical)) != len(canonical):
+                raise ValueError(f"sweep.{key}: {values} repeats a value (each would train the same runs twice)")
         return sweep
+
+    @model_validator(mode="after")
+    def _run_count(self) -> Experiment:
+        runs = math.prod(len(v) for v in self.sweep.values()) * len(self.seed_list)
+        if runs > MAX_RUNS:
+            shape = " x ".join([str(len(v)) for v in self.sweep.values()] + [f"{len(self.seed_list)} seeds"])
+            raise ValueError(f"seeds: {shape} = {runs:,} runs; at most {MAX_RUNS:,} in one experiment (split it)")
+        return self
 
     @property
     def seed_list(self) -> list[int]:
@@ -164,8 +201,10 @@ def format_validation_error(error: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         parent = ".".join(loc[:-1])
         return f"{key}: unknown key{_allowed_keys(parent)}"
-    if message.startswith(f"{key}:"):
-        return message
+    if message.startswith(f"{key}:") or message.startswith(f"{key}.") or not key:
+        return message  # a validator that names its own key
+    if message.split(":", 1)[0].isidentifier():
+        return f"{key}.{message}"  # a section's validator naming one of its fields: optimizer + lr: ... -> optimizer.lr
     got = first.get("input")
     shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
     if first["type"] == "union_tag_invalid":

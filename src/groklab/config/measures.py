@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
-from groklab.config.base import STRICT
+from groklab.config.base import STRICT, Spec
 
 
-class MeasuresConfig(BaseModel):
+class MeasuresConfig(Spec):
     """Progress measures, computed on the evaluation schedule (or once, after training) and stored."""
 
     model_config = STRICT

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from groklab.config.base import STRICT
+from groklab.config.base import STRICT, Spec
 
 Activation = Literal["quadratic", "relu", "gelu", "tanh", "sigmoid", "silu", "identity"]
 
 
-class MLPModel(BaseModel):
+class MLPModel(Spec):
     """Multi-layer perceptron with a run axis (Gromov 2023; the parity net of Barak et al.)."""
 
     model_config = STRICT
@@ -48,7 +48,7 @@ class MLPModel(BaseModel):
     (momentum 0.1, as torch.nn.BatchNorm1d) at evaluation; learned per-neuron scale gamma and shift beta."""
 
 
-class TransformerModel(BaseModel):
+class TransformerModel(Spec):
     """Decoder-only transformer with a run axis: Nanda et al. 2023 (1 layer) and Power et al. 2022 (2 layers).
 
     The input pair (a, b) becomes the token sequence given by `sequence`; the answer is read at the

@@ -17,12 +17,16 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: no such spec file (give a YAML path or a built-in name: groklab list)")
     try:
         data = yaml.safe_load(path.read_text())
+    except (UnicodeDecodeError, ValueError):
+        raise SpecError(f"{path}: not a text file; a spec is a YAML file") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot be read ({error.strerror or error})") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError(f"{path}: malformed YAML{where}: {getattr(error, 'problem', error)}") from None
     if data is None:
-        data = {}
+        raise SpecError(f"{path}: an empty spec; write at least a name and the keys to change (see docs/spec.md)")
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a spec must be a YAML mapping (name, task, model, optimizer, train, seeds, sweep)")
     return data

@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from groklab.config.base import STRICT
+from groklab.config.base import STRICT, Spec
 
 POLYNOMIAL_OPERATIONS = ("x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y")
 ModularOperation = Literal["add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y"]
 
 
-class _TableTask(BaseModel):
+class _TableTask(Spec):
     """A binary operation over a finite table of pairs: split per seed, optional held-out labels and noise."""
 
     model_config = STRICT
@@ -93,7 +93,7 @@ class PermutationTask(_TableTask):
         return math.factorial(self.degree)
 
 
-class ParityTask(BaseModel):
+class ParityTask(Spec):
     """Sparse (n, k)-parity (Barak et al. 2022): x uniform in {-1,1}^n, y = prod_{i in S} x_i, |S| = k.
 
     Encoded example (n_bits 4, k 2, coordinates [0, 1]): x = [-1, 1, 1, -1] has parity -1 * 1 = -1,

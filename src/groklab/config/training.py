@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from groklab.config.base import STRICT
+from groklab.config.base import STRICT, Spec
 
 
-class OptimizerConfig(BaseModel):
+class OptimizerConfig(Spec):
     """Optimizer; every hyperparameter here may differ between the runs of one stack."""
 
     model_config = STRICT
@@ -63,7 +63,7 @@ class OptimizerConfig(BaseModel):
         return self
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Spec):
     """Training budget, loss, evaluation schedule and numerics."""
 
     model_config = STRICT
@@ -89,6 +89,10 @@ class TrainConfig(BaseModel):
     coexistence). Needs a long enough window for slow drifts; null = never."""
     settle_tolerance: float = Field(0.002, ge=0.0, le=1.0)
     """How far (max - min) train and test accuracy may move over the stop_when_settled window."""
+    memory_gb: float | None = Field(None, gt=0.0)
+    """Memory one stack of these runs may use, in GiB. An experiment whose estimated stack memory (data,
+    parameters with optimizer state, activations) exceeds it is refused before anything is written;
+    null = the device's memory (this machine's RAM for cpu, the GPU's for cuda)."""
 
     @field_validator("eval_every")
     @classmethod

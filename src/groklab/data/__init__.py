@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from groklab.config import ModularTask, ParityTask, PermutationTask
+import numpy as np
+
+from groklab.config import ModularTask, ParityTask, PermutationTask, SpecError
 from groklab.data.dataset import RunData
 from groklab.data.modular import make_modular, operation_table
 from groklab.data.parity import make_parity
@@ -10,6 +12,7 @@ from groklab.data.permutation import make_permutation, permutation_table
 
 __all__ = [
     "RunData",
+    "check_data",
     "make_data",
     "make_modular",
     "make_parity",
@@ -26,3 +29,22 @@ def make_data(task: ModularTask | PermutationTask | ParityTask, seed: int) -> Ru
     if isinstance(task, PermutationTask):
         return make_permutation(task, seed)
     return make_parity(task, seed)
+
+
+def check_data(task: ModularTask | PermutationTask | ParityTask) -> None:
+    """Raise SpecError when the runs of `task` would get an empty training or test set (for any seed: the
+    split sizes do not depend on it), before anything is trained or written."""
+    if isinstance(task, ParityTask):
+        return  # n_train, n_test >= 1 by the config
+    if isinstance(task, ModularTask):
+        labels = operation_table(task.operation, task.modulus)[1]
+    else:
+        labels = permutation_table(task.operation, task.degree)[1]
+    held_out = int(np.isin(labels, task.holdout_labels).sum())
+    eligible = len(labels) - held_out
+    n_train = int(round(task.train_fraction * eligible))
+    if n_train == 0:
+        reason = "every label is held out" if eligible == 0 else f"{task.train_fraction} of {eligible} eligible pairs"
+        raise SpecError(f"task.train_fraction: no training example ({reason}); allowed: a split with at least one")
+    if n_train == len(labels):
+        raise SpecError(f"task.train_fraction: {task.train_fraction} leaves an empty test set; allowed: below 1")

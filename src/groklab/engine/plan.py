@@ -19,10 +19,14 @@ Stack size and process count come from measurements (benchmarks/bench_engine.py 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 
-from groklab.config import ParityTask, RunConfig, TransformerModel
+import torch
+
+from groklab.config import ParityTask, PermutationTask, RunConfig, SpecError, TransformerModel
+from groklab.models import MLP, Transformer
 
 PER_RUN_KEYS = {
     "seed",
@@ -102,6 +106,83 @@ def step_flops(config: RunConfig) -> float:
     return 6.0 * batch * weights
 
 
+def run_bytes(config: RunConfig) -> dict[str, float]:
+    """Estimated peak memory of one run in a stack, by part: its data, its parameters with their gradients,
+    optimizer moments and copies (x6), and the activations of a training step and of an evaluation.
+
+    An estimate from the config alone (nothing is allocated), within ~2x of what torch holds: it exists to
+    refuse an experiment that cannot fit before anything is built, not to plan to the byte.
+    """
+    task, model = config.task, config.model
+    size = 8 if config.train.dtype == "float64" else 4
+    if isinstance(task, ParityTask):
+        n_examples, n_classes = task.n_train + task.n_test, 2
+        data = n_examples * (task.n_bits * size + 3 * 8)
+        shapes = MLP(model, None, task.n_bits, 2).shapes()  # type: ignore[arg-type]
+    else:
+        n_classes = task.n_labels
+        n_examples = math.factorial(task.degree) ** 2 if isinstance(task, PermutationTask) else task.modulus**2
+        data = n_examples * 100  # the table as Python integers while it is built, then int64 tensors
+        if isinstance(model, TransformerModel):
+            shapes = Transformer(model, n_classes, n_classes).shapes()
+        else:
+            shapes = MLP(model, n_classes, 2, n_classes).shapes()
+    parameters = 6 * size * sum(math.prod(shape) for shape in shapes.values())
+    batch = min(config.train.batch_size or n_examples, n_examples)
+    if isinstance(model, TransformerModel):
+        positions = 3 if model.sequence == "a b =" else 4
+        width = model.n_layers * positions * (8 * model.d_model + 3 * model.d_mlp + 2 * model.n_heads * positions)
+    else:
+        width = model.depth * 4 * model.width + (model.embedding_dim * 4 if model.embedding == "learned" else 0)
+    logits = n_classes * 8 * 3  # logits, the loss in float64, their gradient
+    return {
+        "data": float(data),
+        "parameters": float(parameters),
+        "training activations": float(batch * (width * size + logits)),
+        "evaluation activations": float(n_examples * (width * size // 4 + n_classes * size)),
+    }
+
+
+def device_bytes(device: str) -> float:
+    """Memory of the device: this machine's RAM for cpu, the GPU's for cuda."""
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():  # planning for a GPU elsewhere: nothing here to measure against
+            return math.inf
+        return float(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_memory(stacks: list[list[tuple[str, RunConfig]]], device: str) -> None:
+    """Raise SpecError, naming the key to change and the estimate, for a stack that cannot fit the device."""
+    available = device_bytes(device)
+    for stack in stacks:
+        first = stack[0][1]
+        parts = {name: value * len(stack) for name, value in run_bytes(first).items()}
+        needed = sum(parts.values())
+        limit = first.train.memory_gb * 2**30 if first.train.memory_gb is not None else available
+        if needed > limit:
+            key = _size_key(first, max(parts, key=lambda part: parts[part]))
+            shown = ", ".join(f"{name} {value / 2**30:.3g}" for name, value in parts.items())
+            raise SpecError(
+                f"{key}: a stack of {len(stack)} run(s) needs ~{needed / 2**30:.3g} GiB ({shown}) but the limit is "
+                f"{limit / 2**30:.3g} GiB (the {device}'s memory, or train.memory_gb); make it smaller, or set "
+                "train.memory_gb to go on"
+            )
+
+
+def _size_key(config: RunConfig, part: str) -> str:
+    """The spec key that drives a part of a run's memory."""
+    task, model = config.task, config.model
+    examples = {"parity": "task.n_train", "permutation": "task.degree"}.get(task.name, "task.modulus")
+    size = "model.d_model" if isinstance(model, TransformerModel) else "model.width"
+    if part in ("data", "evaluation activations"):
+        return examples
+    if part == "parameters":
+        return size
+    # A training step's activations grow with the batch (the whole training set when full batch) x width.
+    return f"{size} / train.batch_size" if config.train.batch_size else f"{examples} / {size} / train.batch_size"
+
+
 def cpu_count() -> int:
     """Cores this process may use."""
     try:
@@ -134,6 +215,7 @@ def make_plan(
         workers = _cpu_workers(stacks, cores)
     else:
         workers = max(1, min(workers, len(stacks)))
+    check_memory(stacks, device)
     return Plan(stacks=stacks, workers=workers, threads=max(1, cores // workers), device=device)
 
 

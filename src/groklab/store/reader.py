@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 import yaml
 
@@ -62,8 +65,8 @@ class ExperimentResult:
         return self.root / RUNS_DIR / run_id
 
     def weights(self, run_id: str) -> dict[str, torch.Tensor]:
-        """Final state_dict of one run."""
-        return torch.load(self.run_dir(run_id) / "weights.pt")
+        """Final state_dict of one run (read with weights_only=True: tensors only, never code)."""
+        return torch.load(self.run_dir(run_id) / "weights.pt", weights_only=True)
 
     def series(self, run_id: str) -> dict[str, np.ndarray]:
         """Vector-valued measures of one run: name -> (n_evaluations, ...) with name.steps -> their steps,
@@ -97,13 +100,62 @@ class ExperimentResult:
             return dict(arrays)
 
 
+class DamagedRunWarning(UserWarning):
+    """A stored run could not be read; it is skipped and the rest of the experiment is read."""
+
+
+ROW_FIELDS = {"run_id": str, "seed": int, "params": dict, "status": str, "steps": int, "final": dict}
+FINAL_FIELDS = ("train_acc", "test_acc", "train_loss", "test_loss")
+
+
 def load(root: str | Path) -> ExperimentResult:
-    """Load a stored (finished or interrupted) experiment directory."""
+    """Load a stored (finished or interrupted) experiment directory.
+
+    A damaged run (unreadable result.json, missing fields, unreadable metrics.parquet) is skipped with a
+    one-line DamagedRunWarning naming the file; a damaged experiment.yaml or meta.json is a SpecError.
+    """
     root = Path(root)
-    spec_path = root / SPEC_FILE
+    spec_path, meta_path = root / SPEC_FILE, root / META_FILE
     if not spec_path.is_file():
         raise SpecError(f"{root}: not a groklab experiment directory (no {SPEC_FILE})")
-    meta_path = root / META_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    rows = [json.loads(p.read_text()) for p in sorted((root / RUNS_DIR).glob(f"*/{RESULT_FILE}"))]
-    return ExperimentResult(root=root, spec=yaml.safe_load(spec_path.read_text()), meta=meta, rows=rows)
+    spec = _read(spec_path, yaml.safe_load)
+    meta = _read(meta_path, json.loads) if meta_path.is_file() else {}
+    rows = []
+    for path in sorted((root / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
+        row, problem = _read_row(path)
+        if problem:
+            warnings.warn(f"{problem}; run skipped", DamagedRunWarning, stacklevel=2)
+        else:
+            rows.append(row)
+    return ExperimentResult(root=root, spec=spec, meta=meta, rows=rows)
+
+
+def _read(path: Path, parse: Any) -> dict[str, Any]:
+    """A stored mapping (experiment.yaml, meta.json), or SpecError naming the file and what is wrong."""
+    try:
+        data = parse(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        raise SpecError(f"{path}: damaged, cannot be read ({type(error).__name__})") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: damaged, holds a {type(data).__name__} where a mapping belongs")
+    return data
+
+
+def _read_row(path: Path) -> tuple[dict[str, Any], str | None]:
+    """A run's summary row and None, or ({}, what is wrong with the run's files)."""
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        return {}, f"{path}: damaged ({type(error).__name__})"
+    if not isinstance(row, dict):
+        return {}, f"{path}: damaged (not a JSON object)"
+    wrong = [k for k, kind in ROW_FIELDS.items() if not isinstance(row.get(k), kind)]
+    wrong += [f"final.{k}" for k in FINAL_FIELDS if isinstance(row.get("final"), dict) and k not in row["final"]]
+    if wrong:
+        return {}, f"{path}: missing or malformed {', '.join(wrong)}"
+    metrics = path.parent / "metrics.parquet"
+    try:
+        pq.read_metadata(metrics)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        return {}, f"{metrics}: damaged ({type(error).__name__})"
+    return row, None

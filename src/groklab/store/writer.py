@@ -53,18 +53,34 @@ class ExperimentStore:
         spec_path = root / SPEC_FILE
         if root.exists() and not root.is_dir():
             raise SpecError(f"--out {root}: is a file; give a new or empty directory")
+        links = [p for p in (root, root / RUNS_DIR, *root.glob(f"{RUNS_DIR}/*")) if p.is_symlink()]
+        if links:
+            raise SpecError(f"--out {root}: {links[0]} is a symbolic link; groklab writes only inside --out")
+        store = cls(root)
         if spec_path.exists():
-            if spec_path.read_text() != text:
+            # A directory whose experiment finished no run (e.g. one that failed at its start) is reused by a
+            # corrected command; one with finished runs only by the same spec, to resume it.
+            if spec_path.read_text() != text and store.finished_run_ids():
                 raise SpecError(
                     f"--out {root}: already holds another experiment; give a new directory "
                     "(or the same spec to resume it)"
                 )
         elif root.exists() and any(root.iterdir()):
             raise SpecError(f"--out {root}: exists and is not a groklab experiment; give a new or empty directory")
-        (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        if not spec_path.exists():
-            _atomic(spec_path, lambda p: p.write_text(text))
-        return cls(root)
+        try:
+            (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+            store.remove_stale_temporaries()
+            if not spec_path.exists() or spec_path.read_text() != text:
+                _atomic(spec_path, lambda p: p.write_text(text))
+        except OSError as error:
+            raise SpecError(f"--out {root}: cannot write there ({error.strerror or error})") from None
+        return store
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temporary files a killed process left (.NAME.xxxx next to NAME): never a finished file."""
+        for path in [*self.root.glob(".*.*"), *self.root.glob(f"{RUNS_DIR}/*/.*.*")]:
+            if path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
 
     def finished_run_ids(self) -> set[str]:
         """Runs already complete on disk (skipped when resuming)."""
@@ -73,6 +89,8 @@ class ExperimentStore:
     def write_run(self, result: RunResult) -> None:
         """Write one finished run; result.json goes last so the run appears only when complete."""
         run_dir = self.root / RUNS_DIR / result.run_id
+        if run_dir.is_symlink():
+            raise SpecError(f"{run_dir}: is a symbolic link; groklab writes only inside --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         metrics = pd.DataFrame(result.metrics)
         _atomic(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))

@@ -1,0 +1,153 @@
+"""Signals and faults leave a resumable experiment: SIGTERM stops like Ctrl-C (exit 143), worker processes
+die with their parent (even on kill -9) and never write after it, a kill between writes leaves no stale
+temporary file after the resume, and a full disk is one line with exit status 1."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import groklab
+from groklab.cli import main
+from groklab.store.writer import ExperimentStore
+
+SPEC = {
+    "name": "faults",
+    "task": {"name": "modular", "modulus": 11, "train_fraction": 0.5},
+    "model": {"name": "mlp", "width": 16, "activation": "quadratic", "bias": False},
+    "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 1.0},
+    "train": {"steps": 20, "eval_every": 10, "loss": "mse"},
+    "seeds": 3,
+    "sweep": {"train.steps": [20, 3000]},  # three runs finish at once, three train on for a few seconds
+}
+
+
+def _start(path: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "groklab", "run", str(path), "--out", str(out), "--quiet", *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_runs(out: Path, count: int, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(list(out.glob("runs/*/result.json"))) < count:
+        time.sleep(0.05)
+    assert len(list(out.glob("runs/*/result.json"))) >= count
+
+
+def _workers(pid: int) -> list[int]:
+    """The multiprocessing workers whose parent is `pid` (Linux /proc; not the resource tracker)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            command = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid) and b"spawn_main" in command:
+            found.append(int(status.parent.name))
+    return found
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "faults.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    process = _start(spec, out, "--workers", "1")
+    _wait_for_runs(out, 3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.startswith("terminated: ") and stderr.count("\n") == 1 and "Traceback" not in stderr
+    partial = groklab.load(out)
+    assert partial.meta["state"] == "interrupted" and len(partial.runs) == 3
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    resumed = _start(spec, out, "--workers", "1")  # the same command resumes it
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert len(groklab.load(out).runs) == 6 and groklab.load(out).meta["state"] == "finished"
+    assert kept == {p: p.stat().st_mtime_ns for p in kept}  # the finished runs were kept as they were
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_their_parent_even_on_kill_9(spec: Path, tmp_path: Path) -> None:
+    two_stacks = tmp_path / "two-stacks.yaml"  # a swept width makes two stacks: one per worker
+    two_stacks.write_text(yaml.safe_dump(SPEC | {"seeds": 1, "sweep": {"model.width": [16, 17]}, "train": {
+        **SPEC["train"], "steps": 1_000_000}}))  # fmt: skip
+    out = tmp_path / "exp"
+    process = _start(two_stacks, out, "--workers", "2")
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers := _workers(process.pid)) < 2:
+        time.sleep(0.1)
+    assert len(workers) == 2, "the experiment should train in two worker processes"
+    time.sleep(3.0)  # they import torch and start training
+    process.kill()  # SIGKILL: the parent cannot clean up
+    process.communicate(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.05)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}/status").exists() and "Z" not in _state(pid)]
+    assert alive == [], "worker processes outlived their parent"
+    written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    time.sleep(1.0)
+    assert written == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}  # nothing writes after it
+
+
+def _state(pid: int) -> str:
+    try:
+        return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State"))
+    except (OSError, StopIteration):
+        return "Z"
+
+
+def test_a_kill_between_writes_leaves_no_stale_temporary_after_the_resume(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    groklab.run(SPEC | {"sweep": {}, "seeds": 1}, out=out, progress=False)
+    stale = [out / ".meta.json.k1ll3d", out / "runs" / "run-0000" / ".weights.pt.k1ll3d"]
+    for path in stale:  # what a kill between a temporary file's creation and its rename leaves
+        path.write_bytes(b"half")
+    groklab.run(SPEC | {"sweep": {}, "seeds": 1}, out=out, progress=False)  # the same command: resume
+    assert not any(path.exists() for path in stale)
+    assert len(groklab.load(out).runs) == 1
+
+
+def test_a_full_disk_is_one_line_exit_1_and_resumable(
+    spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exp"
+    original = ExperimentStore.write_run
+    written = []
+
+    def full_after_one(self: ExperimentStore, result: object) -> None:
+        if written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root / "runs"))
+        original(self, result)  # type: ignore[arg-type]
+        written.append(result)
+
+    monkeypatch.setattr(ExperimentStore, "write_run", full_after_one)
+    small = tmp_path / "small.yaml"
+    small.write_text(yaml.safe_dump(SPEC | {"sweep": {}, "seeds": 2}))
+    argv, sys.argv = sys.argv, ["groklab", "run", str(small), "--out", str(out), "--quiet", "--workers", "1"]
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    finally:
+        sys.argv = argv
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.startswith("error: No space left on device") and err.count("\n") == 1
+    assert groklab.load(out).meta["state"] == "interrupted" and len(groklab.load(out).runs) == 1
+    monkeypatch.setattr(ExperimentStore, "write_run", original)
+    assert len(groklab.run(yaml.safe_load(small.read_text()), out=out, progress=False).runs) == 2  # resumed
