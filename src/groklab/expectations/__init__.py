@@ -47,7 +47,7 @@ def check(result: ExperimentResult) -> list[Verdict]:
         params: dict[str, Any] = claim.get("params") or {}
         sentence = f"{claim['claim']} (checked: {registered.describe(params)})"
         measured, met = registered.fn(result, **params)
-        verdicts.append(Verdict(sentence, claim["source"], measured, met))
+        verdicts.append(Verdict(sentence, claim["source"], measured, None if met is None else bool(met)))
     return verdicts
 
 
