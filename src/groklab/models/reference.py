@@ -14,6 +14,7 @@ BatchNorm reads its running statistics.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,9 @@ from torch import nn
 from groklab.config import TransformerModel
 from groklab.models.mlp import MLP
 from groklab.models.transformer import Transformer
+
+Convert = Callable[[torch.Tensor], torch.Tensor]
+"""A groklab tensor of one run -> the module's tensor (a reshape or transpose)."""
 
 ACTIVATIONS = {
     "quadratic": torch.square,
@@ -41,7 +45,9 @@ class _Oracle(nn.Module):
     (no run axis) to the module's tensor; the conversions are reshapes and transposes, inverted by autograd.
     """
 
-    def _layout(self) -> list[tuple[str, str, object]]:
+    _shapes: dict[str, tuple[int, ...]]  # groklab's parameter shapes of one run (model.shapes())
+
+    def _layout(self) -> list[tuple[str, str, Convert]]:
         raise NotImplementedError
 
     def load_run(
@@ -52,7 +58,7 @@ class _Oracle(nn.Module):
         with torch.no_grad():
             for name, path, to_module in self._layout():
                 target = self.get_parameter(path) if path in dict(self.named_parameters()) else self.get_buffer(path)
-                target.copy_(to_module(state[name][run].detach()))  # type: ignore[operator]
+                target.copy_(to_module(state[name][run].detach()))
 
     def stack_layout(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Tensors keyed by this module's parameter paths (e.g. gradients) -> groklab names and shapes."""
@@ -62,7 +68,7 @@ class _Oracle(nn.Module):
                 continue
             probe = torch.zeros(self._shapes[name], dtype=tensors[path].dtype, requires_grad=True)
             # to_module is linear (a reshape/transpose): its vector-Jacobian product is its inverse.
-            (out[name],) = torch.autograd.grad(to_module(probe), probe, tensors[path])  # type: ignore[operator]
+            (out[name],) = torch.autograd.grad(to_module(probe), probe, tensors[path])
         return out
 
     def grads(self) -> dict[str, torch.Tensor]:
@@ -104,8 +110,8 @@ class ReferenceMLP(_Oracle):
         oracle.load_run(params, run, buffers)
         return oracle
 
-    def _layout(self) -> list[tuple[str, str, object]]:
-        rows: list[tuple[str, str, object]] = [("W_E", "embed.weight", _same)] if hasattr(self, "embed") else []
+    def _layout(self) -> list[tuple[str, str, Convert]]:
+        rows: list[tuple[str, str, Convert]] = [("W_E", "embed.weight", _same)] if hasattr(self, "embed") else []
         for i, name in enumerate(self.layer_names):
             rows += [(f"W_{name}", f"layers.{i}.weight", _transposed), (f"b_{name}", f"layers.{i}.bias", _same)]
             rows += [(f"gamma_{name}", f"norms.{i}.weight", _same), (f"beta_{name}", f"norms.{i}.bias", _same)]
@@ -161,7 +167,7 @@ class ReferenceTransformer(_Oracle):
         oracle.load_run(params, run, buffers)
         return oracle
 
-    def _layout(self) -> list[tuple[str, str, object]]:
+    def _layout(self) -> list[tuple[str, str, Convert]]:
         c = self.config
 
         def heads_in(t: torch.Tensor) -> torch.Tensor:  # (head, d_model, d_head) -> nn.Linear (head * d_head, d_model)
@@ -173,7 +179,7 @@ class ReferenceTransformer(_Oracle):
         def flat(t: torch.Tensor) -> torch.Tensor:  # (head, d_head) -> (head * d_head,)
             return t.reshape(-1)
 
-        rows: list[tuple[str, str, object]] = [("W_E", "embed.weight", _same)]
+        rows: list[tuple[str, str, Convert]] = [("W_E", "embed.weight", _same)]
         if c.positional == "learned":
             rows.append(("W_pos", "pos", _same))
         for layer in range(c.n_layers):
