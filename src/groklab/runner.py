@@ -236,9 +236,10 @@ _worker_queue: Any = None
 def _init_worker(progress_queue: Any, threads: int, parent: int) -> None:
     global _worker_queue
     _worker_queue = progress_queue
-    # The parent handles Ctrl-C and SIGTERM and stops the workers; if the parent dies (even by kill -9),
+    # The parent handles Ctrl-C and SIGTERM and kills the workers; if the parent dies (even by kill -9),
     # the kernel kills the workers, so nothing trains or writes into the directory after it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # SLURM signals the whole group: the parent decides
     _die_with_parent(parent)
     torch.set_num_threads(threads)
 
@@ -279,7 +280,7 @@ def _execute_in_workers(plan: Plan, store: ExperimentStore, bar: _Progress) -> N
         _drain(progress_queue, bar)
     except BaseException:
         for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
+            process.kill()  # they ignore SIGTERM; every file they write is atomic, so a kill loses no finished run
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()

@@ -106,6 +106,20 @@ def test_workers_die_with_their_parent_even_on_kill_9(spec: Path, tmp_path: Path
     assert written == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}  # nothing writes after it
 
 
+def test_sigterm_to_the_whole_process_group_with_workers(spec: Path, tmp_path: Path) -> None:
+    """What SLURM's scancel and `timeout` do: every process of the group gets SIGTERM."""
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "groklab", "run", str(spec), "--out", str(out), "--quiet", "--workers", "2",
+           "--sweep", "model.width=16,17"]  # fmt: skip
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for_runs(out, 3)
+    os.killpg(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.startswith("terminated: ") and stderr.count("\n") == 1, stderr
+    assert groklab.load(out).meta["state"] == "interrupted"
+
+
 def _state(pid: int) -> str:
     try:
         return next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State"))
