@@ -17,8 +17,8 @@ import yaml
 from typer._click import ClickException
 
 from groklab.config import SpecError, builtin_specs, field_reference
+from groklab.engine.interrupt import Terminated
 from groklab.measures import MEASURES
-from groklab.runner import Terminated
 from groklab.runner import run as run_experiment
 from groklab.store import ExperimentResult, load
 from groklab.store.reader import DamagedRunWarning

@@ -13,11 +13,8 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -28,34 +25,13 @@ from tqdm import tqdm
 
 from groklab.config import Experiment, SpecError, expand_runs, resolve_spec
 from groklab.data import check_data
+from groklab.engine import interrupt
 from groklab.engine.loop import train_stack
 from groklab.engine.plan import Plan, make_plan
 from groklab.engine.result import RunResult
 from groklab.expectations import validate_claims
 from groklab.measures import selected
 from groklab.store import ExperimentResult, ExperimentStore, load
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: stop like Ctrl-C (every finished run is kept, meta.json says interrupted)."""
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """While training, SIGTERM (what SLURM, `timeout` and `docker stop` send) raises Terminated in the main
-    thread, so it stops and stores like Ctrl-C. Elsewhere (a thread, a notebook kernel) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: object) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def check_device(device: str) -> str:
@@ -108,7 +84,10 @@ def run(
     store = ExperimentStore.open(root, experiment)
     finished = store.finished_run_ids()
     todo = [(run_id, config) for run_id, config in zip(ids, runs) if run_id not in finished]
-    plan = make_plan(todo, device, workers=workers, stack_size=stack_size) if todo else None
+    resumed = store.checkpointed_stacks(dict(zip(ids, runs)), finished)  # stacks that stopped half-way
+    in_resumed = {run_id for stack in resumed for run_id, _ in stack}
+    rest = [(run_id, config) for run_id, config in todo if run_id not in in_resumed]
+    plan = make_plan(rest, device, workers=workers, stack_size=stack_size, first=resumed) if todo else None
     earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
     spent_before = float(earlier.get("wall_time_s", 0.0)) if finished else 0.0
     overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
@@ -124,7 +103,7 @@ def run(
     started = time.perf_counter()
     try:
         if plan is not None:
-            with sigterm_as_interrupt():
+            with interrupt.at_step_boundaries():
                 _execute(plan, store, progress)
         meta["state"] = "finished"
     except BaseException:
@@ -221,7 +200,8 @@ def _execute(plan: Plan, store: ExperimentStore, progress: bool) -> None:
             torch.set_num_threads(plan.threads)
             try:
                 for stack in plan.stacks:
-                    train_stack(stack, plan.device, on_run_done=store.write_run, on_progress=bar)
+                    checkpoint = store.checkpoint_path(stack)
+                    train_stack(stack, plan.device, store.write_new_run, on_progress=bar, checkpoint=checkpoint)
             finally:
                 torch.set_num_threads(previous)
         else:
@@ -236,10 +216,11 @@ _worker_queue: Any = None
 def _init_worker(progress_queue: Any, threads: int, parent: int) -> None:
     global _worker_queue
     _worker_queue = progress_queue
-    # The parent handles Ctrl-C and SIGTERM and kills the workers; if the parent dies (even by kill -9),
-    # the kernel kills the workers, so nothing trains or writes into the directory after it.
+    # The parent handles Ctrl-C. SIGTERM (from the parent, or from SLURM to the whole group) makes a worker
+    # checkpoint its stack at the next step boundary and stop. If the parent dies (even by kill -9), the
+    # kernel kills the workers, so nothing trains or writes into the directory after it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # SLURM signals the whole group: the parent decides
+    signal.signal(signal.SIGTERM, lambda signum, frame: setattr(interrupt, "requested", signum))
     _die_with_parent(parent)
     torch.set_num_threads(threads)
 
@@ -259,7 +240,8 @@ def _train_in_worker(stack: list[Any], device: str, root: str) -> int:
     def report(steps: int, events: list[tuple[str, str]]) -> None:
         _worker_queue.put((steps, events))
 
-    results: list[RunResult] = train_stack(stack, device, on_run_done=store.write_run, on_progress=report)
+    checkpoint = store.checkpoint_path(stack)
+    results: list[RunResult] = train_stack(stack, device, store.write_new_run, report, checkpoint)
     return len(results)
 
 
@@ -273,6 +255,12 @@ def _execute_in_workers(plan: Plan, store: ExperimentStore, bar: _Progress) -> N
     try:
         pending = {pool.submit(_train_in_worker, stack, plan.device, str(store.root)) for stack in plan.stacks}
         while pending:
+            if interrupt.requested is not None:  # Ctrl-C or SIGTERM: every worker checkpoints, then all stop
+                for process in list(getattr(pool, "_processes", {}).values()):
+                    process.terminate()
+                wait(pending, timeout=WORKER_GRACE_SECONDS)
+                _drain(progress_queue, bar)
+                interrupt.stop_now()
             done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(progress_queue, bar)
             for future in done:
@@ -280,10 +268,14 @@ def _execute_in_workers(plan: Plan, store: ExperimentStore, bar: _Progress) -> N
         _drain(progress_queue, bar)
     except BaseException:
         for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()  # they ignore SIGTERM; every file they write is atomic, so a kill loses no finished run
+            process.kill()  # every file they write is atomic: a kill loses no finished run
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+WORKER_GRACE_SECONDS = 60.0
+"""How long interrupted workers get to checkpoint (one step and one save) before they are killed."""
 
 
 def _drain(progress_queue: Any, bar: _Progress) -> None:

@@ -12,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 import groklab
@@ -75,11 +77,22 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(spec: Path, tmp_path: Pat
     partial = groklab.load(out)
     assert partial.meta["state"] == "interrupted" and len(partial.runs) == 3
     kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    (checkpoint,) = out.glob("checkpoints/*.pt")  # the unfinished stack, saved at a step boundary before exiting
+    saved = torch.load(checkpoint, weights_only=True)
+    assert saved["loop"]["step"] > 20 and len(saved["ids"]) == 3
     resumed = _start(spec, out, "--workers", "1")  # the same command resumes it
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
     assert len(groklab.load(out).runs) == 6 and groklab.load(out).meta["state"] == "finished"
     assert kept == {p: p.stat().st_mtime_ns for p in kept}  # the finished runs were kept as they were
+    # The interrupted runs resumed from their checkpoint: the same as an uninterrupted experiment, bit for bit.
+    whole = groklab.run(yaml.safe_load(spec.read_text()), out=tmp_path / "whole", progress=False)
+    resumed_metrics = groklab.load(out).metrics.sort_values(["run_id", "step"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(resumed_metrics, whole.metrics.sort_values(["run_id", "step"]).reset_index(drop=True))
+    for run_id in whole.runs["run_id"]:
+        assert all(torch.equal(a, b) for a, b in zip(groklab.load(out).weights(run_id).values(),
+                                                       whole.weights(run_id).values()))  # fmt: skip
+    assert not list(out.glob("checkpoints/*.pt"))  # removed with their finished stacks
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

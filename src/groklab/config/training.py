@@ -89,6 +89,10 @@ class TrainConfig(Spec):
     coexistence). Needs a long enough window for slow drifts; null = never."""
     settle_tolerance: float = Field(0.002, ge=0.0, le=1.0)
     """How far (max - min) train and test accuracy may move over the stop_when_settled window."""
+    checkpoint_every: int | None = Field(None, ge=1)
+    """Checkpoint each stack every this many steps (null: every ~5 minutes of wall time), and always on Ctrl-C
+    and SIGTERM: running the same command again resumes each unfinished run bit-identically from its last
+    checkpoint (kill -9 loses at most the work since then)."""
     memory_gb: float | None = Field(None, gt=0.0)
     """Memory one stack of these runs may use, in GiB. An experiment whose estimated stack memory (data,
     parameters with optimizer state, activations) exceeds it is refused before anything is written;

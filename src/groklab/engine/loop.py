@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from groklab.config import RunConfig, run_params
+from groklab.engine import interrupt
+from groklab.engine.checkpoint import load as load_checkpoint
+from groklab.engine.checkpoint import restore, stack_state
+from groklab.engine.checkpoint import save as save_checkpoint
 from groklab.engine.events import RunEvents
 from groklab.engine.recorder import Recorder
 from groklab.engine.result import RunResult
@@ -37,14 +42,23 @@ def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
     return sorted(set(schedule) | {0} | set(budgets) | extra)
 
 
+CHECKPOINT_SECONDS = 300.0
+"""Wall time between two checkpoints of a stack when train.checkpoint_every is null (~5 minutes)."""
+
+
 def train_stack(
     runs: list[tuple[str, RunConfig]],
     device: str | torch.device = "cpu",
     on_run_done: Callable[[RunResult], None] | None = None,
     on_progress: ProgressFn | None = None,
+    checkpoint: Path | None = None,
 ) -> list[RunResult]:
-    """Train runs (run_id, config) that share a stack key in lockstep; return their results."""
-    started = time.perf_counter()
+    """Train runs (run_id, config) that share a stack key in lockstep; return their results.
+
+    With a `checkpoint` path the stack resumes from it if it exists, saves to it every
+    train.checkpoint_every steps (or ~5 minutes), and before stopping when interrupt.requested is set
+    (Ctrl-C, SIGTERM); the file is removed when the stack is done.
+    """
     stack = Stack(runs, torch.device(device))
     first = stack.configs[0]
     loss_kind = first.train.loss
@@ -57,8 +71,22 @@ def train_stack(
     recorder = Recorder([run_id for run_id, _ in runs], first)
     results: list[RunResult] = []
     schedule = eval_steps(first, [c.train.steps for c in stack.configs])
-    last_eval = 0
-    for step in range(schedule[-1] + 1):
+    loop = {"step": 0, "schedule": schedule, "last_eval": 0, "elapsed": 0.0}
+    if checkpoint is not None and checkpoint.is_file():
+        loop = restore(stack, recorder, events, load_checkpoint(checkpoint))
+    schedule, last_eval = loop["schedule"], loop["last_eval"]
+    started = saved_at = time.perf_counter() - loop["elapsed"]
+    every = first.train.checkpoint_every
+    for step in range(loop["step"], schedule[-1] + 1):
+        if checkpoint is not None and step > loop["step"]:
+            now = time.perf_counter()
+            due = step % every == 0 if every is not None else now - saved_at >= CHECKPOINT_SECONDS
+            if due or interrupt.requested is not None:
+                state = {"step": step, "schedule": schedule, "last_eval": last_eval, "elapsed": now - started}
+                save_checkpoint(checkpoint, stack_state(stack, recorder, events, state))
+                saved_at = now
+        if interrupt.requested is not None:
+            interrupt.stop_now()
         evaluated = step == schedule[0]
         if evaluated:
             schedule.pop(0)
@@ -88,6 +116,8 @@ def train_stack(
         recorder.before_step(stack, evaluated)
         stack.train_step(step, loss_kind)
         recorder.after_step(stack)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # every run of the stack is finished and handed over
     return results
 
 

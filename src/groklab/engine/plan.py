@@ -192,14 +192,19 @@ def cpu_count() -> int:
 
 
 def make_plan(
-    runs: list[tuple[str, RunConfig]], device: str = "cpu", workers: int | None = None, stack_size: int | None = None
+    runs: list[tuple[str, RunConfig]],
+    device: str = "cpu",
+    workers: int | None = None,
+    stack_size: int | None = None,
+    first: list[list[tuple[str, RunConfig]]] | None = None,
 ) -> Plan:
-    """Group runs into stacks and choose the process layout for `device`."""
+    """Group runs into stacks and choose the process layout for `device`. `first`: stacks already formed
+    (resumed from their checkpoints), kept as they are and trained first."""
     groups: dict[str, list[tuple[str, RunConfig]]] = {}
     for run_id, config in runs:
         groups.setdefault(stack_key(config), []).append((run_id, config))
     on_gpu = device.startswith("cuda")
-    stacks = []
+    stacks = list(first or [])
     for members in groups.values():
         if stack_size is not None:
             size = stack_size

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from groklab.config import Experiment, SpecError
 from groklab.engine.result import RunResult
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
+CHECKPOINT_DIR = "checkpoints"
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -71,6 +74,7 @@ class ExperimentStore:
             (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
             store.remove_stale_temporaries()
             if not spec_path.exists() or spec_path.read_text() != text:
+                shutil.rmtree(root / CHECKPOINT_DIR, ignore_errors=True)  # another spec's stacks: never resumed
                 _atomic(spec_path, lambda p: p.write_text(text))
         except OSError as error:
             raise SpecError(f"--out {root}: cannot write there ({error.strerror or error})") from None
@@ -81,6 +85,38 @@ class ExperimentStore:
         for path in [*self.root.glob(".*.*"), *self.root.glob(f"{RUNS_DIR}/*/.*.*")]:
             if path.is_file() and not path.is_symlink():
                 path.unlink(missing_ok=True)
+
+    def checkpoint_path(self, stack: list[tuple[str, Any]]) -> Path:
+        """Where a stack checkpoints: DIR/checkpoints/<its first run id>.pt."""
+        return self.root / CHECKPOINT_DIR / f"{stack[0][0]}.pt"
+
+    def checkpointed_stacks(self, configs: dict[str, Any], finished: set[str]) -> list[list[tuple[str, Any]]]:
+        """The stacks an interrupted or killed session left checkpoints of, to resume as they were.
+
+        A checkpoint whose runs are all finished (killed between the last write and its removal) is removed;
+        so is one that cannot be read, with a warning: its runs train again from the start.
+        """
+        stacks = []
+        for path in sorted((self.root / CHECKPOINT_DIR).glob("*.pt")):
+            try:
+                ids = list(torch.load(path, weights_only=True)["ids"])
+            except Exception as error:  # a truncated or foreign file: never resume from it
+                warnings.warn(
+                    f"{path}: damaged checkpoint ({type(error).__name__}); its runs start again", stacklevel=2
+                )
+                path.unlink()
+                continue
+            if all(run_id in finished for run_id in ids) or any(run_id not in configs for run_id in ids):
+                path.unlink()
+                continue
+            os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after the stack's first run, as it resumes
+            stacks.append([(run_id, configs[run_id]) for run_id in ids])
+        return stacks
+
+    def write_new_run(self, result: RunResult) -> None:
+        """Write a finished run unless it is already on disk (it finished after its stack's last checkpoint)."""
+        if not (self.root / RUNS_DIR / result.run_id / RESULT_FILE).is_file():
+            self.write_run(result)
 
     def finished_run_ids(self) -> set[str]:
         """Runs already complete on disk (skipped when resuming)."""

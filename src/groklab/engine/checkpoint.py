@@ -1,0 +1,92 @@
+"""A stack's checkpoint: everything its training needs to continue bit-identically — parameters and
+BatchNorm statistics, optimizer moments and (switched) hyperparameters, every per-run generator (batch
+order, dropout masks), the epoch's permutation, the recorder's history, each run's events, the step and
+the evaluation schedule. Written atomically; read with weights_only=True (tensors and plain containers)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from groklab.engine.events import RunEvents
+from groklab.engine.recorder import Recorder
+from groklab.engine.stack import Stack
+
+
+def stack_state(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], loop: dict[str, Any]) -> dict:
+    """The state of a stack between two steps, as tensors and plain containers."""
+    live = set(stack.ids)  # runs that left the stack are on disk already
+    return {
+        "ids": list(stack.ids),
+        "params": {n: p.detach().clone() for n, p in stack.params.items()},
+        "init_params": dict(stack.init_params),
+        "buffers": dict(stack.buffers),
+        "optimizer": {"state": dict(stack.optimizer.state), "hyper": dict(stack.optimizer.hyper)},
+        "batch_generators": [g.get_state() for g in stack.batch_generators],
+        "train_generators": [g.get_state() for g in stack.train_generators or []],
+        "order": stack.order,
+        "cursor": stack.cursor,
+        "recorder": {
+            "history": {run: h for run, h in recorder.history.items() if run in live},
+            "series": {
+                run: {
+                    name: [(step, torch.from_numpy(array)) for step, array in points] for name, points in named.items()
+                }
+                for run, named in recorder.series.items()
+                if run in live
+            },
+            "columns": recorder.columns,
+            "evaluations": recorder.evaluations,
+        },
+        "events": {run_id: vars(e) for run_id, e in events.items() if run_id in live},
+        "loop": loop,
+    }
+
+
+def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], state: dict) -> dict[str, Any]:
+    """Put a saved state into a freshly built stack of the same runs; returns the loop's own state."""
+    if state["ids"] != stack.ids:
+        raise ValueError(f"checkpoint of runs {state['ids']} does not fit the stack {stack.ids}")
+    stack.params = {n: p.requires_grad_() for n, p in stack.model.layout(state["params"]).items()}
+    stack.init_params, stack.buffers = state["init_params"], state["buffers"]
+    stack.optimizer.state = state["optimizer"]["state"]
+    stack.optimizer._set_hyper(state["optimizer"]["hyper"])
+    for generator, saved in zip(stack.batch_generators, state["batch_generators"]):
+        generator.set_state(saved)
+    for generator, saved in zip(stack.train_generators or [], state["train_generators"]):
+        generator.set_state(saved)
+    stack.order, stack.cursor = state["order"], state["cursor"]
+    saved = state["recorder"]
+    recorder.history.update(saved["history"])
+    recorder.columns, recorder.evaluations = saved["columns"], saved["evaluations"]
+    recorder.series.update(
+        {
+            run: {name: [(step, array.numpy()) for step, array in points] for name, points in named.items()}
+            for run, named in saved["series"].items()
+        }
+    )
+    for run_id, fields in state["events"].items():
+        vars(events[run_id]).update(fields)
+    return state["loop"]
+
+
+def save(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (a temporary file renamed over the previous one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> dict:
+    """Read a checkpoint (tensors and plain containers only)."""
+    return torch.load(path, weights_only=True)

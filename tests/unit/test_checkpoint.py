@@ -1,0 +1,145 @@
+"""Checkpoints and exact resume: a stack interrupted at any step and resumed from its checkpoint gives the
+same runs, bit for bit, as one trained without interruption — metrics, events, measures and weights — for
+the MLP and the transformer, full batch and minibatch, with dropout, an event-triggered switch and measures,
+interrupted before memorization, between, and after a run left the stack; and after a crash (no checkpoint
+at the crash) it resumes from the last periodic one."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from groklab import RunConfig
+from groklab.engine import interrupt
+from groklab.engine.loop import train_stack
+from groklab.engine.result import RunResult
+
+MLP_FULL = {  # Gromov's MLP on (a + b) mod 23: memorizes by ~25 steps, generalizes by ~110
+    "task": {"name": "modular", "modulus": 23, "train_fraction": 0.5},
+    "model": {"name": "mlp", "width": 128, "activation": "quadratic", "bias": False, "init": "gromov"},
+    "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 5.0, "betas": [0.9, 0.98]},
+    "train": {"steps": 200, "eval_every": 5, "loss": "mse"},
+    "measures": {"names": ["neuron_ipr", "weight_norms", "update_norm"]},
+}
+PARITY_MINIBATCH = {
+    "task": {"name": "parity", "n_bits": 12, "k": 2, "n_train": 96, "n_test": 32, "label_noise": 0.05},
+    "model": {"name": "mlp", "width": 32, "dropout": 0.1},
+    "optimizer": {
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.5,
+        "weight_decay": 0.01,
+        "on_generalized": {"weight_decay": 0.05},
+    },
+    "train": {"steps": 150, "eval_every": 10, "batch_size": 32},
+}
+TRANSFORMER = {
+    "task": {"name": "modular", "modulus": 11, "train_fraction": 0.5},
+    "model": {
+        "name": "transformer",
+        "d_model": 16,
+        "n_heads": 2,
+        "d_mlp": 32,
+        "n_layers": 2,
+        "dropout": 0.1,
+        "sequence": "a op b =",
+        "layernorm": "pre",
+    },  # fmt: skip
+    "optimizer": {"name": "adamw", "lr": 0.005, "weight_decay": 1.0, "warmup_steps": 5},
+    "train": {"steps": 60, "eval_every": 10, "batch_size": 16},
+}
+
+
+def _runs(spec: dict, **train: object) -> list[tuple[str, RunConfig]]:
+    """Three runs of a stack; the second stops 10 steps after generalizing, so it can leave the stack early."""
+    base = RunConfig.model_validate({**spec, "train": {**spec["train"], **train}})
+    early = base.model_copy(update={"seed": 1, "train": base.train.model_copy(update={"stop_after_generalized": 10})})
+    lr = base.optimizer.model_copy(update={"lr": base.optimizer.lr * 1.5})
+    return [("r0", base), ("r1", early), ("r2", base.model_copy(update={"seed": 2, "optimizer": lr}))]
+
+
+def _train(runs: list[tuple[str, RunConfig]], path: Path | None = None, stop_after: int | None = None,
+           crash_after: int | None = None) -> list[RunResult]:  # fmt: skip
+    """Train, asking to stop (as Ctrl-C does) or crashing (as kill -9 does) after the n-th evaluation."""
+    results: list[RunResult] = []
+    evaluations = 0
+
+    def progress(steps: int, news: list[tuple[str, str]]) -> None:
+        nonlocal evaluations
+        evaluations += 1
+        if evaluations == stop_after:
+            interrupt.requested = signal.SIGINT
+        if evaluations == crash_after:
+            raise RuntimeError("crash")
+
+    try:
+        train_stack(runs, on_run_done=results.append, on_progress=progress, checkpoint=path)
+    except (KeyboardInterrupt, RuntimeError):
+        pass
+    finally:
+        interrupt.requested = None
+    return results
+
+
+def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> None:
+    got, expected = {r.run_id: r for r in resumed}, {r.run_id: r for r in reference}
+    assert sorted(got) == sorted(expected)
+    for run_id, ref in expected.items():
+        run = got[run_id]
+        assert (run.status, run.steps, run.memorized_step, run.generalized_step) == (
+            ref.status, ref.steps, ref.memorized_step, ref.generalized_step)  # fmt: skip
+        assert run.metrics.keys() == ref.metrics.keys()
+        for name, values in ref.metrics.items():
+            np.testing.assert_array_equal(run.metrics[name], values, err_msg=f"{run_id} {name}")
+        assert run.state_dict.keys() == ref.state_dict.keys()
+        assert all(torch.equal(run.state_dict[n], ref.state_dict[n]) for n in ref.state_dict), run_id
+        assert run.series.keys() == ref.series.keys()
+        assert all(np.array_equal(run.series[n], ref.series[n]) for n in ref.series)
+        assert run.events == ref.events and run.analysis == ref.analysis
+    assert len({r.final["train_loss"] for r in reference}) == len(reference)  # the runs really differ
+
+
+@pytest.mark.parametrize(("spec", "stops"), [(MLP_FULL, [2, 12, 36]), (PARITY_MINIBATCH, [1, 5, 11]),
+                                             (TRANSFORMER, [1, 3, 5])], ids=["mlp-full-batch",
+                                             "parity-minibatch-dropout-switch", "transformer-minibatch-dropout"])  # fmt: skip
+def test_an_interrupted_stack_resumes_bit_identically(spec: dict, stops: list[int], tmp_path: Path) -> None:
+    runs = _runs(spec)
+    reference = _train(runs)
+    left_early = [r for r in reference if r.status == "stopped"]
+    for stop in stops:
+        path = tmp_path / f"stop-{stop}.pt"
+        before = _train(runs, path, stop_after=stop)
+        assert path.is_file(), "Ctrl-C checkpoints the stack before stopping"
+        remaining = [(run_id, c) for run_id, c in runs if run_id not in {r.run_id for r in before}]
+        after = _train(remaining, path)
+        assert not path.exists()  # removed once every run of the stack is finished
+        _assert_identical(before + after, reference)
+    if spec is PARITY_MINIBATCH:  # a run switched its weight decay (at generalizing) before the last interruption
+        assert any(r.generalized_step is not None and r.generalized_step < stops[-1] * 10 for r in reference)
+    if spec is MLP_FULL:  # interrupted before memorization, between, and after a run left the stack
+        memorized = min(r.memorized_step for r in reference)
+        assert stops[0] * 5 < memorized < stops[1] * 5 and left_early[0].steps < stops[2] * 5
+
+
+def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path: Path) -> None:
+    runs = _runs(MLP_FULL, checkpoint_every=7)
+    reference = _train(runs)
+    path = tmp_path / "stack.pt"
+    before = _train(runs, path, crash_after=9)  # evaluations every 5 steps: crash at step 40, last save at 35
+    assert path.is_file()
+    saved = torch.load(path, weights_only=True)
+    assert saved["loop"]["step"] == 35
+    remaining = [(run_id, c) for run_id, c in runs if run_id not in {r.run_id for r in before}]
+    _assert_identical(before + _train(remaining, path), reference)
+
+
+def test_a_checkpoint_of_other_runs_is_refused(tmp_path: Path) -> None:
+    runs = _runs(MLP_FULL)
+    path = tmp_path / "stack.pt"
+    _train(runs, path, stop_after=2)
+    with pytest.raises(ValueError, match="does not fit the stack"):
+        train_stack(runs[:2], checkpoint=path)
