@@ -19,6 +19,7 @@ import yaml
 
 import groklab
 from groklab.cli import main
+from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.store.writer import ExperimentStore
 
 SPEC = {
@@ -78,7 +79,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(spec: Path, tmp_path: Pat
     assert partial.meta["state"] == "interrupted" and len(partial.runs) == 3
     kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
     (checkpoint,) = out.glob("checkpoints/*.pt")  # the unfinished stack, saved at a step boundary before exiting
-    saved = torch.load(checkpoint, weights_only=True)
+    saved = load_checkpoint(checkpoint)
     assert saved["loop"]["step"] > 20 and len(saved["ids"]) == 3
     resumed = _start(spec, out, "--workers", "1")  # the same command resumes it
     _, stderr = resumed.communicate(timeout=300)
@@ -131,6 +132,22 @@ def test_sigterm_to_the_whole_process_group_with_workers(spec: Path, tmp_path: P
     assert process.returncode == 143, stderr
     assert stderr.startswith("terminated: ") and stderr.count("\n") == 1, stderr
     assert groklab.load(out).meta["state"] == "interrupted"
+
+
+def test_a_damaged_checkpoint_is_a_warning_and_its_runs_start_again(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    process = _start(spec, out, "--workers", "1")
+    _wait_for_runs(out, 3)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    (checkpoint,) = out.glob("checkpoints/*.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
+    with pytest.warns(UserWarning, match="cannot be read.*start again from step 0"):
+        resumed = groklab.run(yaml.safe_load(spec.read_text()), out=out, progress=False)
+    # Trained again from step 0 (in a stack of their own: equal to the uninterrupted runs up to float32
+    # rounding, which stacking changes), and the damaged file is gone.
+    assert len(resumed.runs) == 6 and all(resumed.runs["steps"] == resumed.runs["train.steps"])
+    assert not list(out.glob("checkpoints/*.pt"))
 
 
 def _state(pid: int) -> str:

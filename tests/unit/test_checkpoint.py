@@ -15,6 +15,8 @@ import torch
 
 from groklab import RunConfig
 from groklab.engine import interrupt
+from groklab.engine.checkpoint import DamagedCheckpoint
+from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
 
@@ -131,7 +133,7 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path: Path) -> No
     path = tmp_path / "stack.pt"
     before = _train(runs, path, crash_after=9)  # evaluations every 5 steps: crash at step 40, last save at 35
     assert path.is_file()
-    saved = torch.load(path, weights_only=True)
+    saved = load_checkpoint(path)
     assert saved["loop"]["step"] == 35
     remaining = [(run_id, c) for run_id, c in runs if run_id not in {r.run_id for r in before}]
     _assert_identical(before + _train(remaining, path), reference)
@@ -143,3 +145,17 @@ def test_a_checkpoint_of_other_runs_is_refused(tmp_path: Path) -> None:
     _train(runs, path, stop_after=2)
     with pytest.raises(ValueError, match="does not fit the stack"):
         train_stack(runs[:2], checkpoint=path)
+
+
+def test_a_damaged_checkpoint_is_detected_never_resumed_from(tmp_path: Path) -> None:
+    runs = _runs(MLP_FULL)
+    path = tmp_path / "stack.pt"
+    _train(runs, path, stop_after=12)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit pattern in the payload
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedCheckpoint):
+        load_checkpoint(path)
+    path.write_bytes(bytes(data[: len(data) // 3]))  # truncated, as a full disk leaves it
+    with pytest.raises(DamagedCheckpoint):
+        load_checkpoint(path)

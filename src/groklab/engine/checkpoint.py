@@ -5,6 +5,8 @@ the evaluation schedule. Written atomically; read with weights_only=True (tensor
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -74,13 +76,25 @@ def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], stat
     return state["loop"]
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint that cannot be read or whose checksum does not match: never resumed from."""
+
+
 def save(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically (a temporary file renamed over the previous one)."""
+    """Write a checkpoint atomically (a temporary file renamed over the previous one), with the SHA-256 of
+    its payload inside, so that a truncated or altered file is detected instead of resumed from."""
+    payload = io.BytesIO()
+    torch.save(state, payload)
+    data = payload.getvalue()
+    wrapped = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        torch.save(state, tmp)
+        torch.save(wrapped, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -88,5 +102,14 @@ def save(path: Path, state: dict) -> None:
 
 
 def load(path: Path) -> dict:
-    """Read a checkpoint (tensors and plain containers only)."""
-    return torch.load(path, weights_only=True)
+    """Read a checkpoint (tensors and plain containers only), or raise DamagedCheckpoint."""
+    try:
+        wrapped = torch.load(path, weights_only=True)
+        data = wrapped["payload"].numpy().tobytes()
+        if hashlib.sha256(data).hexdigest() != wrapped["sha256"]:
+            raise DamagedCheckpoint(f"{path}: checksum mismatch")
+        return torch.load(io.BytesIO(data), weights_only=True)
+    except DamagedCheckpoint:
+        raise
+    except Exception as error:  # truncated, not a zip, not ours: all mean "do not resume from it"
+        raise DamagedCheckpoint(f"{path}: cannot be read ({type(error).__name__})") from None

@@ -17,6 +17,8 @@ import torch
 import yaml
 
 from groklab.config import Experiment, SpecError
+from groklab.engine.checkpoint import DamagedCheckpoint
+from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.result import RunResult
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
@@ -99,11 +101,9 @@ class ExperimentStore:
         stacks = []
         for path in sorted((self.root / CHECKPOINT_DIR).glob("*.pt")):
             try:
-                ids = list(torch.load(path, weights_only=True)["ids"])
-            except Exception as error:  # a truncated or foreign file: never resume from it
-                warnings.warn(
-                    f"{path}: damaged checkpoint ({type(error).__name__}); its runs start again", stacklevel=2
-                )
+                ids = list(load_checkpoint(path)["ids"])
+            except DamagedCheckpoint as error:  # truncated or altered (checksum): never resume from it
+                warnings.warn(f"{error}; its runs start again from step 0", stacklevel=2)
                 path.unlink()
                 continue
             if all(run_id in finished for run_id in ids) or any(run_id not in configs for run_id in ids):
