@@ -75,7 +75,8 @@ def train_stack(
     if checkpoint is not None and checkpoint.is_file():
         loop = restore(stack, recorder, events, load_checkpoint(checkpoint))
     schedule, last_eval = loop["schedule"], loop["last_eval"]
-    started = saved_at = time.perf_counter() - loop["elapsed"]
+    saved_at = time.perf_counter()
+    started = saved_at - loop["elapsed"]  # a resumed stack's runs count the time of earlier sessions
     every = first.train.checkpoint_every
     for step in range(loop["step"], schedule[-1] + 1):
         if checkpoint is not None and step > loop["step"]:
