@@ -63,6 +63,12 @@ def test_label_flip_threshold_and_delay() -> None:
     assert check(_result("x", [(0.0, 1000), (0.1, None)]))[0].met is None  # nothing to compare
 
 
+def test_a_stored_claim_with_an_unknown_check_is_reported_not_fatal() -> None:
+    claims = [{"claim": "c", "source": "s", "check": "gone", "params": {}}]
+    (verdict,) = check(_result("x", [(0.0, 1000)], claims=claims))
+    assert (verdict.measured, verdict.met) == ("unknown check 'gone'", None)
+
+
 def test_a_spec_without_claims_checks_nothing() -> None:
     assert check(_result("parity-label-flip", [(0.0, 1000)], claims=[])) == []
 

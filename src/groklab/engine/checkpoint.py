@@ -27,7 +27,7 @@ def stack_state(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], 
         "params": {n: p.detach().clone() for n, p in stack.params.items()},
         "init_params": dict(stack.init_params),
         "buffers": dict(stack.buffers),
-        "optimizer": {"state": dict(stack.optimizer.state), "hyper": dict(stack.optimizer.hyper)},
+        "optimizer": stack.optimizer.state_dict(),
         "batch_generators": [g.get_state() for g in stack.batch_generators],
         "train_generators": [g.get_state() for g in stack.train_generators or []],
         "order": stack.order,
@@ -55,8 +55,7 @@ def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], stat
         raise ValueError(f"checkpoint of runs {state['ids']} does not fit the stack {stack.ids}")
     stack.params = {n: p.requires_grad_() for n, p in stack.model.layout(state["params"]).items()}
     stack.init_params, stack.buffers = state["init_params"], state["buffers"]
-    stack.optimizer.state = state["optimizer"]["state"]
-    stack.optimizer._set_hyper(state["optimizer"]["hyper"])
+    stack.optimizer.load_state_dict(state["optimizer"])
     for generator, saved in zip(stack.batch_generators, state["batch_generators"]):
         generator.set_state(saved)
     for generator, saved in zip(stack.train_generators or [], state["train_generators"]):

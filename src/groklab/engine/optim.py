@@ -55,6 +55,15 @@ class StackOptimizer:
         same = len(hyper["lr"]) > 0 and all(bool((c == c[0]).all().item()) for c in columns)
         self.uniform = tuple(float(c[0]) for c in columns[:3]) if same else None
 
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Moments and (possibly switched) hyperparameters: what a checkpoint keeps of the optimizer."""
+        return {"state": dict(self.state), "hyper": dict(self.hyper)}
+
+    def load_state_dict(self, saved: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Continue from a state_dict of the same runs."""
+        self.state = dict(saved["state"])
+        self._set_hyper(dict(saved["hyper"]))
+
     def switch(self, run: int, values: dict[str, float]) -> None:
         """Set hyperparameters of one run of the stack (an event-triggered switch)."""
         for name, value in values.items():
