@@ -53,10 +53,18 @@ def matmul_peak(n: int = 2048, repeats: int = 8) -> float:
 
 
 def _time(fn: Callable[[], object], steps: int) -> float:
+    """Seconds per call; on a GPU the queued work is waited for before the clock is read, both ends."""
+    _synchronize()
     start = time.perf_counter()
     for _ in range(steps):
         fn()
+    _synchronize()
     return (time.perf_counter() - start) / steps
+
+
+def _synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 class PlainModular(torch.nn.Module):
@@ -71,14 +79,14 @@ class PlainModular(torch.nn.Module):
         return self.fc2(self.fc1(x) ** 2)
 
 
-def plain_step_fn(spec: dict, config: RunConfig) -> tuple[Callable[[], None], float]:
+def plain_step_fn(spec: dict, config: RunConfig, device: str = "cpu") -> tuple[Callable[[], None], float]:
     """A plain one-model training step and the FLOPs it executes."""
-    stack = Stack([("plain", config)], torch.device("cpu"))  # borrow the data
+    stack = Stack([("plain", config)], torch.device(device))  # borrow the data
     x, y = stack.x_train[0], stack.y_train[0]
     if spec is GROMOV:
         p, width = config.task.modulus, config.model.width
         x = torch.cat([F.one_hot(x[:, 0], p), F.one_hot(x[:, 1], p)], dim=1).float()
-        model: torch.nn.Module = PlainModular(p, width)
+        model: torch.nn.Module = PlainModular(p, width).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=5.0, betas=(0.9, 0.98))
         target = F.one_hot(y, p).float()
 
@@ -88,7 +96,7 @@ def plain_step_fn(spec: dict, config: RunConfig) -> tuple[Callable[[], None], fl
         flops = 6 * len(x) * (2 * p * width + width * p)
     else:
         width = config.model.width
-        model = torch.nn.Sequential(torch.nn.Linear(50, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
+        model = torch.nn.Sequential(torch.nn.Linear(50, width), torch.nn.ReLU(), torch.nn.Linear(width, 2)).to(device)
         opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01)
 
         def loss_fn() -> torch.Tensor:
@@ -104,10 +112,10 @@ def plain_step_fn(spec: dict, config: RunConfig) -> tuple[Callable[[], None], fl
     return step, flops
 
 
-def engine_step_fn(config: RunConfig, k: int) -> tuple[Callable[[], None], float]:
+def engine_step_fn(config: RunConfig, k: int, device: str = "cpu") -> tuple[Callable[[], None], float]:
     """A groklab training step of a stack of k runs and the FLOPs it executes per run."""
     runs = [(f"r{i}", config.model_copy(update={"seed": i})) for i in range(k)]
-    stack = Stack(runs, torch.device("cpu"))
+    stack = Stack(runs, torch.device(device))
     counter = iter(range(10**9))
     loss = config.train.loss
 

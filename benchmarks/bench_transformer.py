@@ -100,7 +100,7 @@ class PowerTransformer(nn.Module):
         return self.unembed(h)
 
 
-def _plain_step(name: str, stack: Stack, test_every_step: bool = False) -> Callable[[], None]:
+def plain_step(name: str, stack: Stack, test_every_step: bool = False) -> Callable[[], None]:
     model = stack.model
     tokens, labels = stack.x_train[0], stack.y_train[0]
     if name == "nanda-modadd":
@@ -109,6 +109,7 @@ def _plain_step(name: str, stack: Stack, test_every_step: bool = False) -> Calla
     else:
         net = PowerTransformer(model.d_vocab, model.n_classes)
         batch_size = 512
+    net = net.to(stack.device)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(0)
 
@@ -116,7 +117,7 @@ def _plain_step(name: str, stack: Stack, test_every_step: bool = False) -> Calla
         if batch_size is None:
             x, y = tokens, labels
         else:
-            index = torch.randint(len(tokens), (batch_size,), generator=generator)
+            index = torch.randint(len(tokens), (batch_size,), generator=generator).to(tokens.device)
             x, y = tokens[index], labels[index]
         logits = net(x)[:, -1]
         loss = F.cross_entropy(logits.to(torch.float64), y) if name == "nanda-modadd" else F.cross_entropy(logits, y)
@@ -130,15 +131,20 @@ def _plain_step(name: str, stack: Stack, test_every_step: bool = False) -> Calla
     return step
 
 
-def _groklab_step(stack: Stack, loss: str) -> Callable[[], None]:
+def groklab_step(stack: Stack, loss: str) -> Callable[[], None]:
     counter = iter(range(10**9))
     return lambda: stack.train_step(next(counter), loss)
 
 
 def _time(fn: Callable[[], None], steps: int) -> float:
+    """Seconds per call; on a GPU the queued work is waited for before the clock is read, both ends."""
+    if on_gpu := torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(steps):
         fn()
+    if on_gpu:
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
 
 
@@ -152,12 +158,12 @@ def main() -> None:
     for name, steps in (("nanda-modadd", 3), ("power-division", 10)):
         config = expand_runs(resolve_spec(name))[0]
         stack = Stack([("r0", config)], torch.device("cpu"))
-        groklab = _groklab_step(stack, config.train.loss)
+        groklab = groklab_step(stack, config.train.loss)
         unshortcut = Stack([("r0", config)], torch.device("cpu"))
         unshortcut.model = Transformer(stack.model.config, stack.model.vocab, stack.model.n_classes)
-        no_shortcuts = _groklab_step(unshortcut, config.train.loss)
-        plain = _plain_step(name, stack)
-        trainer = _plain_step(name, stack, test_every_step=True) if name == "nanda-modadd" else None
+        no_shortcuts = groklab_step(unshortcut, config.train.loss)
+        plain = plain_step(name, stack)
+        trainer = plain_step(name, stack, test_every_step=True) if name == "nanda-modadd" else None
         contenders = [fn for fn in (plain, trainer, no_shortcuts, groklab) if fn is not None]
         for fn in contenders:
             _time(fn, 2)  # warm up

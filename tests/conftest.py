@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -20,3 +21,10 @@ TINY_MODULAR: dict[str, Any] = {
 def tiny_modular() -> RunConfig:
     """Gromov's MLP on (a+b) mod 23: memorizes by ~25 steps, generalizes by ~110."""
     return RunConfig.model_validate(TINY_MODULAR)
+
+
+@pytest.fixture
+def device() -> str:
+    """Where the engine tests train: cpu, or GROKLAB_TEST_DEVICE (e.g. cuda on a machine with a GPU: the same
+    tests then check stacked == alone, dropout masks and bit-identical resume on the GPU)."""
+    return os.environ.get("GROKLAB_TEST_DEVICE", "cpu")

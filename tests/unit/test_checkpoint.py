@@ -65,7 +65,7 @@ def _runs(spec: dict, **train: object) -> list[tuple[str, RunConfig]]:
 
 
 def _train(runs: list[tuple[str, RunConfig]], path: Path | None = None, stop_after: int | None = None,
-           crash_after: int | None = None) -> list[RunResult]:  # fmt: skip
+           crash_after: int | None = None, device: str = "cpu") -> list[RunResult]:  # fmt: skip
     """Train, asking to stop (as Ctrl-C does) or crashing (as kill -9 does) after the n-th evaluation."""
     results: list[RunResult] = []
     evaluations = 0
@@ -79,7 +79,7 @@ def _train(runs: list[tuple[str, RunConfig]], path: Path | None = None, stop_aft
             raise RuntimeError("crash")
 
     try:
-        train_stack(runs, on_run_done=results.append, on_progress=progress, checkpoint=path)
+        train_stack(runs, device, on_run_done=results.append, on_progress=progress, checkpoint=path)
     except (KeyboardInterrupt, RuntimeError):
         pass
     finally:
@@ -108,16 +108,18 @@ def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> N
 @pytest.mark.parametrize(("spec", "stops"), [(MLP_FULL, [2, 12, 36]), (PARITY_MINIBATCH, [1, 5, 11]),
                                              (TRANSFORMER, [1, 3, 5])], ids=["mlp-full-batch",
                                              "parity-minibatch-dropout-switch", "transformer-minibatch-dropout"])  # fmt: skip
-def test_an_interrupted_stack_resumes_bit_identically(spec: dict, stops: list[int], tmp_path: Path) -> None:
+def test_an_interrupted_stack_resumes_bit_identically(
+    spec: dict, stops: list[int], tmp_path: Path, device: str
+) -> None:
     runs = _runs(spec)
-    reference = _train(runs)
+    reference = _train(runs, device=device)
     left_early = [r for r in reference if r.status == "stopped"]
     for stop in stops:
         path = tmp_path / f"stop-{stop}.pt"
-        before = _train(runs, path, stop_after=stop)
+        before = _train(runs, path, stop_after=stop, device=device)
         assert path.is_file(), "Ctrl-C checkpoints the stack before stopping"
         remaining = [(run_id, c) for run_id, c in runs if run_id not in {r.run_id for r in before}]
-        after = _train(remaining, path)
+        after = _train(remaining, path, device=device)
         assert not path.exists()  # removed once every run of the stack is finished
         _assert_identical(before + after, reference)
     if spec is PARITY_MINIBATCH:  # a run switched its weight decay (at generalizing) before the last interruption

@@ -37,20 +37,20 @@ def _assert_same(a: RunResult, b: RunResult) -> None:
 
 
 @pytest.mark.parametrize("batch_size", [None, 64])
-def test_run_i_of_a_stack_equals_run_i_alone(tiny_modular: RunConfig, batch_size: int | None) -> None:
+def test_run_i_of_a_stack_equals_run_i_alone(tiny_modular: RunConfig, batch_size: int | None, device: str) -> None:
     base = tiny_modular.model_copy(
         update={"train": tiny_modular.train.model_copy(update={"steps": 60, "batch_size": batch_size})}
     )
     runs = _variants(base)
-    stacked = {r.run_id: r for r in train_stack(runs)}
+    stacked = {r.run_id: r for r in train_stack(runs, device)}
     for run_id, config in runs:
-        (alone,) = train_stack([(run_id, config)])
+        (alone,) = train_stack([(run_id, config)], device)
         _assert_same(stacked[run_id], alone)
     # The runs really differ, so the comparison above is not vacuous.
     assert stacked["r0"].final["train_loss"] != stacked["r1"].final["train_loss"]
 
 
-def test_parity_stack_equals_alone_with_sgd_momentum() -> None:
+def test_parity_stack_equals_alone_with_sgd_momentum(device: str) -> None:
     config = RunConfig.model_validate(
         {
             "task": {"name": "parity", "n_bits": 12, "k": 2, "n_train": 64, "n_test": 32},
@@ -60,9 +60,9 @@ def test_parity_stack_equals_alone_with_sgd_momentum() -> None:
         }
     )
     runs = [(f"r{s}", config.model_copy(update={"seed": s})) for s in range(3)]
-    stacked = {r.run_id: r for r in train_stack(runs)}
+    stacked = {r.run_id: r for r in train_stack(runs, device)}
     for run_id, c in runs:
-        _assert_same(stacked[run_id], train_stack([(run_id, c)])[0])
+        _assert_same(stacked[run_id], train_stack([(run_id, c)], device)[0])
 
 
 def test_same_seed_gives_identical_results(tiny_modular: RunConfig) -> None:

@@ -74,7 +74,7 @@ def test_mlp_with_batchnorm_matches_a_plain_pytorch_mlp() -> None:
     torch.testing.assert_close(model.forward(stacked, x[None], buffers=buffers)[0], reference.eval()(one_hot.double()))
 
 
-def test_run_i_of_a_stack_equals_run_i_alone_with_dropout_and_batchnorm(tiny_modular: RunConfig) -> None:
+def test_run_i_of_a_stack_equals_run_i_alone_with_dropout_and_batchnorm(tiny_modular: RunConfig, device: str) -> None:
     base = tiny_modular.model_copy(
         update={
             "model": tiny_modular.model.model_copy(update={"dropout": 0.1, "batchnorm": True}),
@@ -85,13 +85,13 @@ def test_run_i_of_a_stack_equals_run_i_alone_with_dropout_and_batchnorm(tiny_mod
     # r1 stops at step 20: the stack cuts its rows out of the running statistics and generators too.
     r1 = runs[1][1]
     runs[1] = ("r1", r1.model_copy(update={"train": r1.train.model_copy(update={"steps": 20})}))
-    stacked = {r.run_id: r for r in train_stack(runs)}
+    stacked = {r.run_id: r for r in train_stack(runs, device)}
     assert stacked["r1"].steps == 20 and stacked["r0"].steps == 40
     for run_id, config in runs:
-        _assert_same(stacked[run_id], train_stack([(run_id, config)])[0])
+        _assert_same(stacked[run_id], train_stack([(run_id, config)], device)[0])
     plain = tiny_modular.model_copy(update={"train": base.train})
     # The regularizer really acts: the same run without it trains differently.
-    assert train_stack([("r0", plain)])[0].final["train_loss"] != stacked["r0"].final["train_loss"]
+    assert train_stack([("r0", plain)], device)[0].final["train_loss"] != stacked["r0"].final["train_loss"]
 
 
 def test_batchnorm_runs_store_their_running_statistics(tmp_path, tiny_modular: RunConfig) -> None:  # type: ignore[no-untyped-def]

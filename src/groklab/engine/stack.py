@@ -55,8 +55,10 @@ class Stack:
         # A training pass differs from evaluation with dropout (each run draws its masks from its own
         # generator, so stacked == alone holds) and BatchNorm (batch statistics, running ones updated).
         self.buffers = self.model.buffers(len(runs), device, self.dtype)
+        # Dropout masks are drawn on the device itself (a CUDA generator per run: Philox, seed and offset), batch
+        # orders on the host once per epoch (the same batches on every device).
         self.train_generators = (
-            [torch.Generator().manual_seed(derive_seed(c.seed, "dropout")) for c in self.configs]
+            [torch.Generator(device).manual_seed(derive_seed(c.seed, "dropout")) for c in self.configs]
             if self.model.trains_differently
             else None
         )

@@ -81,9 +81,11 @@ def batch_norm(
 
 
 def dropout(h: torch.Tensor, rate: float, generators: list[torch.Generator] | None) -> torch.Tensor:
-    """Inverted dropout, each run's mask drawn on the CPU from its own generator (device-independent), so a
-    run's masks do not depend on the other runs of its stack. No generators (evaluation) or rate 0: identity."""
+    """Inverted dropout, each run's mask drawn from its own generator, so a run's masks do not depend on the
+    other runs of its stack. The masks are drawn where the generators live — the stack's device (engine/stack.py):
+    on a GPU no mask crosses from the host, and no step waits for one. No generators (evaluation) or rate 0:
+    identity."""
     if generators is None or rate == 0.0:
         return h
-    keep = torch.stack([torch.rand(h.shape[1:], generator=g) for g in generators]).to(h.device) >= rate
-    return h * keep / (1.0 - rate)
+    keep = torch.stack([torch.rand(h.shape[1:], generator=g, device=g.device) for g in generators]) >= rate
+    return h * keep.to(h.device) / (1.0 - rate)
