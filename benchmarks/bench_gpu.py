@@ -31,6 +31,7 @@ from bench_transformer import groklab_step, plain_step  # noqa: E402
 
 from groklab import RunConfig, load, run  # noqa: E402
 from groklab.config import expand_runs, resolve_spec  # noqa: E402
+from groklab.engine.plan import INDEXABLE, largest_tensor  # noqa: E402
 from groklab.engine.stack import Stack  # noqa: E402
 from groklab.expectations import check  # noqa: E402
 
@@ -45,6 +46,9 @@ def throughput(device: str, ks: list[int], repeats: int = 5) -> None:
         plain_rate = 1 / statistics.median(_time(plain, 50) for _ in range(repeats))
         base = None
         for k in ks:
+            if k * largest_tensor(config) > INDEXABLE:
+                print(f"| {name} | {k} | over the plan's limit (a tensor of 2^31 elements, engine/plan.py) | | | |")
+                continue
             try:
                 step, _ = engine_step_fn(config, k, device)
                 _time(step, 5)  # warm up
@@ -56,6 +60,30 @@ def throughput(device: str, ks: list[int], repeats: int = 5) -> None:
             base = base or rate
             print(f"| {name} | {k} | {rate:,.0f} | {rate / base:.1f}x | {per_step * 1e3:.2f} | {plain_rate:,.0f} |")
             torch.cuda.empty_cache()
+
+
+def profile(device: str) -> None:
+    """Where a stack of one spends its step: kernels launched and host time per step (torch.profiler)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as profiler
+
+    workloads = {name: engine_step_fn(RunConfig.model_validate(spec), 1, device)[0] for name, spec in
+                 (("Gromov MLP p=97 N=500", GROMOV), ("parity net n=50 N=500", PARITY))}  # fmt: skip
+    for name in ("nanda-modadd", "power-division"):
+        config = expand_runs(resolve_spec(name))[0]
+        workloads[name] = groklab_step(Stack([("r0", config)], torch.device(device)), config.train.loss)
+    print("| workload (K = 1) | kernels per step | host ms per step | device ms per step |")
+    print("|---|---|---|---|")
+    for name, step in workloads.items():
+        _time(step, 5)
+        with profiler(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            _time(step, 10)
+        averages = prof.key_averages()
+        kernels = sum(e.count for e in averages if e.device_type == torch.autograd.DeviceType.CUDA) / 10
+        host = sum(e.self_cpu_time_total for e in averages) / 10 / 1e3
+        device_ms = sum(e.self_device_time_total for e in averages) / 10 / 1e3
+        print(f"| {name} | {kernels:.0f} | {host:.2f} | {device_ms:.2f} |")
+        print(averages.table(sort_by="count", row_limit=15), file=sys.stderr)
 
 
 def steps(device: str, repeats: int = 5) -> None:
@@ -99,6 +127,8 @@ def main() -> None:
     parts = args.parts.split(",")
     if "throughput" in parts:
         throughput(args.device, [int(k) for k in args.ks.split(",")])
+    if "profile" in parts:
+        profile(args.device)
     if "steps" in parts:
         steps(args.device)
     if "doshi" in parts:

@@ -25,6 +25,11 @@ def test_large_runs_are_not_stacked_on_cpu_but_are_on_gpu() -> None:
     gromov = {"task": {"modulus": 97}, "model": {"width": 500}, "seeds": 4}
     assert [len(s) for s in make_plan(_ids(gromov)).stacks] == [1, 1, 1, 1]
     assert [len(s) for s in make_plan(_ids(gromov), device="cuda").stacks] == [4]
+    # On a GPU stacks hold up to 256 runs, fewer where a tensor of the stack would reach 2^31 elements.
+    many = {**gromov, "seeds": 600}
+    assert [len(s) for s in make_plan(_ids(many), device="cuda").stacks] == [256, 256, 88]
+    wide = {**many, "model": {**gromov["model"], "width": 2000}}  # 97^2 x 2000 = 1.9e7 elements a run
+    assert [len(s) for s in make_plan(_ids(wide), device="cuda").stacks][:2] == [114, 114]
     small = {"task": {"name": "parity"}, "seeds": 20}
     assert [len(s) for s in make_plan(_ids(small)).stacks] == [16, 4]
     assert make_plan(_ids(small)).workers == 1 and make_plan(_ids(small), workers=2).workers == 2

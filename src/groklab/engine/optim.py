@@ -50,10 +50,11 @@ class StackOptimizer:
         self.uses_decay = bool((hyper["weight_decay"] != 0).any().item()) if len(hyper["lr"]) else False
         if self.name == "sgd" and not self.uses_momentum:
             self.state = {}
-        # When every run shares lr, weight decay and momentum (always for K=1), SGD runs on host floats.
-        columns = [hyper[k] for k in ("lr", "weight_decay", "momentum", "warmup_steps")]
-        same = len(hyper["lr"]) > 0 and all(bool((c == c[0]).all().item()) for c in columns)
-        self.uniform = tuple(float(c[0]) for c in columns[:3]) if same else None
+        # When every run shares its hyperparameters (always for K=1; a sweep over seeds), the update runs on host
+        # floats as torch.optim's foreach path does: a few multi-tensor kernels per step for all parameters instead
+        # of ~10 per parameter, which is what a small model's GPU step waits on (docs/benchmarks.md, GPU).
+        same = len(hyper["lr"]) > 0 and all(bool((c == c[0]).all().item()) for c in hyper.values())
+        self.uniform = {name: float(c[0]) for name, c in hyper.items()} if same else None
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
         """Moments and (possibly switched) hyperparameters: what a checkpoint keeps of the optimizer."""
@@ -82,14 +83,18 @@ class StackOptimizer:
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """Update every parameter in place; `step` counts the updates done before this one."""
         h = self.hyper
-        lr = self.learning_rates(step)
         if self.name == "sgd":
-            self._sgd(params, grads, lr)
+            self._sgd(params, grads, step)
             return
+        if self.uniform is not None:
+            self._adam_foreach(params, grads, step)
+            return
+        lr = self.learning_rates(step)
         t = step + 1
         step_size = lr / (1 - h["beta1"] ** t)  # (run,)
         bias_correction2_sqrt = (1 - h["beta2"] ** t).sqrt()
         decay = 1 - lr * h["weight_decay"] if self.name == "adamw" and self.uses_decay else None
+        one_minus_beta1, one_minus_beta2 = 1 - h["beta1"], 1 - h["beta2"]
         for name, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)  # broadcast (run,) over the parameter's axes
             grad = grads[name]
@@ -98,16 +103,40 @@ class StackOptimizer:
             elif self.name == "adam" and self.uses_decay:
                 grad = grad + h["weight_decay"].view(shape) * p
             exp_avg, exp_avg_sq = self.state[name], self.state[f"{name}.exp_avg_sq"]
-            exp_avg.lerp_(grad, (1 - h["beta1"]).view(shape))
-            exp_avg_sq.mul_(h["beta2"].view(shape)).addcmul_(grad, grad * (1 - h["beta2"]).view(shape))
+            exp_avg.lerp_(grad, one_minus_beta1.view(shape))
+            exp_avg_sq.mul_(h["beta2"].view(shape)).addcmul_(grad, grad * one_minus_beta2.view(shape))
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt.view(shape)).add_(h["eps"].view(shape))
             p.sub_(step_size.view(shape) * exp_avg / denom)
 
-    def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+    def _host_lr(self, step: int) -> float:
+        """The shared learning rate at `step` as a host float (warmup included)."""
+        assert self.uniform is not None
+        lr, warmup = self.uniform["lr"], self.uniform["warmup_steps"]
+        return lr * min(1.0, step / warmup) if warmup > 0 else lr
+
+    def _adam_foreach(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+        """Adam / AdamW with shared hyperparameters: torch.optim's foreach arithmetic, term by term."""
+        assert self.uniform is not None
+        u, lr, t = self.uniform, self._host_lr(step), step + 1
+        p_list, g_list = list(params.values()), [grads[n] for n in params]
+        exp_avgs = [self.state[n] for n in params]
+        exp_avg_sqs = [self.state[f"{n}.exp_avg_sq"] for n in params]
+        if self.name == "adamw" and u["weight_decay"]:
+            torch._foreach_mul_(p_list, 1 - lr * u["weight_decay"])
+        elif self.name == "adam" and u["weight_decay"]:
+            g_list = torch._foreach_add(g_list, p_list, alpha=u["weight_decay"])
+        torch._foreach_lerp_(exp_avgs, g_list, 1 - u["beta1"])
+        torch._foreach_mul_(exp_avg_sqs, u["beta2"])
+        torch._foreach_addcmul_(exp_avg_sqs, g_list, g_list, 1 - u["beta2"])
+        denom = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denom, (1 - u["beta2"] ** t) ** 0.5)
+        torch._foreach_add_(denom, u["eps"])
+        torch._foreach_addcdiv_(p_list, exp_avgs, denom, -lr / (1 - u["beta1"] ** t))
+
+    def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         h = self.hyper
         if self.uniform is not None:  # one fused (foreach) op per term for all parameters, as torch.optim does
-            lr_value, decay, momentum = self.uniform
-            factor = 1.0 if self.max_warmup == 0 else float(lr[0]) / lr_value
+            lr_value, decay, momentum = self._host_lr(step), self.uniform["weight_decay"], self.uniform["momentum"]
             p_list, g_list = list(params.values()), [grads[n] for n in params]
             if decay:
                 g_list = torch._foreach_add(g_list, p_list, alpha=decay)
@@ -116,8 +145,9 @@ class StackOptimizer:
                 torch._foreach_mul_(buffers, momentum)
                 torch._foreach_add_(buffers, g_list)
                 g_list = buffers
-            torch._foreach_add_(p_list, g_list, alpha=-lr_value * factor)
+            torch._foreach_add_(p_list, g_list, alpha=-lr_value)
             return
+        lr = self.learning_rates(step)
         for name, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
             grad = grads[name]

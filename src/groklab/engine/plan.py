@@ -13,7 +13,8 @@ Stack size and process count come from measurements (benchmarks/bench_engine.py 
 - worker processes did not pay on 2 cores for small runs: 8 parity runs 16.0 / 16.0 s in one 2-thread
   process vs 16.9 / 17.9 s in two 1-thread processes (stacks of 4). They do for experiments made of
   many large runs, one per stack (see _cpu_workers): those get one 1-thread process per core;
-- on a GPU small models are launch-bound: stack up to 256 runs in one process.
+- on a GPU small models are launch-bound: stack up to 256 runs in one process (GPU_STACK), as long as no
+  tensor reaches 2^31 elements (INDEXABLE).
 """
 
 from __future__ import annotations
@@ -183,6 +184,32 @@ def _size_key(config: RunConfig, part: str) -> str:
     return f"{size} / train.batch_size" if config.train.batch_size else f"{examples} / {size} / train.batch_size"
 
 
+GPU_STACK = 256
+"""Runs per stack on a GPU, where small models are launch-bound (benchmarks/bench_gpu.py; docs/benchmarks.md)."""
+
+INDEXABLE = 2**31 - 1
+"""Elements of the largest tensor a stack may make on a GPU. Some CUDA kernels index with 32-bit integers:
+a stack of 1,024 Gromov MLPs at p = 97 (the hidden layer: 1,024 x 4,704 x 500 = 2.4e9 elements) stopped
+with an illegal memory access (H100, torch 2.11, 2026-11-24); 256 of them (6e8) trained."""
+
+
+def largest_tensor(config: RunConfig) -> int:
+    """Elements per run of the largest activation of an evaluation (all examples at once) or a training step."""
+    task, model = config.task, config.model
+    if isinstance(task, ParityTask):
+        examples, classes = max(task.n_train, task.n_test), 2
+    else:
+        classes = task.n_labels
+        examples = math.factorial(task.degree) ** 2 if isinstance(task, PermutationTask) else task.modulus**2
+    if isinstance(model, TransformerModel):
+        positions = 3 if model.sequence == "a b =" else 4
+        per_example = positions * max(model.d_mlp, model.d_model, model.n_heads * positions, classes)
+    else:
+        embedded = model.embedding_dim * 4 if model.embedding == "learned" else 0
+        per_example = max(model.width, classes, embedded)
+    return examples * per_example
+
+
 def cpu_count() -> int:
     """Cores this process may use."""
     try:
@@ -209,7 +236,7 @@ def make_plan(
         if stack_size is not None:
             size = stack_size
         elif on_gpu:
-            size = 256
+            size = min(GPU_STACK, max(1, INDEXABLE // largest_tensor(members[0][1])))
         else:
             size = 1 if step_flops(members[0][1]) >= LARGE_STEP_FLOPS else 16
         stacks += [members[i : i + size] for i in range(0, len(members), size)]

@@ -18,6 +18,7 @@ unembed at "=". Training uses the same building blocks with exact shortcuts arou
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -160,8 +161,7 @@ class Transformer:
         """Position embeddings (run, n_ctx, d_model): learned W_pos, or the fixed sinusoidal table."""
         if self.config.positional == "learned":
             return params["W_pos"]
-        table = sinusoidal(self.n_ctx, self.config.d_model).to(like.device, like.dtype)
-        return table.expand(runs, -1, -1)
+        return sinusoidal_on(self.n_ctx, self.config.d_model, like.device, like.dtype).expand(runs, -1, -1)
 
     def block(
         self, params: Params, layer: int, resid: torch.Tensor, hooks: Hooks, generators: list[torch.Generator] | None
@@ -289,11 +289,23 @@ def attention_scores(q: torch.Tensor, k: torch.Tensor, attention: str) -> torch.
     # Contexts are 3-4 tokens: broadcast-multiply-sum beats thousands of tiny bmm calls.
     scores = (q[:, :, :, None] * k[:, :, None]).sum(-1).permute(0, 1, 4, 2, 3) / math.sqrt(q.shape[-1])
     if attention == "causal":
-        n_keys = k.shape[2]
-        query_pos = torch.arange(n_keys - q.shape[2], n_keys, device=q.device)
-        future = torch.arange(n_keys, device=q.device)[None, :] > query_pos[:, None]  # (q_pos, k_pos)
-        scores = scores.masked_fill(future, float("-inf"))
+        scores = scores.masked_fill(future_keys(q.shape[2], k.shape[2], q.device), float("-inf"))
     return scores
+
+
+# The two constant tables are made once per device, not every step: on a GPU each remake is several launches
+# and, for the sinusoidal table, a copy from the host that the step waits for.
+@functools.cache
+def future_keys(n_queries: int, n_keys: int, device: torch.device) -> torch.Tensor:
+    """(q_pos, k_pos) True where a key comes after its query; the queries are the last n_queries positions."""
+    query_pos = torch.arange(n_keys - n_queries, n_keys, device=device)
+    return torch.arange(n_keys, device=device)[None, :] > query_pos[:, None]
+
+
+@functools.cache
+def sinusoidal_on(n_ctx: int, d_model: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The sinusoidal table on a device, in a dtype (made once)."""
+    return sinusoidal(n_ctx, d_model).to(device, dtype)
 
 
 def sinusoidal(n_ctx: int, d_model: int) -> torch.Tensor:
