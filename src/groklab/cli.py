@@ -7,6 +7,7 @@ import math
 import shlex
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,6 +104,11 @@ def run(
     if not quiet:
         typer.echo(format_table(result))
         typer.echo(f"saved to {result.root}")
+    failed = [row for row in result.progress if row["status"] == "failed"]
+    if failed:  # the other runs finished; these raised (their errors are in `groklab summary`)
+        typer.echo(f"error: {len(failed)} run(s) failed, first {failed[0]['run_id']}: {failed[0].get('error')}; "
+                   "the same command retries them", err=True)  # fmt: skip
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -116,7 +122,8 @@ def summary(
     except SpecError as error:
         _fail(str(error))
     if as_json:
-        typer.echo(json.dumps(finite(result.rows), indent=1, allow_nan=False))
+        rows = sorted(result.rows + result.progress, key=lambda row: row["run_id"])
+        typer.echo(json.dumps(finite(rows), indent=1, allow_nan=False))
     else:
         typer.echo(format_table(result))
 
@@ -187,20 +194,32 @@ def list_experiments() -> None:
 
 
 def format_table(result: ExperimentResult) -> str:
-    """The runs as an aligned text table: swept keys, seed, status, events, final accuracies."""
+    """Every run that has started as an aligned text table: swept keys, seed, status (running, interrupted and
+    failed runs show their last saved step and latest accuracies), events, accuracies; then the counts."""
     swept = list((result.spec.get("sweep") or {}).keys())
     header = ["run_id", *swept, "seed", "status", "steps", "memorized", "generalized", "train_acc", "test_acc"]
     lines = [header]
-    for row in result.rows:
+    rows = sorted(result.rows + result.progress, key=lambda row: row["run_id"])
+    for row in rows:
         values: list[Any] = [row["run_id"], *(row["params"].get(k) for k in swept), row["seed"], row["status"]]
-        values += [row["steps"], row["memorized_step"], row["generalized_step"]]
-        values += [f"{row['final']['train_acc']:.3f}", f"{row['final']['test_acc']:.3f}"]
+        values += [row["steps"], row.get("memorized_step"), row.get("generalized_step")]
+        values += [_accuracy(row["final"].get("train_acc")), _accuracy(row["final"].get("test_acc"))]
         lines.append(["-" if v is None else str(v) for v in values])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
-    if result.meta.get("state") == "interrupted":
-        text += f"\n(interrupted: {len(result.rows)} of {result.meta.get('n_runs', '?')} runs finished)"
+    total = result.meta.get("n_runs", len(rows))
+    if len(result.rows) < total:
+        counts = Counter(row["status"] for row in result.progress)
+        states = "".join(f", {n} {status}" for status, n in sorted(counts.items()))
+        text += f"\n({len(result.rows)} of {total} runs finished{states}, {total - len(rows)} not started)"
+    for row in result.progress:
+        if row["status"] == "failed":
+            text += f"\n{row['run_id']} failed: {row.get('error', '?')}"
     return text
+
+
+def _accuracy(value: Any) -> str | None:
+    return f"{value:.3f}" if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def finite(value: Any) -> Any:

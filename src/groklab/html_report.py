@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,16 @@ def _experiment_page(result: ExperimentResult) -> Path:
     parts = [f"<h1>{_e(spec.get('name', 'experiment'))}</h1>"]
     parts.append(f"<p class='sub'>{_e(spec.get('description', ''))}</p>")
     finished = f"{len(result.rows)} of {meta.get('n_runs', '?')} runs finished"
+    if result.progress:  # running, interrupted or failed: their partial curves are in the figures, dotted
+        counts = Counter(row["status"] for row in result.progress)
+        finished += "".join(f", {n} {status}" for status, n in sorted(counts.items())) + " (partial results)"
     wall = meta.get("wall_time_s")
     parts.append(f"<p>{finished}; state {_e(meta.get('state', '?'))}; wall time {_duration(wall)}; "
                  f"device {_e(meta.get('device', '?'))}.</p>")  # fmt: skip
     if command := meta.get("command"):  # every --set, --sweep, --quick, --device that made it
         parts.append(f"<p>Made by <code>{_e(command)}</code></p>")
     parts += _expectations(result)
-    parts.append("<h2>Runs</h2>" + _runs_table(result))
+    parts.append("<h2>Runs</h2>" + _runs_table(result) + _unfinished_table(result))
     parts.append("<h2>Figures</h2>")
     for name, fig in plot(result).items():
         parts.append(f"<figure id='fig-{name}'><img alt='{name}' src='data:image/png;base64,{_png(fig)}'>"
@@ -113,6 +117,19 @@ def _changed_from_builtin(result: ExperimentResult) -> list[str]:
     builtin = flatten(parse_experiment(yaml.safe_load(path.read_text())).model_dump(mode="json"))
     stored = flatten(parse_experiment(result.spec).model_dump(mode="json"))
     return [f"{k}={stored.get(k)!r}" for k in sorted(set(builtin) | set(stored)) if builtin.get(k) != stored.get(k)]
+
+
+def _unfinished_table(result: ExperimentResult) -> str:
+    """The runs that started but have not finished: status, last saved step, latest accuracies, error."""
+    if not result.progress:
+        return ""
+    head = "".join(f"<th>{c}</th>" for c in ("run_id", "status", "steps", "train_acc", "test_acc", "error"))
+    body = []
+    for row in sorted(result.progress, key=lambda r: r["run_id"]):
+        final = row.get("final") or {}
+        values = [row["run_id"], row["status"], row.get("steps"), final.get("train_acc"), final.get("test_acc")]
+        body.append("<tr>" + "".join(_cell(v) for v in values) + f"<td>{_e(row.get('error', ''))}</td></tr>")
+    return f"<h3>Unfinished runs</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _runs_table(result: ExperimentResult) -> str:

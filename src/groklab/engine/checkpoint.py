@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,17 @@ def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], stat
     return state["loop"]
 
 
+def temporary_prefix(path: Path) -> str:
+    """Name of a temporary file that will be renamed to `path`: .NAME.HOST.PID.xxxx, so that a process sharing
+    the directory can tell a dead writer's leftover from a file another process is writing now."""
+    return f".{path.name}.{host_tag()}.{os.getpid()}."
+
+
+def host_tag() -> str:
+    """This machine's name without dots (it goes between the dots of a temporary file's name)."""
+    return socket.gethostname().replace(".", "_")
+
+
 class DamagedCheckpoint(ValueError):
     """A checkpoint that cannot be read or whose checksum does not match: never resumed from."""
 
@@ -90,7 +102,7 @@ def save(path: Path, state: dict) -> None:
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path))
     os.close(fd)
     try:
         torch.save(wrapped, tmp)

@@ -9,6 +9,9 @@ A finished run is handed to `on_run_done` at once, so it is on disk before the s
 
 from __future__ import annotations
 
+import math
+import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +48,10 @@ def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
 CHECKPOINT_SECONDS = 300.0
 """Wall time between two checkpoints of a stack when train.checkpoint_every is null (~5 minutes)."""
 
+FAULT_VARIABLE = "GROKLAB_FAULT"
+"""A test hook: RUN_ID@STEP in the environment makes the stack holding RUN_ID raise at STEP, as a bug or a
+device error would (tests/integration/test_faults.py). Unset, it costs one dictionary lookup per stack."""
+
 
 def train_stack(
     runs: list[tuple[str, RunConfig]],
@@ -52,14 +59,19 @@ def train_stack(
     on_run_done: Callable[[RunResult], None] | None = None,
     on_progress: ProgressFn | None = None,
     checkpoint: Path | None = None,
+    on_save: Callable[[list[RunResult]], None] | None = None,
 ) -> list[RunResult]:
     """Train runs (run_id, config) that share a stack key in lockstep; return their results.
 
     With a `checkpoint` path the stack resumes from it if it exists, saves to it every
     train.checkpoint_every steps (or ~5 minutes), and before stopping when interrupt.requested is set
-    (Ctrl-C, SIGTERM); the file is removed when the stack is done.
+    (Ctrl-C, SIGTERM); the file is removed when the stack is done. `on_save` receives the unfinished runs'
+    progress (status running, or interrupted; their curves so far, no weights) when the stack starts and
+    after each checkpoint.
     """
     stack = Stack(runs, torch.device(device))
+    trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device)}
+    fault = _fault(stack.ids)
     first = stack.configs[0]
     loss_kind = first.train.loss
     events = {
@@ -78,6 +90,17 @@ def train_stack(
     saved_at = time.perf_counter()
     started = saved_at - loop["elapsed"]  # a resumed stack's runs count the time of earlier sessions
     every = first.train.checkpoint_every
+
+    def progress(step: int, status: str) -> None:
+        if on_save is not None:
+            snapshots = [
+                _snapshot(stack, i, step, events[r], recorder, started, status) for i, r in enumerate(stack.ids)
+            ]
+            for snapshot in snapshots:
+                snapshot.trained_by = trained_by
+            on_save(snapshots)
+
+    progress(loop["step"], "running")
     for step in range(loop["step"], schedule[-1] + 1):
         if checkpoint is not None and step > loop["step"]:
             now = time.perf_counter()
@@ -86,8 +109,11 @@ def train_stack(
                 state = {"step": step, "schedule": schedule, "last_eval": last_eval, "elapsed": now - started}
                 save_checkpoint(checkpoint, stack_state(stack, recorder, events, state))
                 saved_at = now
+                progress(step, "running" if interrupt.requested is None else "interrupted")
         if interrupt.requested is not None:
             interrupt.stop_now()
+        if step == fault.get("step"):
+            raise RuntimeError(f"injected fault ({FAULT_VARIABLE}) in {fault['run']} at step {step}")
         evaluated = step == schedule[0]
         if evaluated:
             schedule.pop(0)
@@ -108,6 +134,7 @@ def train_stack(
                 for i, run_id in enumerate(stack.ids):
                     if done[i]:
                         result = _result(stack, i, step, events[run_id], recorder, started)
+                        result.trained_by = trained_by
                         results.append(result)
                         if on_run_done is not None:
                             on_run_done(result)
@@ -120,6 +147,34 @@ def train_stack(
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)  # every run of the stack is finished and handed over
     return results
+
+
+def _fault(run_ids: list[str]) -> dict[str, object]:
+    """The injected fault (FAULT_VARIABLE) that concerns this stack: {run, step}, or {}."""
+    run, _, step = os.environ.get(FAULT_VARIABLE, "").partition("@")
+    return {"run": run, "step": int(step)} if run in run_ids and step.isdigit() else {}
+
+
+def _snapshot(
+    stack: Stack, i: int, step: int, events: RunEvents, recorder: Recorder, started: float, status: str
+) -> RunResult:
+    """An unfinished run's progress: its curves so far and its latest accuracies (no weights, no measures)."""
+    config, history = stack.configs[i], recorder.history[stack.ids[i]]
+    return RunResult(
+        run_id=stack.ids[i],
+        seed=config.seed,
+        params={k: v for k, v in run_params(config).items() if not k.startswith("measures.")},
+        status=status,
+        steps=step,
+        memorized_step=events.memorized_step,
+        generalized_step=events.generalized_step,
+        final={
+            k: history[k][-1] if history[k] else math.nan for k in ("train_acc", "test_acc", "train_loss", "test_loss")
+        },
+        wall_time_s=time.perf_counter() - started,
+        metrics={name: list(values) for name, values in history.items()},
+        state_dict={},
+    )
 
 
 def _acc_loss(row: dict[str, float]) -> dict[str, float]:

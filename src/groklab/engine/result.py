@@ -1,4 +1,5 @@
-"""What one finished run leaves behind: its summary row, curves, weights, data and measures."""
+"""What one run leaves behind: its summary row, curves, weights, data and measures — when finished, or its
+progress so far (status running or interrupted; no weights) at each checkpoint of its stack."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class RunResult:
     """Scalar results of the measures computed once after training (e.g. the analytic comparison)."""
     events: dict[str, Any] = field(default_factory=dict)
     """Events read off the curves (measures/curve_events.py): test-loss peak, delay, slingshots, phases."""
+    trained_by: dict[str, Any] = field(default_factory=dict)
+    """Where the run was trained: host, pid, device."""
 
     def row(self) -> dict[str, Any]:
         """The run's summary row (what `groklab summary --json` prints)."""
@@ -46,4 +49,5 @@ class RunResult:
             "events": self.events,
             "analysis": self.analysis,
             "wall_time_s": self.wall_time_s,
+            "trained_by": self.trained_by,
         }

@@ -54,6 +54,7 @@ def applicable(result: ExperimentResult) -> list[str]:
         "kde": "weight_sample" in series,
         "pruning": "prune_neurons" in series,
         "batchnorm": "batchnorm_gain_ipr" in result.runs and result.runs["batchnorm_gain_ipr"].notna().any(),
+        "curves": bool(result.rows or result.progress),  # unfinished runs: their partial curves
     }
     return [name for name in FIGURES if needs.get(name, bool(result.rows))]
 

@@ -71,11 +71,13 @@ def _line(ax: Axes, metrics: pd.DataFrame, ids: list[str], column: str, log_y: b
 
 
 def curves(result: ExperimentResult) -> Figure:
-    """Train and test loss and accuracy over steps (mean over seeds, min-max band), events marked."""
+    """Train and test loss and accuracy over steps (mean over seeds, min-max band), events marked; the
+    unfinished runs' curves so far, thin and dotted, marked partial."""
     metrics, runs = result.metrics, result.runs
-    if runs.empty:
+    if runs.empty and not result.progress:
         return empty("no finished runs")
     fig, (loss_ax, acc_ax) = figure(2)
+    partial = _partial_curves(result, loss_ax, acc_ax)
     point_groups = groups(result)
     colors = colors_for([g[2] for g in point_groups])
     for label, ids, value in point_groups:
@@ -97,14 +99,29 @@ def curves(result: ExperimentResult) -> Figure:
     for ax in (loss_ax, acc_ax):
         log_steps(ax)
     events = Line2D([], [], color="grey", linestyle=":", label="memorized / generalized (99%)")
-    if len(point_groups) == 1:
+    if len(point_groups) <= 1:
         handles, _ = acc_ax.get_legend_handles_labels()
-        acc_ax.legend(handles=[*handles, events], loc="best", frameon=False)
+        acc_ax.legend(handles=[*handles, events, *partial], loc="best", frameon=False)
     else:  # one entry per sweep point, and the line styles once: beside the panels, not over them
         styles = [Line2D([], [], color="grey", linestyle=d, label=s) for d, s in (("--", "train"), ("-", "test"))]
-        fig.legend(handles=_group_handles(point_groups, colors) + styles + [events], loc="outside right upper",
-                   frameon=False)  # fmt: skip
+        fig.legend(handles=_group_handles(point_groups, colors) + styles + [events, *partial],
+                   loc="outside right upper", frameon=False)  # fmt: skip
+    if result.progress:
+        fig.suptitle(f"partial: {len(result.progress)} run(s) unfinished (dotted, as far as they got)")
     return fig
+
+
+def _partial_curves(result: ExperimentResult, loss_ax: Axes, acc_ax: Axes) -> list[Line2D]:
+    """Each unfinished run's curves so far (train and test), thin and dotted; the legend handle, if any."""
+    metrics = result.partial_metrics
+    if metrics.empty:
+        return []
+    for _, frame in metrics.groupby("run_id"):
+        for ax, kind in ((loss_ax, "loss"), (acc_ax, "acc")):
+            for split in ("train", "test"):
+                color = TRAIN if split == "train" else TEST
+                ax.plot(frame["step"], frame[f"{split}_{kind}"], color=color, linestyle=":", lw=0.8, alpha=0.6)
+    return [Line2D([], [], color="grey", linestyle=":", lw=0.8, label="unfinished run (partial)")]
 
 
 def _group_handles(point_groups: list[tuple[str, list[str], Any]], colors: dict[Any, Any]) -> list[Any]:

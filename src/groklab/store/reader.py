@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import yaml
 from groklab.config import RunConfig, SpecError, set_dotted
 from groklab.data import make_data
 from groklab.models import MLP, Transformer, build_model
-from groklab.store.writer import META_FILE, RESULT_FILE, RUNS_DIR, SPEC_FILE
+from groklab.store.claims import holder
+from groklab.store.writer import META_FILE, PROGRESS_FILE, PROGRESS_METRICS, RESULT_FILE, RUNS_DIR, SPEC_FILE
 
 
 @dataclass
@@ -29,7 +30,24 @@ class ExperimentResult:
     spec: dict[str, Any]
     meta: dict[str, Any]
     rows: list[dict[str, Any]]
-    """The runs' summary rows, as written (params nested), ordered by run_id."""
+    """The finished runs' summary rows, as written (params nested), ordered by run_id."""
+    progress: list[dict[str, Any]] = field(default_factory=list)
+    """The unfinished runs that have started: the same fields, status running (a live process holds the run),
+    interrupted (none does: stopped, killed, or its node lost) or failed (with its error); steps is the last
+    step saved and final the latest accuracies and losses."""
+
+    @property
+    def partial_metrics(self) -> pd.DataFrame:
+        """The unfinished runs' curves so far, as `metrics` (saved at their stacks' checkpoints)."""
+        frames = []
+        for row in self.progress:
+            try:
+                frame = pd.read_parquet(self.run_dir(row["run_id"]) / PROGRESS_METRICS)
+            except (OSError, ValueError, pa.ArrowException):
+                continue  # failed before its first checkpoint, or finished meanwhile
+            frame.insert(0, "run_id", row["run_id"])
+            frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "step"])
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -127,7 +145,25 @@ def load(root: str | Path) -> ExperimentResult:
             warnings.warn(f"{problem}; run skipped", DamagedRunWarning, stacklevel=2)
         else:
             rows.append(row)
-    return ExperimentResult(root=root, spec=spec, meta=meta, rows=rows)
+    return ExperimentResult(root=root, spec=spec, meta=meta, rows=rows, progress=_progress(root))
+
+
+def _progress(root: Path) -> list[dict[str, Any]]:
+    """The unfinished runs' progress rows, each with its status as of now."""
+    rows = []
+    for path in sorted((root / RUNS_DIR).glob(f"*/{PROGRESS_FILE}")):
+        if (path.parent / RESULT_FILE).is_file():
+            continue  # finished between two writes
+        try:
+            row = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # being replaced, or damaged: progress is advisory, the run is not lost
+        if not isinstance(row, dict) or not isinstance(row.get("run_id"), str):
+            continue
+        if row.get("status") == "running" and holder(root, row["run_id"]) is None:
+            row["status"] = "interrupted"  # no live process holds it: stopped, killed, or its node is gone
+        rows.append(row)
+    return rows
 
 
 def _read(path: Path, parse: Any) -> dict[str, Any]:

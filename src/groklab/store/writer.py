@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +18,20 @@ import pandas as pd
 import torch
 import yaml
 
-from groklab.config import Experiment, SpecError
-from groklab.engine.checkpoint import DamagedCheckpoint
+from groklab.config import Experiment, SpecError, run_params
+from groklab.engine.checkpoint import DamagedCheckpoint, host_tag, temporary_prefix
 from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.result import RunResult
+from groklab.store.claims import STALE_SECONDS
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
-CHECKPOINT_DIR = "checkpoints"
+PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
+CHECKPOINT_DIR, SESSIONS_DIR = "checkpoints", "sessions"
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Write via a temporary file in the same directory, then rename over the target."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path))
     os.close(fd)
     try:
         write(Path(tmp))
@@ -83,51 +87,126 @@ class ExperimentStore:
         return store
 
     def remove_stale_temporaries(self) -> None:
-        """Delete the temporary files a killed process left (.NAME.xxxx next to NAME): never a finished file."""
-        for path in [*self.root.glob(".*.*"), *self.root.glob(f"{RUNS_DIR}/*/.*.*")]:
-            if path.is_file() and not path.is_symlink():
-                path.unlink(missing_ok=True)
+        """Delete the temporary files a killed process left (.NAME.HOST.PID.xxxx next to NAME): those of a dead
+        process on this host, or older than STALE_SECONDS from another host; never a finished file, never
+        one that a live process sharing the directory is writing."""
+        here = host_tag()
+        patterns = (".*.*", f"{RUNS_DIR}/*/.*.*", f"{CHECKPOINT_DIR}/.*.*")
+        for path in [found for pattern in patterns for found in self.root.glob(pattern)]:
+            if not path.is_file() or path.is_symlink():
+                continue
+            host, pid = _writer(path)
+            if host == here and pid is not None and _alive(pid):
+                continue
+            if host not in (here, None) and time.time() - path.stat().st_mtime < STALE_SECONDS:
+                continue
+            path.unlink(missing_ok=True)
 
     def checkpoint_path(self, stack: list[tuple[str, Any]]) -> Path:
         """Where a stack checkpoints: DIR/checkpoints/<its first run id>.pt."""
         return self.root / CHECKPOINT_DIR / f"{stack[0][0]}.pt"
 
-    def checkpointed_stacks(self, configs: dict[str, Any], finished: set[str]) -> list[list[tuple[str, Any]]]:
-        """The stacks an interrupted or killed session left checkpoints of, to resume as they were.
+    def _checkpoint_ids(self, path: Path) -> list[str] | None:
+        """The runs of a checkpoint, or None (and the file removed, with a warning) if it cannot be read."""
+        try:
+            return list(load_checkpoint(path)["ids"])
+        except DamagedCheckpoint as error:  # truncated or altered (checksum): never resume from it
+            if path.is_file():  # (not removed meanwhile by the process that finished its stack)
+                warnings.warn(f"{error}; its runs start again from step 0", stacklevel=2)
+                path.unlink(missing_ok=True)
+            return None
+
+    def other_checkpoints(
+        self, configs: dict[str, Any], finished: set[str], planned: set[str]
+    ) -> list[list[tuple[str, Any]]]:
+        """Stacks whose checkpoints another plan left (another --stack-size or device; their names are not
+        the first run of a planned stack), to resume as they were; `planned`: the planned stacks' first runs.
 
         A checkpoint whose runs are all finished (killed between the last write and its removal) is removed;
         so is one that cannot be read, with a warning: its runs train again from the start.
         """
         stacks = []
         for path in sorted((self.root / CHECKPOINT_DIR).glob("*.pt")):
-            try:
-                ids = list(load_checkpoint(path)["ids"])
-            except DamagedCheckpoint as error:  # truncated or altered (checksum): never resume from it
-                warnings.warn(f"{error}; its runs start again from step 0", stacklevel=2)
-                path.unlink()
+            if path.stem in planned or (ids := self._checkpoint_ids(path)) is None:
                 continue
             if all(run_id in finished for run_id in ids) or any(run_id not in configs for run_id in ids):
-                path.unlink()
+                path.unlink(missing_ok=True)
                 continue
             os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after the stack's first run, as it resumes
             stacks.append([(run_id, configs[run_id]) for run_id in ids])
         return stacks
+
+    def resume_members(self, stack: list[tuple[str, Any]], finished: set[str]) -> list[tuple[str, Any]]:
+        """The runs of a claimed stack to train now: its checkpoint's (they resume as they were saved), else
+        those not on disk yet. A checkpoint of finished runs, or of runs outside the stack, is removed."""
+        path = self.checkpoint_path(stack) if stack else None
+        if path is not None and path.is_file() and (ids := self._checkpoint_ids(path)) is not None:
+            configs = dict(stack)
+            if all(run_id in configs for run_id in ids) and not all(run_id in finished for run_id in ids):
+                os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after its first run, as it resumes
+                return [(run_id, configs[run_id]) for run_id in ids]
+            path.unlink(missing_ok=True)
+        return [(run_id, config) for run_id, config in stack if run_id not in finished]
+
+    def write_progress(self, results: list[RunResult]) -> None:
+        """Write unfinished runs' progress (status running or interrupted): the row and the curve so far."""
+        for result in results:
+            run_dir = self._run_dir(result.run_id)
+            if (run_dir / RESULT_FILE).is_file():
+                continue  # finished meanwhile (in another process)
+            metrics = pd.DataFrame(result.metrics)
+            _atomic(run_dir / PROGRESS_METRICS, lambda p, m=metrics: m.to_parquet(p, index=False))
+            row = json.dumps(result.row() | {"updated": _now()}, indent=1, default=_json_default)
+            _atomic(run_dir / PROGRESS_FILE, lambda p, text=row: p.write_text(text))
+
+    def mark_failed(self, stack: list[tuple[str, Any]], error: str, trained_by: dict[str, Any]) -> None:
+        """Mark the unfinished runs of a stack that raised as failed, with the error, keeping their progress."""
+        for run_id, config in stack:
+            run_dir = self._run_dir(run_id)
+            if (run_dir / RESULT_FILE).is_file():
+                continue
+            try:
+                row = json.loads((run_dir / PROGRESS_FILE).read_text())
+            except (OSError, ValueError):  # failed before its first progress: what the config says
+                params = {k: v for k, v in run_params(config).items() if not k.startswith("measures.")}
+                row = {"run_id": run_id, "seed": config.seed, "params": params, "steps": 0, "final": {}}
+                row |= {"memorized_step": None, "generalized_step": None, "wall_time_s": 0.0}
+            row |= {"status": "failed", "error": error, "trained_by": trained_by, "updated": _now()}
+            text = json.dumps(row, indent=1, default=_json_default)
+            _atomic(run_dir / PROGRESS_FILE, lambda p, text=text: p.write_text(text))
+
+    def _run_dir(self, run_id: str) -> Path:
+        run_dir = self.root / RUNS_DIR / run_id
+        if run_dir.is_symlink():
+            raise SpecError(f"{run_dir}: is a symbolic link; groklab writes only inside --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
 
     def write_new_run(self, result: RunResult) -> None:
         """Write a finished run unless it is already on disk (it finished after its stack's last checkpoint)."""
         if not (self.root / RUNS_DIR / result.run_id / RESULT_FILE).is_file():
             self.write_run(result)
 
+    def failed_run_ids(self, since: float) -> set[str]:
+        """Runs marked failed since a time (seconds since the epoch): not retried by a process that started
+        before they failed; the next command retries them."""
+        failed = set()
+        for path in (self.root / RUNS_DIR).glob(f"*/{PROGRESS_FILE}"):
+            try:
+                if path.stat().st_mtime >= since and json.loads(path.read_text()).get("status") == "failed":
+                    failed.add(path.parent.name)
+            except (OSError, ValueError, AttributeError):
+                continue
+        return failed
+
     def finished_run_ids(self) -> set[str]:
         """Runs already complete on disk (skipped when resuming)."""
         return {p.parent.name for p in (self.root / RUNS_DIR).glob(f"*/{RESULT_FILE}")}
 
     def write_run(self, result: RunResult) -> None:
-        """Write one finished run; result.json goes last so the run appears only when complete."""
-        run_dir = self.root / RUNS_DIR / result.run_id
-        if run_dir.is_symlink():
-            raise SpecError(f"{run_dir}: is a symbolic link; groklab writes only inside --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        """Write one finished run; result.json goes last so the run appears only when complete (then its
+        progress files go)."""
+        run_dir = self._run_dir(result.run_id)
         metrics = pd.DataFrame(result.metrics)
         _atomic(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))
         _atomic(run_dir / "weights.pt", lambda p: torch.save(result.state_dict, p))
@@ -135,6 +214,15 @@ class ExperimentStore:
         _atomic(run_dir / "measures.npz", lambda p: _save_npz(p, result.series))
         row = json.dumps(result.row(), indent=1, default=_json_default)
         _atomic(run_dir / RESULT_FILE, lambda p: p.write_text(row))
+        for name in (PROGRESS_FILE, PROGRESS_METRICS):
+            (run_dir / name).unlink(missing_ok=True)
+
+    def write_session(self, session: dict[str, Any]) -> None:
+        """Record what one process did (DIR/sessions/HOST-PID.json): several may share the directory."""
+        directory = self.root / SESSIONS_DIR
+        directory.mkdir(exist_ok=True)
+        text = json.dumps(session, indent=1, default=_json_default)
+        _atomic(directory / f"{session['host']}-{session['pid']}.json", lambda p: p.write_text(text))
 
     def read_meta(self) -> dict[str, Any]:
         """meta.json as an earlier run of this experiment left it ({} if none)."""
@@ -145,6 +233,28 @@ class ExperimentStore:
         """Write (or overwrite) meta.json."""
         text = json.dumps(meta, indent=1, default=_json_default)
         _atomic(self.root / META_FILE, lambda p: p.write_text(text))
+
+
+def _writer(path: Path) -> tuple[str | None, int | None]:
+    """(host, pid) of the process writing a temporary file, from its name (None, None if not in it)."""
+    parts = path.name.rsplit(".", 3)  # [.NAME, HOST, PID, random]
+    if len(parts) == 4 and parts[2].isdigit():
+        return parts[1], int(parts[2])
+    return None, None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,174 @@
+"""Running an experiment: spec -> validated runs -> plan -> claimed stacks -> training (runner/local.py: in this
+process or in workers) -> store."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from groklab.config import Experiment, RunConfig, SpecError, expand_runs, resolve_spec
+from groklab.data import check_data
+from groklab.engine import interrupt
+from groklab.engine.plan import Plan, make_plan
+from groklab.expectations import validate_claims
+from groklab.measures import selected
+from groklab.runner.local import Progress, Stack, Work, execute, owner
+from groklab.store import ExperimentResult, ExperimentStore, load
+from groklab.store.claims import Claims
+
+
+def check_device(device: str) -> str:
+    """Validate a device string: cpu, cuda, cuda:N (where available)."""
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError(f"--device {device}: CUDA is not available on this machine; allowed: cpu")
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise SpecError(f"--device {device}: not a device; allowed: cpu, cuda, cuda:N") from None
+        return device
+    raise SpecError(f"--device {device}: not a device; allowed: cpu, cuda, cuda:N")
+
+
+def run(
+    spec: str | Path | dict[str, Any] | Experiment,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    sets: list[str] | None = None,
+    sweeps: list[str] | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+    stack_size: int | None = None,
+    quick: bool = False,
+    command: str | None = None,
+) -> ExperimentResult:
+    """Train every run of an experiment and store it; returns the stored experiment.
+
+    Everything is validated before the output directory is created. Re-running the same spec into
+    the same directory resumes it: finished runs are kept, the rest are trained. meta.json keeps the
+    command line that made it (`command`, as the CLI received it; from Python, the equivalent command)
+    and its overrides, as Hydra keeps overrides.yaml.
+    """
+    # Everything is checked before the directory exists: the spec, its claims and measures, the memory
+    # each stack needs, and that every run's data can be made.
+    experiment = resolve_spec(spec, sets, sweeps, quick)
+    validate_claims(experiment)
+    device = check_device(device)
+    root = check_out(out, experiment.name)
+    runs = expand_runs(experiment)
+    for config in runs:  # unknown or inapplicable measures fail here, before anything is written
+        selected(config)
+    ids = [f"run-{i:04d}" for i in range(len(runs))]
+    plan = make_plan(list(zip(ids, runs)), device, workers=workers, stack_size=stack_size)  # refuses what cannot fit
+    for task in {json.dumps(c.task.model_dump(mode="json"), sort_keys=True): c.task for c in runs}.values():
+        check_data(task)
+    store = ExperimentStore.open(root, experiment)
+    stacks = _stacks_to_train(plan, store, dict(zip(ids, runs)))
+    earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
+    finished = store.finished_run_ids()
+    spent_before = float(earlier.get("wall_time_s", 0.0)) if finished else 0.0
+    overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
+    if command is None:
+        command = command_line(spec, out, overrides)
+    meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
+    meta |= {"command": command, "overrides": overrides}
+    meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if finished else _now()}
+    store.write_meta(meta)
+    started = time.perf_counter()
+    bar = Progress(stacks, progress)
+    session = owner(device) | {"command": command, "started": _now(), "state": "running"}
+    claims = Claims(root, owner(device))
+    work = Work(stacks, store, claims, bar)
+    try:
+        with claims, interrupt.at_step_boundaries():
+            execute(plan, work)
+        session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
+        meta["failed_runs"] = work.failed
+    except BaseException:
+        session["state"] = meta["state"] = "interrupted"
+        raise
+    finally:
+        bar.close()
+        meta |= {"finished": _now(), "wall_time_s": round(spent_before + time.perf_counter() - started, 3)}
+        store.write_meta(meta)
+        session |= {"finished": _now(), "trained": work.trained, "failed": work.failed}
+        store.write_session(session)
+    return load(root)
+
+
+def _stacks_to_train(plan: Plan, store: ExperimentStore, configs: dict[str, RunConfig]) -> list[Stack]:
+    """The plan's stacks, after those that another plan's checkpoints left (resumed as they were saved).
+
+    The plan covers every run of the spec, finished or not, so every process with the same command plans the
+    same stacks and claims them whole (store/claims.py). Finished runs are dropped when a stack is claimed.
+    """
+    finished = store.finished_run_ids()
+    others = store.other_checkpoints(configs, finished, {stack[0][0] for stack in plan.stacks})
+    taken = {run_id for stack in others for run_id, _ in stack}
+    planned = [[m for m in stack if m[0] not in taken] for stack in plan.stacks]
+    return others + [stack for stack in planned if stack]
+
+
+def command_line(spec: object, out: str | Path | None, overrides: dict[str, Any]) -> str:
+    """The `groklab run` command equivalent to a Python call (a spec given as data shows as SPEC)."""
+    words = ["groklab", "run", str(spec) if isinstance(spec, (str, Path)) else "SPEC"]
+    words += [w for value in overrides["set"] for w in ("--set", value)]
+    words += [w for value in overrides["sweep"] for w in ("--sweep", value)]
+    words += ["--quick"] if overrides["quick"] else []
+    words += ["--device", overrides["device"]] if overrides["device"] != "cpu" else []
+    words += ["--workers", str(overrides["workers"])] if overrides["workers"] else []
+    words += ["--out", str(out)] if out is not None else []
+    return shlex.join(words)
+
+
+def check_out(out: str | Path | None, name: str) -> Path:
+    """The experiment directory: --out, or runs/NAME-TIME; an empty --out is refused."""
+    if out is not None and not str(out).strip():
+        raise SpecError("--out: an empty path; give a directory for the experiment (default runs/NAME-TIME)")
+    root = Path(out) if out is not None else default_out(name)
+    longest = max(root.parts or ("",), key=lambda part: len(os.fsencode(part)))
+    if len(os.fsencode(longest)) > 255:  # NAME_MAX of Linux and macOS file systems
+        raise SpecError(f"--out: a name of {len(os.fsencode(longest))} bytes ({longest[:16]}...); at most 255 each")
+    return root
+
+
+def default_out(name: str) -> Path:
+    """runs/<name>-<UTC timestamp> under the working directory."""
+    return Path("runs") / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions and machine facts for meta.json."""
+    try:
+        root = Path(__file__).resolve().parent
+        revision = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        revision = ""
+    return {
+        "groklab": metadata.version("groklab"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "git_revision": revision or None,
+        "device": device,
+        "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+    }

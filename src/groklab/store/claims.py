@@ -1,0 +1,132 @@
+"""Claims: which process trains which runs, when several share one experiment directory.
+
+Any number of `groklab run` processes on one --out (one machine, or several sharing a filesystem: a SLURM
+array job with the same command in every task) split the work through claim files, one per run:
+
+    DIR/claims/<run_id>.<generation>     {"host", "pid", "device", "claimed"}; its mtime is the heartbeat
+
+A claim is taken by creating its file exclusively (O_CREAT | O_EXCL: atomic on local filesystems and on
+NFSv3+), so exactly one process gets each generation. The holder refreshes the mtime of its claims every
+HEARTBEAT_SECONDS from a background thread; a claim whose mtime is older than STALE_SECONDS belongs to a
+dead process (kill -9, a lost node), and is taken over by creating the *next* generation exclusively — so
+two processes that find the same stale claim cannot both take it. A claim is removed when its run is on
+disk. Every process plans the same stacks (engine/plan.py plans all runs of the spec, finished or not)
+and claims a stack by its first run, so a stack is never split between processes and the results equal
+one process's, bit for bit.
+
+Staleness compares the file's mtime with this machine's clock: on a shared filesystem the nodes' clocks
+must agree to well within STALE_SECONDS (NTP does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+CLAIM_DIR = "claims"
+
+STALE_SECONDS = float(os.environ.get("GROKLAB_STALE_SECONDS", 300))
+"""A claim not refreshed for this long is a dead process's, and its runs are taken over: 5 minutes, or
+GROKLAB_STALE_SECONDS (the same in every process of the experiment). Shorter takes over sooner after a node
+dies; it must stay well above the filesystem's delays and the nodes' clock differences."""
+
+HEARTBEAT_SECONDS = STALE_SECONDS / 10
+"""How often a process refreshes its claims (10 beats per STALE_SECONDS)."""
+
+
+def _generations(directory: Path, run_id: str) -> list[tuple[int, Path]]:
+    found = []
+    for path in directory.glob(f"{run_id}.*"):
+        generation = path.name[len(run_id) + 1 :]
+        if generation.isdigit():
+            found.append((int(generation), path))
+    return sorted(found)
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0  # released just now: not stale
+
+
+def holder(root: Path, run_id: str) -> dict[str, Any] | None:
+    """The live claim on a run (its owner's fields), or None if no live process holds it."""
+    generations = _generations(root / CLAIM_DIR, run_id)
+    if not generations or _age(generations[-1][1]) > STALE_SECONDS:
+        return None
+    try:
+        return json.loads(generations[-1][1].read_text() or "{}")
+    except (OSError, ValueError):
+        return {}  # being written: held
+
+
+class Claims:
+    """This process's claims in one experiment directory, kept alive by a heartbeat thread."""
+
+    def __init__(self, root: Path, owner: dict[str, Any]) -> None:
+        self.directory = root / CLAIM_DIR
+        self.owner = owner
+        self.held: dict[str, Path] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Claims:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._beat, name="groklab-claims", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for run_id in list(self.held):
+            self.release(run_id)
+
+    def claim_stack(self, run_ids: list[str]) -> list[str]:
+        """Claim a stack: its first run decides (another live process holds it: []), then the others that are
+        free. Returns the runs this process now holds."""
+        if not run_ids or not self._take(run_ids[0]):
+            return []
+        return [run_ids[0], *(run_id for run_id in run_ids[1:] if self._take(run_id))]
+
+    def release(self, run_id: str) -> None:
+        """Give a run up (it is on disk, or failed)."""
+        with self._lock:
+            path = self.held.pop(run_id, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def _take(self, run_id: str) -> bool:
+        generations = _generations(self.directory, run_id)
+        if generations and _age(generations[-1][1]) <= STALE_SECONDS:
+            return False  # a live process holds it
+        generation = generations[-1][0] + 1 if generations else 0
+        path = self.directory / f"{run_id}.{generation}"
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False  # another process took this generation first
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self.owner | {"claimed": time.time()}, handle)
+        for _, stale in generations:  # the dead holders' files: only the newest generation counts
+            stale.unlink(missing_ok=True)
+        with self._lock:
+            self.held[run_id] = path
+        return True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            with self._lock:
+                paths = list(self.held.values())
+            for path in paths:
+                try:
+                    os.utime(path)
+                except FileNotFoundError:
+                    pass  # released meanwhile
