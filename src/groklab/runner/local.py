@@ -69,12 +69,15 @@ class Work:
         self.trained: list[str] = []
         self.failed: list[str] = []
 
-    def next(self) -> Stack | None:
+    def next(self, wait: bool = True) -> Stack | None:
         """The next stack this process holds, its members as they resume (a checkpoint's runs, else the runs
         not on disk yet). When only stacks held by other processes are left, waits until they are done, or
-        takes over those whose holder died (its claims went stale). None when every run is done."""
+        takes over those whose holder died (its claims went stale); with wait=False returns None then. None
+        when every run is done."""
         while self.pending or self.waiting:
             if not self.pending:  # only other processes' stacks are left: look again in a while
+                if not wait:
+                    return None
                 self._pause()
                 self.pending, self.waiting = self.waiting, []
             stack = self.pending.pop(0)
@@ -187,17 +190,23 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
     running: dict[Future[None], Stack] = {}
     try:
         while True:
-            while len(running) < plan.workers and (stack := work.next()) is not None:  # claim as workers free up
+            # Claim a stack as a worker frees up (waiting for other processes' stacks only when none of ours
+            # runs), and none once a stop was asked for: a worker started then would miss the signal.
+            while interrupt.requested is None and len(running) < plan.workers:
+                if (stack := work.next(wait=not running)) is None:
+                    break
                 running[pool.submit(_train_in_worker, stack, plan.device, str(work.store.root))] = stack
             if not running:
+                if interrupt.requested is not None:
+                    interrupt.stop_now()
                 break
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
             if interrupt.requested is not None:  # Ctrl-C or SIGTERM: every worker checkpoints, then all stop
                 for process in list(getattr(pool, "_processes", {}).values()):
                     process.terminate()
                 wait(running, timeout=WORKER_GRACE_SECONDS)
                 _drain(progress_queue, work.bar)
                 interrupt.stop_now()
-            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(progress_queue, work.bar)
             for future in done:
                 stack = running.pop(future)

@@ -8,7 +8,8 @@ array job with the same command in every task) split the work through claim file
 A claim is taken by creating its file exclusively (O_CREAT | O_EXCL: atomic on local filesystems and on
 NFSv3+), so exactly one process gets each generation. The holder refreshes the mtime of its claims every
 HEARTBEAT_SECONDS from a background thread; a claim whose mtime is older than STALE_SECONDS belongs to a
-dead process (kill -9, a lost node), and is taken over by creating the *next* generation exclusively — so
+dead process (kill -9, a lost node) — on the claimant's own host, a claim whose process is gone is dead at
+once — and is taken over by creating the *next* generation exclusively — so
 two processes that find the same stale claim cannot both take it. A claim is removed when its run is on
 disk. Every process plans the same stacks (engine/plan.py plans all runs of the spec, finished or not)
 and claims a stack by its first run, so a stack is never split between processes and the results equal
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -54,15 +56,28 @@ def _age(path: Path) -> float:
         return 0.0  # released just now: not stale
 
 
+def _live(path: Path) -> dict[str, Any] | None:
+    """The owner of a claim file if it is live: fresh, and on this host its process still exists."""
+    if _age(path) > STALE_SECONDS:
+        return None
+    try:
+        owner = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}  # being written: held
+    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+        try:
+            os.kill(owner["pid"], 0)
+        except ProcessLookupError:
+            return None  # killed on this machine: no need to wait for its heartbeat to stop
+        except PermissionError:
+            pass  # another user's live process
+    return owner
+
+
 def holder(root: Path, run_id: str) -> dict[str, Any] | None:
     """The live claim on a run (its owner's fields), or None if no live process holds it."""
     generations = _generations(root / CLAIM_DIR, run_id)
-    if not generations or _age(generations[-1][1]) > STALE_SECONDS:
-        return None
-    try:
-        return json.loads(generations[-1][1].read_text() or "{}")
-    except (OSError, ValueError):
-        return {}  # being written: held
+    return _live(generations[-1][1]) if generations else None
 
 
 class Claims:
@@ -105,7 +120,7 @@ class Claims:
 
     def _take(self, run_id: str) -> bool:
         generations = _generations(self.directory, run_id)
-        if generations and _age(generations[-1][1]) <= STALE_SECONDS:
+        if generations and _live(generations[-1][1]) is not None:
             return False  # a live process holds it
         generation = generations[-1][0] + 1 if generations else 0
         path = self.directory / f"{run_id}.{generation}"

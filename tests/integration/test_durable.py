@@ -1,0 +1,181 @@
+"""Durable experiments through the CLI: live progress on disk (summary, plot and report of a running or killed
+experiment), a run that raises is marked failed while the others finish, several processes on one --out
+train every run exactly once with the results of one process, and a killed process's runs are taken over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+import groklab
+from groklab.config import resolve_spec
+from groklab.store import ExperimentStore
+
+SPEC: dict[str, Any] = {
+    "name": "durable",
+    "task": {"name": "modular", "modulus": 11, "train_fraction": 0.5},
+    "model": {"name": "mlp", "width": 16, "activation": "quadratic", "bias": False},
+    "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 1.0},
+    "train": {"steps": 100, "eval_every": 20, "loss": "mse", "checkpoint_every": 50},
+    "seeds": 2,
+    "sweep": {"model.width": [16, 24]},  # two stacks of two runs
+}
+
+
+def _spec(tmp_path: Path, **train: Any) -> Path:
+    path = tmp_path / "durable.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "train": {**SPEC["train"], **train}}))
+    return path
+
+
+def _groklab(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> Any:
+    cmd = [sys.executable, "-m", "groklab", *args]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    if not wait:
+        return process
+    stdout, stderr = process.communicate(timeout=300)
+    return process.returncode, stdout, stderr
+
+
+def _wait_for_progress(out: Path, runs: int, step: int, timeout: float = 120) -> None:
+    """Until `runs` runs have progress on disk from step `step` on."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = []
+        for path in out.glob("runs/*/progress.json"):
+            try:
+                rows.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        if sum(row["steps"] >= step for row in rows) >= runs:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no progress at step {step} in {timeout} s")
+
+
+def _summary(out: Path) -> dict[str, dict[str, Any]]:
+    code, stdout, stderr = _groklab("summary", str(out), "--json")
+    assert code == 0, stderr
+    return {row["run_id"]: row for row in json.loads(stdout)}
+
+
+def _same_results(a: Path, b: Path) -> None:
+    first, second = groklab.load(a), groklab.load(b)
+    assert sorted(first.runs["run_id"]) == sorted(second.runs["run_id"])
+    order = ["run_id", "step"]
+    pd.testing.assert_frame_equal(first.metrics.sort_values(order).reset_index(drop=True),
+                                  second.metrics.sort_values(order).reset_index(drop=True))  # fmt: skip
+    for run_id in first.runs["run_id"]:
+        assert all(torch.equal(v, second.weights(run_id)[k]) for k, v in first.weights(run_id).items())
+
+
+def test_a_running_then_killed_experiment_shows_every_run_and_partial_curves(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path, steps=1_000_000, eval_every=100, checkpoint_every=500), tmp_path / "out"
+    process = _groklab("run", str(spec), "--out", str(out), "--quiet", wait=False)
+    try:
+        _wait_for_progress(out, runs=2, step=500)
+        running = _summary(out)
+        assert {row["status"] for row in running.values()} == {"running"} and len(running) == 2
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+    killed = _summary(out)
+    assert sorted(killed) == ["run-0000", "run-0001"]
+    for row in killed.values():  # the last checkpoint's step and the latest accuracies, owner recorded
+        assert row["status"] == "interrupted" and row["steps"] >= 500 and 0 <= row["final"]["train_acc"] <= 1
+        assert row["trained_by"]["pid"] == process.pid and row["trained_by"]["device"] == "cpu"
+    code, table, _ = _groklab("summary", str(out))
+    assert code == 0 and "interrupted" in table
+    assert "(0 of 4 runs finished, 2 interrupted, 2 not started)" in table
+    curves = groklab.plot(out, ["curves"])["curves"]
+    assert "partial" in curves._suptitle.get_text()  # type: ignore[union-attr]
+    assert sum(len(line.get_xdata()) > 1 for line in curves.axes[1].lines) == 4  # train and test, two runs
+    code, _, stderr = _groklab("report", str(out))
+    assert code == 0, stderr
+    page = (out / "report.html").read_text()
+    assert "Unfinished runs" in page and "2 interrupted (partial results)" in page
+
+
+def test_a_run_that_raises_is_marked_failed_while_the_others_finish(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path), tmp_path / "out"
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet", env={"GROKLAB_FAULT": "run-0002@40"})
+    assert code == 1 and len(stderr.strip().splitlines()) == 1 and "2 run(s) failed" in stderr, stderr
+    result = groklab.load(out)
+    assert sorted(result.runs["run_id"]) == ["run-0000", "run-0001"]  # the other stack finished
+    failed = {row["run_id"]: row for row in result.progress}
+    assert sorted(failed) == ["run-0002", "run-0003"]  # the stack of run-0002
+    assert all(row["status"] == "failed" and "injected fault" in row["error"] for row in failed.values())
+    code, table, _ = _groklab("summary", str(out))
+    assert "run-0002 failed: RuntimeError: injected fault" in table
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")  # the same command retries them
+    assert code == 0, stderr
+    again = groklab.load(out)
+    assert len(again.runs) == 4 and not again.progress and set(again.runs["status"]) == {"completed"}
+
+
+def test_processes_sharing_a_directory_train_every_run_once_with_one_process_results(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, steps=800)
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {"model.width": [12, 16, 20, 24]}}))
+    out = tmp_path / "shared"
+    processes = [_groklab("run", str(spec), "--out", str(out), "--quiet", wait=False) for _ in range(3)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    sessions = [json.loads(p.read_text()) for p in (out / "sessions").glob("*.json")]
+    trained = [run_id for session in sessions for run_id in session["trained"]]
+    assert len(sessions) == 3 and sorted(trained) == [f"run-{i:04d}" for i in range(8)]  # each run once
+    assert sum(bool(session["trained"]) for session in sessions) >= 2  # the work was really split
+    for session in sessions:
+        for run_id in session["trained"]:
+            assert groklab.load(out).rows[int(run_id[-4:])]["trained_by"]["pid"] == session["pid"]
+    assert not list((out / "claims").iterdir()) and not list(out.glob("runs/*/progress.*"))
+    code, _, stderr = _groklab("run", str(spec), "--out", str(tmp_path / "alone"), "--quiet")
+    assert code == 0, stderr
+    _same_results(out, tmp_path / "alone")
+
+
+def test_a_killed_process_runs_are_taken_over_from_its_checkpoint(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path, steps=8000, checkpoint_every=200), tmp_path / "out"
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))  # one stack of two runs
+    first = _groklab("run", str(spec), "--out", str(out), "--quiet", wait=False)
+    try:
+        _wait_for_progress(out, runs=2, step=400)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+    assert list(out.glob("claims/*")) and list(out.glob("checkpoints/*.pt"))  # a dead holder's claims remain
+    started = time.time()
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
+    assert code == 0, stderr
+    # On the same host a dead holder is seen at once (its pid is gone), not after STALE_SECONDS (5 minutes).
+    assert time.time() - started < 120
+    sessions = [json.loads(p.read_text()) for p in (out / "sessions").glob("*.json")]
+    assert [sorted(s["trained"]) for s in sessions] == [["run-0000", "run-0001"]]  # the killed one left none
+    code, _, stderr = _groklab("run", str(spec), "--out", str(tmp_path / "alone"), "--quiet")
+    assert code == 0, stderr
+    _same_results(out, tmp_path / "alone")  # resumed from the killed process's checkpoint, bit for bit
+
+
+def test_a_process_waits_for_a_live_holder_and_takes_over_when_its_claims_go_stale(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path, steps=300), tmp_path / "out"
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))
+    ExperimentStore.open(out, resolve_spec(str(spec)))
+    (out / "claims").mkdir()
+    # A claim from another machine (its process cannot be checked from here), refreshed until 2 s ago.
+    (out / "claims" / "run-0000.0").write_text(json.dumps({"host": "node-elsewhere", "pid": 1}))
+    started = time.time()
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet", env={"GROKLAB_STALE_SECONDS": "2"})
+    assert code == 0, stderr
+    assert time.time() - started >= 1.5  # it waited for the claim to go stale, then took the stack over
+    assert len(groklab.load(out).runs) == 2 and not list((out / "claims").iterdir())

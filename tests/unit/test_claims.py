@@ -1,0 +1,73 @@
+"""Claim files: one holder per run, heartbeats keep a claim, a stale claim is taken over exactly once."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from groklab.store import claims as claims_module
+from groklab.store.claims import Claims, holder
+
+
+def _age(path: Path, seconds: float) -> None:
+    """Make a claim look `seconds` old, as a dead process's would."""
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_a_stack_is_claimed_by_one_process_and_released(tmp_path: Path) -> None:
+    with Claims(tmp_path, {"pid": 1}) as first, Claims(tmp_path, {"pid": 2}) as second:
+        assert first.claim_stack(["r0", "r1"]) == ["r0", "r1"]
+        assert second.claim_stack(["r0", "r1"]) == []  # the first run decides: the stack is never split
+        assert holder(tmp_path, "r0") == {"pid": 1, "claimed": holder(tmp_path, "r0")["claimed"]}
+        first.release("r0")
+        assert holder(tmp_path, "r0") is None
+        assert second.claim_stack(["r0"]) == ["r0"]
+    assert not list((tmp_path / "claims").iterdir())  # leaving releases everything held
+
+
+def test_a_stale_claim_is_taken_over_by_the_next_generation(tmp_path: Path) -> None:
+    with Claims(tmp_path, {"pid": 1}) as dead:
+        dead.claim_stack(["r0"])
+        _age(tmp_path / "claims" / "r0.0", claims_module.STALE_SECONDS + 1)
+        dead.held.clear()  # as if the process were gone: nothing heartbeats or releases it
+    assert holder(tmp_path, "r0") is None
+    with Claims(tmp_path, {"pid": 2}) as heir:
+        assert heir.claim_stack(["r0"]) == ["r0"]
+        assert [p.name for p in (tmp_path / "claims").iterdir()] == ["r0.1"]
+        assert holder(tmp_path, "r0")["pid"] == 2
+
+
+def test_many_processes_racing_for_a_stale_claim_take_it_once(tmp_path: Path) -> None:
+    (tmp_path / "claims").mkdir()
+    stale = tmp_path / "claims" / "r0.3"
+    stale.write_text("{}")
+    _age(stale, claims_module.STALE_SECONDS + 1)
+    contenders = [Claims(tmp_path, {"pid": i}) for i in range(8)]
+    start = threading.Barrier(len(contenders))
+    won: list[int] = []
+
+    def take(i: int) -> None:
+        start.wait()
+        if contenders[i].claim_stack(["r0"]):
+            won.append(i)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(len(contenders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1 and holder(tmp_path, "r0")["pid"] == won[0]
+
+
+def test_the_heartbeat_keeps_a_claim_fresh(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(claims_module, "HEARTBEAT_SECONDS", 0.05)
+    with Claims(tmp_path, {"pid": 1}) as live:
+        live.claim_stack(["r0"])
+        _age(tmp_path / "claims" / "r0.0", claims_module.STALE_SECONDS + 1)
+        deadline = time.time() + 5
+        while holder(tmp_path, "r0") is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert holder(tmp_path, "r0") is not None  # refreshed by the heartbeat thread
