@@ -75,6 +75,9 @@ def run(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="The spec's quick variant (smaller grid/budget).")] = False,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="Train on a Dask cluster: tcp://HOST:PORT (docs/cluster.md).")
+    ] = None,
 ) -> None:
     try:
         result = run_experiment(
@@ -87,6 +90,7 @@ def run(
             workers=workers,
             quick=quick,
             command=shlex.join(["groklab", *sys.argv[1:]]),
+            scheduler=scheduler,
         )
     except SpecError as error:
         _fail(str(error))

@@ -22,17 +22,18 @@ from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
 from groklab.expectations import validate_claims
 from groklab.measures import selected
+from groklab.runner.distributed import connect, execute_on_dask
 from groklab.runner.local import Progress, Stack, Work, execute, owner
 from groklab.store import ExperimentResult, ExperimentStore, load
 from groklab.store.claims import Claims
 
 
-def check_device(device: str) -> str:
-    """Validate a device string: cpu, cuda, cuda:N (where available)."""
+def check_device(device: str, here: bool = True) -> str:
+    """Validate a device string: cpu, cuda, cuda:N (available on this machine, if it trains `here`)."""
     if device == "cpu":
         return device
     if device.startswith("cuda"):
-        if not torch.cuda.is_available():
+        if here and not torch.cuda.is_available():
             raise SpecError(f"--device {device}: CUDA is not available on this machine; allowed: cpu")
         try:
             torch.device(device)
@@ -53,19 +54,21 @@ def run(
     stack_size: int | None = None,
     quick: bool = False,
     command: str | None = None,
+    scheduler: str | None = None,
 ) -> ExperimentResult:
     """Train every run of an experiment and store it; returns the stored experiment.
 
     Everything is validated before the output directory is created. Re-running the same spec into
     the same directory resumes it: finished runs are kept, the rest are trained. meta.json keeps the
     command line that made it (`command`, as the CLI received it; from Python, the equivalent command)
-    and its overrides, as Hydra keeps overrides.yaml.
+    and its overrides, as Hydra keeps overrides.yaml. `scheduler` (tcp://HOST:PORT) trains the stacks on
+    that Dask cluster (runner/distributed.py), whose workers share the directory's filesystem.
     """
     # Everything is checked before the directory exists: the spec, its claims and measures, the memory
     # each stack needs, and that every run's data can be made.
     experiment = resolve_spec(spec, sets, sweeps, quick)
     validate_claims(experiment)
-    device = check_device(device)
+    device = check_device(device, here=scheduler is None)  # with a scheduler, the workers' device
     root = check_out(out, experiment.name)
     runs = expand_runs(experiment)
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written
@@ -74,12 +77,19 @@ def run(
     plan = make_plan(list(zip(ids, runs)), device, workers=workers, stack_size=stack_size)  # refuses what cannot fit
     for task in {json.dumps(c.task.model_dump(mode="json"), sort_keys=True): c.task for c in runs}.values():
         check_data(task)
-    store = ExperimentStore.open(root, experiment)
+    client = connect(scheduler) if scheduler is not None else None  # an unreachable one: before anything is written
+    try:
+        store = ExperimentStore.open(root, experiment)
+    except SpecError:
+        if client is not None:
+            client.close()
+        raise
     stacks = _stacks_to_train(plan, store, dict(zip(ids, runs)))
     earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
     finished = store.finished_run_ids()
     spent_before = float(earlier.get("wall_time_s", 0.0)) if finished else 0.0
     overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
+    overrides["scheduler"] = scheduler
     if command is None:
         command = command_line(spec, out, overrides)
     meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
@@ -93,7 +103,10 @@ def run(
     work = Work(stacks, store, claims, bar)
     try:
         with claims, interrupt.at_step_boundaries():
-            execute(plan, work)
+            if client is not None:
+                execute_on_dask(plan, work, client)
+            else:
+                execute(plan, work)
         session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
         meta["failed_runs"] = work.failed
     except BaseException:
@@ -129,6 +142,7 @@ def command_line(spec: object, out: str | Path | None, overrides: dict[str, Any]
     words += ["--quick"] if overrides["quick"] else []
     words += ["--device", overrides["device"]] if overrides["device"] != "cpu" else []
     words += ["--workers", str(overrides["workers"])] if overrides["workers"] else []
+    words += ["--scheduler", overrides["scheduler"]] if overrides.get("scheduler") else []
     words += ["--out", str(out)] if out is not None else []
     return shlex.join(words)
 

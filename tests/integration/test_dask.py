@@ -1,0 +1,110 @@
+"""A real Dask cluster on 127.0.0.1 (`dask scheduler` and two `dask worker --nthreads 1` processes): a sweep
+through it gives exactly the local results, kill -9 of a worker mid-stack still finishes every run once
+(resumed from the stack's checkpoint), and an unreachable scheduler is one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import groklab
+
+from .test_durable import SPEC, _same_results, _wait_for_progress
+
+pytest.importorskip("distributed")
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A scheduler and two one-thread workers, as `dask scheduler` / `dask worker` start them."""
+    from distributed import Client
+
+    bin_dir = Path(sys.executable).parent
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler = _spawn(str(bin_dir / "dask"), "scheduler", "--scheduler-file", str(scheduler_file),
+                       "--host", "127.0.0.1", "--port", "0", "--no-dashboard")  # fmt: skip
+    processes = [scheduler]
+    try:
+        deadline = time.time() + 60
+        while not scheduler_file.is_file() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        for _ in range(2):
+            processes.append(_spawn(str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard"))
+        with Client(address, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+            pids = client.run(os.getpid)  # the worker processes (children of their nannies)
+        yield {"address": address, "worker_pids": set(pids.values())}
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _spec(tmp_path: Path, **train: Any) -> Path:
+    path = tmp_path / "durable.yaml"
+    path.write_text(yaml.safe_dump({**SPEC, "train": {**SPEC["train"], **train}}))
+    return path
+
+
+def _run(*args: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "groklab", "run", *args, "--quiet"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_sweep_through_a_dask_cluster_gives_the_local_results(cluster: dict[str, Any], tmp_path: Path) -> None:
+    spec = _spec(tmp_path, steps=400)
+    remote = _run(str(spec), "--out", str(tmp_path / "remote"), "--scheduler", cluster["address"])
+    local = _run(str(spec), "--out", str(tmp_path / "local"))
+    for process in (remote, local):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    _same_results(tmp_path / "remote", tmp_path / "local")
+    trained_by = {row["trained_by"]["pid"] for row in groklab.load(tmp_path / "remote").rows}
+    assert trained_by <= cluster["worker_pids"] and remote.pid not in trained_by  # trained on the workers
+    assert groklab.load(tmp_path / "remote").meta["overrides"]["scheduler"] == cluster["address"]
+
+
+def test_killing_a_worker_mid_stack_still_finishes_every_run_once(cluster: dict[str, Any], tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path, steps=6000, checkpoint_every=200), tmp_path / "remote"
+    client = _run(str(spec), "--out", str(out), "--scheduler", cluster["address"])
+    _wait_for_progress(out, runs=1, step=400)
+    victim = next(json.loads(p.read_text())["trained_by"]["pid"] for p in out.glob("runs/*/progress.json"))
+    assert victim in cluster["worker_pids"]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = client.communicate(timeout=300)
+    assert client.returncode == 0, stderr
+    result = groklab.load(out)
+    assert len(result.runs) == 4 and not result.progress
+    assert victim not in {row["trained_by"]["pid"] for row in result.rows}  # its stack finished elsewhere
+    (session,) = [json.loads(p.read_text()) for p in (out / "sessions").glob("*.json")]
+    assert sorted(session["trained"]) == [f"run-{i:04d}" for i in range(4)]
+    local = _run(str(spec), "--out", str(tmp_path / "local"))
+    _, stderr = local.communicate(timeout=300)
+    assert local.returncode == 0, stderr
+    _same_results(out, tmp_path / "local")  # resumed from the checkpoint: bit for bit the uninterrupted runs
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:1", "localhost", "tcp://"])
+def test_an_unreachable_or_malformed_scheduler_is_one_line_exit_2_nothing_written(tmp_path: Path, address: str) -> None:
+    out = tmp_path / "never"
+    process = _run(str(_spec(tmp_path)), "--out", str(out), "--scheduler", address)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2 and stderr.startswith(f"error: --scheduler {address}: "), stderr
+    assert stderr.count("\n") == 1 and not out.exists()
