@@ -2,8 +2,9 @@
 
 The public API (everything else is internal):
 
-    run(spec, out=None, device="cpu", sets=None, sweeps=None, progress=True) -> ExperimentResult
-    load(dir) -> ExperimentResult            (.runs, .metrics: pandas frames; .weights/.data/.series(run_id))
+    run(spec, out=None, device="cpu", sets=None, sweeps=None, progress=True, scheduler=None) -> ExperimentResult
+    load(dir) -> ExperimentResult            (.runs, .metrics: pandas frames; .weights/.data/.series(run_id);
+                                              .progress, .partial_metrics: the unfinished runs so far)
     plot(result_or_dir, what=None) -> {name: matplotlib Figure};  save_figures(...);  report(dir) -> page
     MEASURES, MeasuresConfig, gromov_solution        (progress measures; Gromov's analytic solution)
     Experiment, RunConfig, ModularTask, PermutationTask, ParityTask, MLPModel, TransformerModel,

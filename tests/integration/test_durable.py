@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 import torch
 import yaml
 
@@ -107,9 +108,11 @@ def test_a_running_then_killed_experiment_shows_every_run_and_partial_curves(tmp
     assert "Unfinished runs" in page and "2 interrupted (partial results)" in page
 
 
-def test_a_run_that_raises_is_marked_failed_while_the_others_finish(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["in-process", "worker-processes"])
+def test_a_run_that_raises_is_marked_failed_while_the_others_finish(tmp_path: Path, workers: str) -> None:
     spec, out = _spec(tmp_path), tmp_path / "out"
-    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet", env={"GROKLAB_FAULT": "run-0002@40"})
+    fault = {"GROKLAB_FAULT": "run-0002@40"}
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet", "--workers", workers, env=fault)
     assert code == 1 and len(stderr.strip().splitlines()) == 1 and "2 run(s) failed" in stderr, stderr
     result = groklab.load(out)
     assert sorted(result.runs["run_id"]) == ["run-0000", "run-0001"]  # the other stack finished

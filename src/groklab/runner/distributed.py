@@ -40,7 +40,9 @@ def connect(address: str) -> Any:
     except ImportError:
         raise SpecError(f"--scheduler {address}: needs Dask; install it with pip install 'groklab[dask]'") from None
     if not ADDRESS.match(address):
-        raise SpecError(f"--scheduler {address}: not a scheduler address; allowed: tcp://HOST:PORT (or tls://HOST:PORT)")
+        raise SpecError(
+            f"--scheduler {address}: not a scheduler address; allowed: tcp://HOST:PORT (or tls://HOST:PORT)"
+        )
     try:
         return Client(address, timeout=f"{CONNECT_SECONDS:g}s", set_as_default=False)
     except Exception:  # OSError / TimeoutError, as distributed words it
