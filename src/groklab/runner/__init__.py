@@ -87,14 +87,14 @@ def run(
     stacks = _stacks_to_train(plan, store, dict(zip(ids, runs)))
     earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
     finished = store.finished_run_ids()
-    spent_before = float(earlier.get("wall_time_s", 0.0)) if finished else 0.0
+    spent_before = float(earlier.get("wall_time_s", 0.0)) if store.resumed else 0.0
     overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
     overrides["scheduler"] = scheduler
     if command is None:
         command = command_line(spec, out, overrides)
     meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
     meta |= {"command": command, "overrides": overrides}
-    meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if finished else _now()}
+    meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if store.resumed else _now()}
     store.write_meta(meta)
     started = time.perf_counter()
     bar = Progress(stacks, progress)

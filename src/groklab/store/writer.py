@@ -51,6 +51,8 @@ class ExperimentStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.resumed = False
+        """Whether `open` found this same experiment here (its sessions' time adds up)."""
 
     @classmethod
     def open(cls, root: Path, experiment: Experiment) -> ExperimentStore:
@@ -79,7 +81,8 @@ class ExperimentStore:
         try:
             (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
             store.remove_stale_temporaries()
-            if not spec_path.exists() or spec_path.read_text() != text:
+            store.resumed = spec_path.exists() and spec_path.read_text() == text
+            if not store.resumed:
                 shutil.rmtree(root / CHECKPOINT_DIR, ignore_errors=True)  # another spec's stacks: never resumed
                 _atomic(spec_path, lambda p: p.write_text(text))
         except OSError as error:
