@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 import groklab
@@ -108,3 +109,26 @@ def test_an_unreachable_or_malformed_scheduler_is_one_line_exit_2_nothing_writte
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2 and stderr.startswith(f"error: --scheduler {address}: "), stderr
     assert stderr.count("\n") == 1 and not out.exists()
+
+
+def test_ctrl_c_on_the_client_checkpoints_the_remote_stacks_and_the_same_command_resumes(
+    cluster: dict[str, Any], tmp_path: Path
+) -> None:
+    spec, out = _spec(tmp_path, steps=6000, checkpoint_every=5000), tmp_path / "remote"
+    client = _run(str(spec), "--out", str(out), "--scheduler", cluster["address"])
+    _wait_for_progress(out, runs=4, step=0)  # both stacks started on the workers
+    time.sleep(1.0)
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=120)
+    assert client.returncode == 130, stderr
+    saved = {p.name: torch.load(p, weights_only=True) for p in out.glob("checkpoints/*.pt")}
+    assert saved, "the workers checkpointed their stacks when told to stop"
+    progress = groklab.load(out).progress
+    assert len(groklab.load(out).runs) < 4 and {row["status"] for row in progress} == {"interrupted"}
+    again = _run(str(spec), "--out", str(out), "--scheduler", cluster["address"])
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    local = _run(str(spec), "--out", str(tmp_path / "local"))
+    _, stderr = local.communicate(timeout=300)
+    assert local.returncode == 0, stderr
+    _same_results(out, tmp_path / "local")

@@ -101,12 +101,12 @@ def _wait(futures: list[Any], seconds: float, any_done: bool) -> list[Any]:
 def _train_task(stack: Stack, device: str, root: str, stop_name: str) -> None:
     """On a worker: train one stack into the shared directory; stop at a step boundary (after checkpointing)
     when the client sets the stop event."""
-    from distributed import Event
+    from distributed import Event, get_client
 
     stopping = threading.Event()
+    event = Event(stop_name, client=get_client())  # made in the task's thread, where the worker's client is
 
     def watch() -> None:
-        event = Event(stop_name)
         while not stopping.is_set():
             if event.is_set():
                 interrupt.requested = 2  # SIGINT: the loop checkpoints its stack and stops
