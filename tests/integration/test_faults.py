@@ -195,3 +195,26 @@ def test_a_full_disk_is_one_line_exit_1_and_resumable(
     assert groklab.load(out).meta["state"] == "interrupted" and len(groklab.load(out).runs) == 1
     monkeypatch.setattr(ExperimentStore, "write_run", original)
     assert len(groklab.run(yaml.safe_load(small.read_text()), out=out, progress=False).runs) == 2  # resumed
+
+
+def test_a_worker_process_that_dies_mid_stack_is_replaced_and_its_stack_resumes(spec: Path, tmp_path: Path) -> None:
+    """The OOM killer or kill -9 on one worker: as Dask reruns a dead worker's task, a new pool resumes it."""
+    out = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "groklab", "run", str(spec), "--out", str(out), "--quiet", "--workers", "2",
+           "--sweep", "model.width=16,17", "--set", "train.checkpoint_every=100"]  # fmt: skip
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("checkpoints/*.pt")):
+        time.sleep(0.05)
+    workers = _workers(process.pid)
+    assert workers and list(out.glob("checkpoints/*.pt"))
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    result = groklab.load(out)
+    assert len(result.runs) == 12 and not result.progress and result.meta["state"] == "finished"
+    whole = groklab.run(yaml.safe_load(spec.read_text()), out=tmp_path / "whole", progress=False, workers=2,
+                        sweeps=["model.width=16,17"], sets=["train.checkpoint_every=100"])  # fmt: skip
+    order = ["run_id", "step"]
+    pd.testing.assert_frame_equal(result.metrics.sort_values(order).reset_index(drop=True),
+                                  whole.metrics.sort_values(order).reset_index(drop=True))  # fmt: skip

@@ -184,17 +184,27 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
     # spawn, never fork: torch's thread pools do not survive a fork.
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
-    pool = ProcessPoolExecutor(
-        plan.workers, context, initializer=_init_worker, initargs=(progress_queue, plan.threads, os.getpid())
-    )
+
+    def new_pool() -> ProcessPoolExecutor:
+        args = (progress_queue, plan.threads, os.getpid())
+        return ProcessPoolExecutor(plan.workers, context, initializer=_init_worker, initargs=args)
+
+    pool = new_pool()
     running: dict[Future[None], Stack] = {}
+    again: list[Stack] = []  # stacks whose worker died: still claimed by this process, they resume first
+    deaths: dict[str, int] = {}
     try:
         while True:
             # Claim a stack as a worker frees up (waiting for other processes' stacks only when none of ours
             # runs), and none once a stop was asked for: a worker started then would miss the signal.
             while interrupt.requested is None and len(running) < plan.workers:
-                if (stack := work.next(wait=not running)) is None:
+                if not again and (stack := work.next(wait=not running)) is None:
                     break
+                if again:
+                    stack = work.store.resume_members(held := again.pop(0), work.store.finished_run_ids())
+                    if not stack:  # its runs were all on disk when the worker died
+                        work.done(held)
+                        continue
                 running[pool.submit(_train_in_worker, stack, plan.device, str(work.store.root))] = stack
             if not running:
                 if interrupt.requested is not None:
@@ -208,13 +218,26 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
                 _drain(progress_queue, work.bar)
                 interrupt.stop_now()
             _drain(progress_queue, work.bar)
+            if any(isinstance(future.exception(), BrokenExecutor) for future in done):
+                # A worker died (the OOM killer, kill -9) and took the pool with it: every stack that was running
+                # resumes from its checkpoint in a new pool, as Dask reruns a dead worker's task; a stack whose
+                # worker dies MAX_WORKER_DEATHS times is marked failed.
+                wait(running, timeout=WORKER_GRACE_SECONDS)
+                pool.shutdown(wait=True, cancel_futures=True)
+                pool = new_pool()
+                for stack in running.values():
+                    deaths[stack[0][0]] = deaths.get(stack[0][0], 0) + 1
+                    if deaths[stack[0][0]] >= MAX_WORKER_DEATHS:
+                        work.done(stack, RuntimeError(f"its worker process died {MAX_WORKER_DEATHS} times"))
+                    else:
+                        again.append(stack)
+                running.clear()
+                continue
             for future in done:
                 stack = running.pop(future)
                 error = future.exception()
-                if isinstance(error, OSError | BrokenExecutor) or (
-                    error is not None and not isinstance(error, Exception)
-                ):
-                    raise error  # a stop, the disk, or a worker that died: not one stack's fault
+                if isinstance(error, OSError) or (error is not None and not isinstance(error, Exception)):
+                    raise error  # a stop, or the disk: not one stack's fault
                 work.done(stack, error)
         _drain(progress_queue, work.bar)
     except BaseException:
@@ -223,6 +246,10 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+MAX_WORKER_DEATHS = 3
+"""Times a stack's worker process may die before the stack is marked failed (Dask's allowed-failures)."""
 
 
 def _drain(progress_queue: Any, bar: Progress) -> None:
