@@ -182,3 +182,18 @@ def test_a_process_waits_for_a_live_holder_and_takes_over_when_its_claims_go_sta
     assert code == 0, stderr
     assert time.time() - started >= 1.5  # it waited for the claim to go stale, then took the stack over
     assert len(groklab.load(out).runs) == 2 and not list((out / "claims").iterdir())
+
+
+def test_a_directory_another_process_is_creating_is_joined_not_refused(tmp_path: Path) -> None:
+    """Array tasks start together: one may see the other's runs/ before its experiment.yaml exists."""
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    (out / ".experiment.yaml.node-1.4242.abcd").write_text("half")
+    ExperimentStore.open(out, resolve_spec(str(_spec(tmp_path))))
+    assert (out / "experiment.yaml").is_file()
+    (out / "notes.txt").write_text("mine")  # anything else is still refused
+    other = tmp_path / "other"
+    (other / "runs").mkdir(parents=True)
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(groklab.SpecError, match="exists and is not a groklab experiment"):
+        ExperimentStore.open(other, resolve_spec(str(_spec(tmp_path))))

@@ -76,7 +76,7 @@ class ExperimentStore:
                     f"--out {root}: already holds another experiment; give a new directory "
                     "(or the same spec to resume it)"
                 )
-        elif root.exists() and any(root.iterdir()):
+        elif root.exists() and any(not _being_created(path) for path in root.iterdir()):
             raise SpecError(f"--out {root}: exists and is not a groklab experiment; give a new or empty directory")
         try:
             (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
@@ -236,6 +236,12 @@ class ExperimentStore:
         """Write (or overwrite) meta.json."""
         text = json.dumps(meta, indent=1, default=_json_default)
         _atomic(self.root / META_FILE, lambda p: p.write_text(text))
+
+
+def _being_created(path: Path) -> bool:
+    """What another process starting the same experiment at the same moment (a SLURM array) has made before its
+    experiment.yaml is in place: the run directory, or the temporary file of the spec itself."""
+    return (path.name == RUNS_DIR and path.is_dir()) or path.name.startswith(f".{SPEC_FILE}.")
 
 
 def _writer(path: Path) -> tuple[str | None, int | None]:
