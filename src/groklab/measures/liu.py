@@ -161,3 +161,41 @@ def rqi(E: np.ndarray, threshold: float = THRESHOLD) -> float:
     S = standardized(E)
     distance = S[quads[:, 0]] + S[quads[:, 1]] - S[quads[:, 2]] - S[quads[:, 3]]
     return float(((distance**2).mean(axis=1) < threshold).mean())
+
+
+def effective_loss(E: np.ndarray, A: np.ndarray) -> float:
+    """l_eff = l_0 / Z_0 (Liu et al. Sec. 4): l_0 = sum over the rows a of A of |a . E|^2, the squared
+    violation of the parallelograms A; Z_0 = sum_k |E_k|^2, so that shrinking E cannot lower it.
+
+    >>> effective_loss(np.array([0.0, 1.0, 0.0]), np.array([[1, -2, 1]]))  # |E0 + E2 - 2 E1|^2 / 1
+    4.0
+    >>> effective_loss(np.arange(4.0), parallelograms(4)[1])  # a linear E violates none
+    0.0
+    """
+    E = E.reshape(len(E), -1)
+    return float(((A @ E) ** 2).sum() / (E**2).sum())
+
+
+def effective_descent(E0: np.ndarray, A: np.ndarray, eta: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The effective theory's dynamics as the code integrates them: gradient descent on l_eff from E0 (p,),
+    with Z_0 held at its initial value, E <- E - eta (2/Z_0 A^T A E - 2 l_0/Z_0^2 E). Returns the trajectory
+    (steps, p) and l_0 / Z_0 along it (the code's losses_eff are the l_0).
+
+    By hand, E = (0, 1, 0), one row (1, -2, 1), eta 0.1: the violation -2 gives l_0 = 4 and the step
+    -0.1 ((-4, 8, -4) - 8 (0, 1, 0)), so E = (0.4, 1, 0.4), violation -1.2, l_0 = 1.44; then
+    E = (0.7552, 0.808, 0.7552), violation -0.1056, l_0 = 0.0112.
+
+    >>> trajectory, losses = effective_descent(np.array([0.0, 1.0, 0.0]), np.array([[1, -2, 1]]), 0.1, 3)
+    >>> [round(float(x), 4) for x in losses], trajectory[2].round(4).tolist()
+    ([4.0, 1.44, 0.0112], [0.7552, 0.808, 0.7552])
+    """
+    E = E0.astype(float).copy()
+    Z0 = float((E**2).sum())
+    trajectory, losses = [], []
+    for _ in range(steps):
+        trajectory.append(E.copy())
+        violation = A @ E
+        l0 = float((violation**2).sum())
+        losses.append(l0 / Z0)
+        E = E - eta * (2 / Z0 * (A.T @ violation) - 2 * l0 / Z0**2 * E)
+    return np.array(trajectory), np.array(losses)
