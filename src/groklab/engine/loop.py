@@ -86,6 +86,8 @@ def train_stack(
     loop = {"step": 0, "schedule": schedule, "last_eval": 0, "elapsed": 0.0}
     if checkpoint is not None and checkpoint.is_file():
         loop = restore(stack, recorder, events, load_checkpoint(checkpoint))
+        if on_progress is not None:  # the steps the checkpoint saved count as done
+            on_progress(len(stack.ids) * loop["step"], [])
     schedule, last_eval = loop["schedule"], loop["last_eval"]
     saved_at = time.perf_counter()
     started = saved_at - loop["elapsed"]  # a resumed stack's runs count the time of earlier sessions

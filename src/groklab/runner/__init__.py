@@ -97,7 +97,7 @@ def run(
     meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if store.resumed else _now()}
     store.write_meta(meta)
     started = time.perf_counter()
-    bar = Progress(stacks, progress)
+    bar = Progress(stacks, progress, finished)
     session = owner(device) | {"command": command, "started": _now(), "state": "running"}
     claims = Claims(root, owner(device))
     work = Work(stacks, store, claims, bar)

@@ -34,9 +34,10 @@ Stack = list[tuple[str, RunConfig]]
 class Progress:
     """tqdm bar over run-steps, with the count of runs memorized and generalized so far."""
 
-    def __init__(self, stacks: list[Stack], enabled: bool) -> None:
-        total = sum(c.train.steps for stack in stacks for _, c in stack)
-        self.total_runs = sum(len(stack) for stack in stacks)
+    def __init__(self, stacks: list[Stack], enabled: bool, finished: set[str]) -> None:
+        self.budgets = {run_id: c.train.steps for stack in stacks for run_id, c in stack if run_id not in finished}
+        total = sum(self.budgets.values())  # the runs left to train (a resumed stack reports its saved steps)
+        self.total_runs = len(self.budgets)
         self.bar = tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
         self.counts = {"memorized": 0, "generalized": 0, "diverged": 0}
 
@@ -51,8 +52,8 @@ class Progress:
         self.bar.update(steps)
 
     def skip(self, stack: Stack) -> None:
-        """A stack another process trains (or that is already done): its steps count as done here."""
-        self.bar.update(sum(c.train.steps for _, c in stack))
+        """A stack another process trained (or a remote worker did): its runs' steps count as done here."""
+        self.bar.update(sum(self.budgets.pop(run_id, 0) for run_id, _ in stack))
 
     def close(self) -> None:
         self.bar.close()

@@ -140,8 +140,11 @@ class ExperimentStore:
         return stacks
 
     def resume_members(self, stack: list[tuple[str, Any]], finished: set[str]) -> list[tuple[str, Any]]:
-        """The runs of a claimed stack to train now: its checkpoint's (they resume as they were saved), else
-        those not on disk yet. A checkpoint of finished runs, or of runs outside the stack, is removed."""
+        """The runs of a claimed stack to train now: its checkpoint's (they resume as they were saved), else —
+        if any run is not on disk yet — the whole stack from step 0, finished runs included (they are not
+        written again): a stack of other runs would round differently in float32 than the uninterrupted one,
+        and they finished before the stack's first checkpoint, so little is trained twice. A checkpoint of
+        finished runs, or of runs outside the stack, is removed."""
         path = self.checkpoint_path(stack) if stack else None
         if path is not None and path.is_file() and (ids := self._checkpoint_ids(path)) is not None:
             configs = dict(stack)
@@ -149,7 +152,7 @@ class ExperimentStore:
                 os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after its first run, as it resumes
                 return [(run_id, configs[run_id]) for run_id in ids]
             path.unlink(missing_ok=True)
-        return [(run_id, config) for run_id, config in stack if run_id not in finished]
+        return list(stack) if any(run_id not in finished for run_id, _ in stack) else []
 
     def write_progress(self, results: list[RunResult]) -> None:
         """Write unfinished runs' progress (status running or interrupted): the row and the curve so far."""
