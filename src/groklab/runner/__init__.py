@@ -125,7 +125,8 @@ def _stacks_to_train(plan: Plan, store: ExperimentStore, configs: dict[str, RunC
     """The plan's stacks, after those that another plan's checkpoints left (resumed as they were saved).
 
     The plan covers every run of the spec, finished or not, so every process with the same command plans the
-    same stacks and claims them whole (store/claims.py). Finished runs are dropped when a stack is claimed.
+    same stacks and claims them whole (store/claims.py). A claimed stack resumes from its checkpoint, or
+    restarts whole while any of its runs is unfinished (ExperimentStore.resume_members).
     """
     finished = store.finished_run_ids()
     others = store.other_checkpoints(configs, finished, {stack[0][0] for stack in plan.stacks})
