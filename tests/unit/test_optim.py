@@ -17,7 +17,11 @@ CASES = [
         torch.optim.AdamW,
         {},
     ),
-]
+    (OptimizerConfig(name="rmsprop", lr=1e-2, weight_decay=0.1, alpha=0.9, eps=1e-6), torch.optim.RMSprop,
+     {"alpha": 0.9}),
+    (OptimizerConfig(name="rmsprop", lr=1e-3, alpha=0.99, momentum=0.5, warmup_steps=2), torch.optim.RMSprop,
+     {"alpha": 0.99, "momentum": 0.5}),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["per-run-hyperparameters", "shared-hyperparameters"])
@@ -34,8 +38,10 @@ def test_each_run_follows_torch_optim(config: OptimizerConfig, torch_class: type
     for i, c in enumerate(configs):
         w = torch.nn.Parameter(start[i].clone())
         kwargs = {"lr": c.lr, "weight_decay": c.weight_decay, **extra}
-        if c.name != "sgd":
+        if c.name in ("adam", "adamw"):
             kwargs |= {"betas": c.betas, "eps": c.eps}
+        if c.name == "rmsprop":
+            kwargs |= {"eps": c.eps}
         opt = torch_class([w], **kwargs)
         warmup = c.warmup_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s, w=warmup: min(s / w, 1) if w else 1.0)

@@ -13,8 +13,10 @@ class OptimizerConfig(Spec):
     """Optimizer; every hyperparameter here may differ between the runs of one stack."""
 
     model_config = STRICT
-    name: Literal["sgd", "adam", "adamw"] = "adamw"
-    """sgd (with optional momentum, L2 weight decay), adam (L2 weight decay), adamw (decoupled decay)."""
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    """sgd (with optional momentum, L2 weight decay), adam (L2 weight decay), adamw (decoupled decay),
+    rmsprop (torch.optim.RMSprop, not centered: L2 weight decay, optional momentum; Thilak et al.'s third
+    adaptive optimizer)."""
     lr: float = 1e-3
     """Peak learning rate, > 0."""
     weight_decay: float = Field(0.0, ge=0.0)
@@ -22,9 +24,11 @@ class OptimizerConfig(Spec):
     betas: tuple[float, float] = (0.9, 0.999)
     """Adam/AdamW moment decay rates (beta1, beta2), each in [0, 1)."""
     eps: float = Field(1e-8, gt=0.0)
-    """Adam/AdamW denominator epsilon (Thilak et al.: controls the slingshot)."""
+    """Adam/AdamW/RMSProp denominator epsilon (Thilak et al.: controls the slingshot)."""
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    """SGD momentum (heavy ball, no dampening); sgd only."""
+    """Momentum (heavy ball, no dampening); sgd and rmsprop."""
+    alpha: float = Field(0.99, ge=0.0, lt=1.0)
+    """RMSProp's smoothing constant: the squared-gradient average decays by alpha each step; rmsprop only."""
     warmup_steps: int = Field(0, ge=0)
     """Linear warmup: lr * min(1, step / warmup_steps), step counted from 0 as in Power's and Nanda's code."""
     on_memorized: dict[Literal["lr", "weight_decay", "eps"], float] = {}
@@ -57,9 +61,9 @@ class OptimizerConfig(Spec):
         return values
 
     @model_validator(mode="after")
-    def _momentum_only_for_sgd(self) -> OptimizerConfig:
-        if self.momentum and self.name != "sgd":
-            raise ValueError(f"optimizer.momentum: only sgd has momentum (optimizer.name is {self.name})")
+    def _momentum_only_for_sgd_and_rmsprop(self) -> OptimizerConfig:
+        if self.momentum and self.name not in ("sgd", "rmsprop"):
+            raise ValueError(f"optimizer.momentum: only sgd and rmsprop have momentum (optimizer.name is {self.name})")
         return self
 
 

@@ -1,4 +1,4 @@
-"""SGD (+momentum), Adam and AdamW over a stack of runs, each run with its own hyperparameters.
+"""SGD (+momentum), Adam, AdamW and RMSProp over a stack of runs, each run with its own hyperparameters.
 
 Each hyperparameter is a tensor of shape (run,), broadcast over the parameter's other axes, so one
 update serves K runs with K learning rates, weight decays, betas and epsilons. The arithmetic is
@@ -24,6 +24,7 @@ def hyperparameters(
         "beta2": [c.betas[1] for c in configs],
         "eps": [c.eps for c in configs],
         "momentum": [c.momentum for c in configs],
+        "alpha": [c.alpha for c in configs],
         "warmup_steps": [float(c.warmup_steps) for c in configs],
     }
     return {name: torch.tensor(values, device=device, dtype=dtype) for name, values in columns.items()}
@@ -40,6 +41,9 @@ class StackOptimizer:
             self.state = {n: torch.zeros_like(p) for n, p in params.items()}  # momentum buffer / exp_avg
         if name in ("adam", "adamw"):
             self.state.update({f"{n}.exp_avg_sq": torch.zeros_like(p) for n, p in params.items()})
+        if name == "rmsprop":  # the squared-gradient average, and the momentum buffer
+            self.state = {f"{n}.square_avg": torch.zeros_like(p) for n, p in params.items()}
+            self.state.update({f"{n}.momentum_buffer": torch.zeros_like(p) for n, p in params.items()})
         self._set_hyper(hyper)
 
     def _set_hyper(self, hyper: dict[str, torch.Tensor]) -> None:
@@ -85,6 +89,9 @@ class StackOptimizer:
         h = self.hyper
         if self.name == "sgd":
             self._sgd(params, grads, step)
+            return
+        if self.name == "rmsprop":
+            self._rmsprop(params, grads, self.learning_rates(step))
             return
         if self.uniform is not None:
             self._adam_foreach(params, grads, step)
@@ -132,6 +139,23 @@ class StackOptimizer:
         torch._foreach_div_(denom, (1 - u["beta2"] ** t) ** 0.5)
         torch._foreach_add_(denom, u["eps"])
         torch._foreach_addcdiv_(p_list, exp_avgs, denom, -lr / (1 - u["beta1"] ** t))
+
+    def _rmsprop(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+        """torch.optim.RMSprop (centered=False), term by term, each run with its own lr, alpha, eps, decay and
+        momentum: v <- alpha v + (1 - alpha) g^2; p <- p - lr g / (sqrt(v) + eps), or through the momentum
+        buffer b <- momentum b + g / (sqrt(v) + eps); p <- p - lr b."""
+        h = self.hyper
+        for name, p in params.items():
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            grad = grads[name]
+            if self.uses_decay:
+                grad = grad.add(h["weight_decay"].view(shape) * p)
+            square_avg = self.state[f"{name}.square_avg"]
+            square_avg.mul_(h["alpha"].view(shape)).addcmul_(grad, grad * (1 - h["alpha"]).view(shape))
+            update = grad / square_avg.sqrt().add_(h["eps"].view(shape))
+            if self.uses_momentum:
+                update = self.state[f"{name}.momentum_buffer"].mul_(h["momentum"].view(shape)).add_(update)
+            p.sub_(lr.view(shape) * update)
 
     def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         h = self.hyper

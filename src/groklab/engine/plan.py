@@ -36,6 +36,7 @@ PER_RUN_KEYS = {
     "optimizer.betas",
     "optimizer.eps",
     "optimizer.momentum",
+    "optimizer.alpha",
     "optimizer.warmup_steps",
     "model.init_scale",
     "task.label_noise",
