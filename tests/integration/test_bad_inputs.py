@@ -304,36 +304,25 @@ def test_a_damaged_run_is_skipped_with_a_warning(
     assert "run-0000" in out and "run-0001" not in out  # the rest is read
 
 
-def _damage_experiment(root: Path, kind: str) -> None:
-    damages: dict[str, Callable[[], object]] = {
-        "truncated meta.json": lambda: (root / "meta.json").write_text('{"state": "fin'),
-        "meta.json a list": lambda: (root / "meta.json").write_text("[]"),
-        "list-valued experiment.yaml": lambda: (root / "experiment.yaml").write_text("- a\n- b\n"),
-        "malformed experiment.yaml": lambda: (root / "experiment.yaml").write_text("task: {modulus: [\n"),
-        "binary experiment.yaml": lambda: (root / "experiment.yaml").write_bytes(bytes(range(256))),
-        "no experiment.yaml": lambda: (root / "experiment.yaml").unlink(),
-    }
-    damages[kind]()
+DAMAGED_EXPERIMENTS: dict[str, Callable[[Path], object]] = {
+    "truncated meta.json": lambda root: (root / "meta.json").write_text('{"state": "fin'),
+    "meta.json a list": lambda root: (root / "meta.json").write_text("[]"),
+    "list-valued experiment.yaml": lambda root: (root / "experiment.yaml").write_text("- a\n- b\n"),
+    "malformed experiment.yaml": lambda root: (root / "experiment.yaml").write_text("task: {modulus: [\n"),
+    "binary experiment.yaml": lambda root: (root / "experiment.yaml").write_bytes(bytes(range(256))),
+    "no experiment.yaml": lambda root: (root / "experiment.yaml").unlink(),
+}
+"""Damage to an experiment's own files (not a run's), by name."""
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        "truncated meta.json",
-        "meta.json a list",
-        "list-valued experiment.yaml",
-        "malformed experiment.yaml",
-        "binary experiment.yaml",
-        "no experiment.yaml",
-    ],  # fmt: skip
-)
+@pytest.mark.parametrize("kind", list(DAMAGED_EXPERIMENTS))
 @pytest.mark.parametrize("command", ["summary", "report", "plot"])
 def test_a_damaged_experiment_is_one_line(
     kind: str, command: str, stored: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "exp"
     shutil.copytree(stored, root)
-    _damage_experiment(root, kind)
+    DAMAGED_EXPERIMENTS[kind](root)
     before = sorted(p.name for p in root.rglob("*"))
     code, _, err = _groklab(capsys, command, str(root))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err

@@ -64,14 +64,21 @@ def _live(path: Path) -> dict[str, Any] | None:
         owner = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         return {}  # being written: held
-    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
-        try:
-            os.kill(owner["pid"], 0)
-        except ProcessLookupError:
-            return None  # killed on this machine: no need to wait for its heartbeat to stop
-        except PermissionError:
-            pass  # another user's live process
+    pid = owner.get("pid")
+    if owner.get("host") == socket.gethostname() and isinstance(pid, int) and not alive(pid):
+        return None  # killed on this machine: no need to wait for its heartbeat to stop
     return owner
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this machine exists (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def holder(root: Path, run_id: str) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from groklab.config import Experiment, SpecError, run_params
 from groklab.engine.checkpoint import DamagedCheckpoint, host_tag, temporary_prefix
 from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.result import RunResult
-from groklab.store.claims import STALE_SECONDS
+from groklab.store.claims import STALE_SECONDS, alive
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
 PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
@@ -99,7 +99,7 @@ class ExperimentStore:
             if not path.is_file() or path.is_symlink():
                 continue
             host, pid = _writer(path)
-            if host == here and pid is not None and _alive(pid):
+            if host == here and pid is not None and alive(pid):
                 continue
             if host not in (here, None) and time.time() - path.stat().st_mtime < STALE_SECONDS:
                 continue
@@ -253,16 +253,6 @@ def _writer(path: Path) -> tuple[str | None, int | None]:
     if len(parts) == 4 and parts[2].isdigit():
         return parts[1], int(parts[2])
     return None, None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _now() -> str:
