@@ -7,7 +7,7 @@ The public API (everything else is internal):
                                               .progress, .partial_metrics: the unfinished runs so far)
     plot(result_or_dir, what=None) -> {name: matplotlib Figure};  save_figures(...);  report(dir) -> page
     MEASURES, MeasuresConfig, gromov_solution        (progress measures; Gromov's analytic solution)
-    Experiment, RunConfig, ModularTask, PermutationTask, ParityTask, MLPModel, TransformerModel,
+    Experiment, RunConfig, ModularTask, PermutationTask, AdditionTask, ParityTask, MLPModel, TransformerModel,
     OptimizerConfig, TrainConfig                     (the spec)
     expand_runs(experiment) -> list[RunConfig]
     builtin_specs() -> {name: path}
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from groklab.config import (
+    AdditionTask,
     Claim,
     Experiment,
     MeasuresConfig,
@@ -76,6 +77,7 @@ def report(directory: str | Path) -> Path:
 
 
 __all__ = [
+    "AdditionTask",
     "CHECKS",
     "MEASURES",
     "MLP",

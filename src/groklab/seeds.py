@@ -1,10 +1,11 @@
-"""Seed derivation: every random stream of a run (split, noise, init, batches, sample, dropout) from its seed."""
+"""Seed derivation: every random stream of a run (split, noise, init, batches, sample, dropout, label templates)
+from its seed."""
 
 from __future__ import annotations
 
 import numpy as np
 
-PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5, "dropout": 6}
+PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5, "dropout": 6, "templates": 7}
 
 
 def derive_seed(seed: int, purpose: str) -> int:

@@ -230,9 +230,11 @@ def test_nanda_phases_on_synthetic_curves() -> None:
 
 def test_run_events_peak_and_delay() -> None:
     history = {"step": [0, 10, 20, 30], "train_loss": [1.0, 0.1, 0.01, 0.01], "test_loss": [1.0, 3.0, 2.0, 0.1]}
+    history |= {"train_acc": [0.1, 1.0, 1.0, 1.0], "test_acc": [0.0, 0.1, 0.5, 1.0]}
     events = run_events(history, memorized=10, generalized=30)
     assert events["test_loss_peak_step"] == 10 and events["grokking_delay"] == 20
     assert events["loss_spike_steps"] == []
+    assert (events["fit_step"], events["generalize_step"], events["liu_phase"]) == (10, 30, "comprehension")
 
 
 def test_update_norm_is_the_size_of_the_next_step() -> None:

@@ -1,9 +1,9 @@
 """groklab's models against reference oracles: plain per-run nn.Modules written the obvious way.
 
 For every model option (transformer: 1-3 layers, LayerNorm none/pre/post, learned/sinusoidal positions,
-causal/full attention, each bias on/off, both sequence formats, every activation; MLP: one-hot, learned and
-vector inputs, depth 1-3, bias on/off, both sequence formats, every activation, BatchNorm in evaluation
-mode), the logits and the gradients of a stack of two trained runs equal each run's oracle — through the
+causal/full attention, each bias on/off, both sequence formats, every activation; MLP: one-hot, learned,
+summed and vector inputs, depth 1-3, bias on/off, both sequence formats, every activation, BatchNorm in
+evaluation mode, the linear and the templates readout), the logits and the gradients of a stack of two trained runs equal each run's oracle — through the
 exact shortcuts (what training runs) and through the plain every-position model.
 """
 
@@ -86,9 +86,20 @@ MLPS = {
     "one-hot depth 1 identity": {"activation": "identity"},
     "parity depth 1 relu": {"parity": True},
     "parity depth 3 silu batchnorm": {"parity": True, "depth": 3, "activation": "silu", "batchnorm": True},
+    "summed depth 2 tanh templates (Liu's toy)": {
+        "addition": True,
+        "depth": 2,
+        "embedding": "summed",
+        "activation": "tanh",
+        "init": "liu",
+        "readout": "templates",
+        "template_dim": 5,
+    },
+    "summed depth 1 relu (addition, logits)": {"addition": True, "embedding": "summed"},
 }
 PARITY = {"name": "parity", "n_bits": 10, "k": 2, "n_train": 40, "n_test": 20}
 MODULAR = {"name": "modular", "modulus": 7, "train_fraction": 0.5}
+ADDITION = {"name": "addition", "operands": 6, "n_train": 14}
 
 
 def _trained_stack(task: dict, model: dict) -> Stack:
@@ -97,13 +108,13 @@ def _trained_stack(task: dict, model: dict) -> Stack:
         "task": task,
         "model": model,
         "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.1},
-        "train": {"loss": "cross_entropy", "dtype": "float32"},
+        "train": {"loss": "mse" if model.get("readout") == "templates" else "cross_entropy", "dtype": "float32"},
     }
     first = RunConfig.model_validate(config)
     second = first.model_copy(update={"seed": 1, "optimizer": first.optimizer.model_copy(update={"lr": 0.02})})
     stack = Stack([("a", first), ("b", second)], torch.device("cpu"))
     for step in range(4):
-        stack.train_step(step, "cross_entropy")
+        stack.train_step(step, first.loss_kind)
     return stack
 
 
@@ -137,7 +148,7 @@ def test_transformer_equals_its_oracle(case: str) -> None:
 @pytest.mark.parametrize("case", sorted(MLPS))
 def test_mlp_equals_its_oracle(case: str) -> None:
     options = dict(MLPS[case])
-    task = PARITY if options.pop("parity", False) else MODULAR
+    task = PARITY if options.pop("parity", False) else ADDITION if options.pop("addition", False) else MODULAR
     stack = _trained_stack(task, {"name": "mlp", "width": 24, "embedding_dim": 6, **options})
     assert isinstance(stack.model, MLP)
 

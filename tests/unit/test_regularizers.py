@@ -66,7 +66,7 @@ def test_mlp_with_batchnorm_matches_a_plain_pytorch_mlp() -> None:
     x = data.x_train[:20]
     one_hot = torch.cat([torch.nn.functional.one_hot(x[:, 0], p), torch.nn.functional.one_hot(x[:, 1], p)], 1)
     stacked = {n: v[None] for n, v in params.items()}
-    buffers = model.buffers(1, torch.device("cpu"), torch.float64)
+    buffers = model.buffers([0], torch.device("cpu"), torch.float64)
     training = [torch.Generator()]  # a training pass (no dropout: the generators only say "training")
     torch.testing.assert_close(
         model.forward(stacked, x[None], buffers=buffers, generators=training)[0], reference.train()(one_hot.double())

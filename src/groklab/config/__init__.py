@@ -1,7 +1,7 @@
 """Experiment specs: what a user writes (YAML or Python), validated into typed configs.
 
 base.py        strict settings, SpecError
-tasks.py       ModularTask, PermutationTask, ParityTask
+tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask
 models.py      MLPModel, TransformerModel
 training.py    OptimizerConfig, TrainConfig
 measures.py    MeasuresConfig
@@ -26,10 +26,11 @@ from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
 from groklab.config.specs import builtin_specs, resolve_spec
-from groklab.config.tasks import ModularTask, ParityTask, PermutationTask
+from groklab.config.tasks import AdditionTask, ModularTask, ParityTask, PermutationTask
 from groklab.config.training import OptimizerConfig, TrainConfig
 
 __all__ = [
+    "AdditionTask",
     "Claim",
     "Experiment",
     "MLPModel",

@@ -22,7 +22,7 @@ from groklab.config.base import STRICT, Spec, SpecError
 from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
-from groklab.config.tasks import ModularTask, ParityTask, PermutationTask
+from groklab.config.tasks import AdditionTask, ModularTask, ParityTask, PermutationTask
 from groklab.config.training import OptimizerConfig, TrainConfig
 
 MAX_RUNS = 100_000
@@ -30,7 +30,7 @@ MAX_RUNS = 100_000
 MAX_EVALUATIONS = 1_000_000
 """Evaluations in one run's schedule (each stores a metrics row)."""
 
-Task = Annotated[ModularTask | PermutationTask | ParityTask, Field(discriminator="name")]
+Task = Annotated[ModularTask | PermutationTask | AdditionTask | ParityTask, Field(discriminator="name")]
 Model = Annotated[MLPModel | TransformerModel, Field(discriminator="name")]
 
 
@@ -50,7 +50,7 @@ class RunConfig(Spec):
     model_config = STRICT
     _names = model_validator(mode="before")(_default_names)
     task: Task = Field(default_factory=ModularTask)
-    """The data: task.name is modular, permutation or parity."""
+    """The data: task.name is modular, permutation, addition or parity."""
     model: Model = Field(default_factory=MLPModel)
     """The network: model.name is mlp or transformer."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -67,8 +67,15 @@ class RunConfig(Spec):
         if isinstance(self.task, ParityTask):
             if isinstance(self.model, TransformerModel):
                 raise ValueError("model.name: parity inputs are vectors, not token sequences; use mlp for parity")
-            if self.model.embedding == "learned":
+            if self.model.embedding != "one_hot":
                 raise ValueError("model.embedding: parity inputs are vectors; use one_hot (the default) for parity")
+        if isinstance(self.task, AdditionTask) and isinstance(self.model, TransformerModel):
+            raise ValueError("model.name: the addition task's labels (2p - 1 sums) are not tokens; use mlp")
+        if isinstance(self.model, MLPModel):
+            if self.model.embedding == "summed" and self.model.sequence != "a b":
+                raise ValueError('model.sequence: embedding summed adds the operands\' embeddings; allowed: "a b"')
+            if self.model.readout == "templates" and self.train.loss != "mse":
+                raise ValueError(f"train.loss: {self.train.loss} with model.readout templates; allowed: mse")
         steps, every = self.train.steps, self.train.eval_every
         outside = [s for s in self.measures.representation_steps if not 0 <= s <= steps]
         if outside:
@@ -79,6 +86,13 @@ class RunConfig(Spec):
                 f"{MAX_EVALUATIONS:,} (raise train.eval_every, or use 'log')"
             )
         return self
+
+    @property
+    def loss_kind(self) -> str:
+        """The loss the engine computes (losses.per_run_loss): train.loss, or template_mse for mse with the
+        templates readout (the distance to the true class's template, not to a one-hot vector)."""
+        templates = isinstance(self.model, MLPModel) and self.model.readout == "templates"
+        return "template_mse" if templates else self.train.loss
 
 
 class Claim(Spec):
@@ -181,7 +195,7 @@ class Experiment(Spec):
 
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "": [Experiment],
-    "task": [ModularTask, PermutationTask, ParityTask],
+    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask],
     "model": [MLPModel, TransformerModel],
     "optimizer": [OptimizerConfig],
     "train": [TrainConfig],
@@ -194,7 +208,7 @@ def format_validation_error(error: ValidationError) -> str:
     """One line naming the offending key and what is allowed (first error only)."""
     first = error.errors()[0]
     # Drop discriminator tags (e.g. 'modular' in task.modular.modulus) from the location.
-    tags = ("modular", "permutation", "parity", "mlp", "transformer", "function-after")
+    tags = ("modular", "permutation", "addition", "parity", "mlp", "transformer", "function-after")
     loc = [str(part) for part in first["loc"] if part not in tags]
     key = ".".join(loc)
     message = first["msg"].removeprefix("Value error, ")
@@ -256,7 +270,9 @@ def _check_sweep_key(base: dict[str, Any], key: str) -> None:
     if key in ("task.name", "model.name"):
         return
     node: Any = base
-    if key.rsplit(".", 1)[0] in ("optimizer.on_memorized", "optimizer.on_generalized"):
+    if key.rsplit(".", 1)[0] in ("optimizer.on_memorized", "optimizer.on_generalized") or key.startswith(
+        "optimizer.param_groups."
+    ):
         return  # mappings filled by the sweep itself; their keys are validated with the run
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:

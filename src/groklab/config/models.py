@@ -25,16 +25,26 @@ class MLPModel(Spec):
     """Nonlinearity: quadratic (x^2, Gromov), relu, gelu, tanh, sigmoid, silu, identity."""
     bias: bool = True
     """Whether the linear layers have biases (Gromov: no)."""
-    init: Literal["default", "gromov"] = "default"
+    init: Literal["default", "gromov", "liu"] = "default"
     """default: PyTorch nn.Linear init U(+-1/sqrt(fan_in)), embeddings N(0,1);
-    gromov: N(0, 0.25 / (2N)^(2/3)) for W_in and W_out, as the fcn model of Gromov's repository."""
+    gromov: N(0, 0.25 / (2N)^(2/3)) for W_in and W_out, as the fcn model of Gromov's repository;
+    liu: embeddings U(-1/2, 1/2), linear layers as default (Liu et al.'s toy, toy/train_add.py)."""
     init_scale: float = Field(1.0, gt=0.0)
     """alpha: every parameter (weights and biases) is multiplied by this after init (Omnigrok, Liu 2023)."""
-    embedding: Literal["one_hot", "learned"] = "one_hot"
+    embedding: Literal["one_hot", "learned", "summed"] = "one_hot"
     """Token tasks only. one_hot: W_in acts on the concatenated one-hots of a and b (2p inputs);
-    learned: a shared embedding W_E (p x embedding_dim) per operand, concatenated, then W_in."""
+    learned: a shared embedding W_E (p x embedding_dim) per operand, concatenated, then W_in;
+    summed: W_E[a] + W_E[b] is the first layer's input (Liu et al.'s toy: a learned representation E of the
+    operands, added, read by a decoder MLP; sequence "a b" only)."""
     embedding_dim: int = Field(128, ge=1)
-    """Size of a learned embedding (embedding: learned only)."""
+    """Size of a learned or summed embedding (Liu et al.'s reprs_dim: 1)."""
+    readout: Literal["linear", "templates"] = "linear"
+    """linear: W_out gives one logit per class. templates (Liu et al.'s regression): W_out gives a vector of
+    template_dim entries, and each class's score is minus the mean squared distance of that vector to the
+    class's template, a fixed N(0, 1) vector drawn per seed and never trained; the prediction is the nearest
+    template, and train.loss must be mse: the mean squared distance to the true class's template."""
+    template_dim: int = Field(30, ge=1)
+    """Length of the label templates (readout: templates; Liu et al.'s output_dim: 30)."""
     sequence: Literal["a b", "a op b ="] = "a b"
     """Token tasks only. The tokens the input layer sees: the operands "a b", or "a op b =" as the
     Grokking-MLP repository (seed 003) feeds its MLP (vocabulary p + 2; the op and = tokens are the same

@@ -1,4 +1,4 @@
-"""Task specs: modular arithmetic, permutation-group products (S5) and sparse parity."""
+"""Task specs: modular arithmetic, permutation-group products (S5), integer addition and sparse parity."""
 
 from __future__ import annotations
 
@@ -91,6 +91,46 @@ class PermutationTask(_TableTask):
     def n_labels(self) -> int:
         """n!."""
         return math.factorial(self.degree)
+
+
+class AdditionTask(Spec):
+    """Addition a + b of integers 0..p-1, not modular, over unordered pairs: Liu et al. 2022's toy task.
+
+    The data set is the p(p+1)/2 pairs (a, b) with a <= b, numbered as `for a in range(p): for b in range(a, p)`
+    (the order of measures/liu.py); the label is the sum, one of 2p - 1 classes. Encoded example (operands
+    10): the pair (3, 5) is the input tokens [3, 5] and its label is 8.
+    """
+
+    model_config = STRICT
+    name: Literal["addition"] = "addition"
+    """Task family: integer addition over unordered pairs."""
+    operands: int = Field(10, ge=2)
+    """p: the operands are the integers 0..p-1 (Liu et al.: 10); labels are the sums 0..2p-2."""
+    n_train: int = Field(45, ge=1)
+    """Training pairs, drawn per seed without replacement (Liu et al.: 45 of 55; Figs. 3-4 sweep 5..54);
+    the other pairs are the test set, so at most p(p+1)/2 - 1."""
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of training labels replaced by a different, uniformly random sum (as task.label_noise of the
+    modular tasks); exactly round(label_noise * n_train)."""
+
+    @property
+    def n_examples(self) -> int:
+        """p(p+1)/2: the unordered pairs."""
+        return self.operands * (self.operands + 1) // 2
+
+    @property
+    def n_labels(self) -> int:
+        """2p - 1 sums."""
+        return 2 * self.operands - 1
+
+    @model_validator(mode="after")
+    def _check_split(self) -> AdditionTask:
+        if self.n_train >= self.n_examples:
+            raise ValueError(
+                f"task.n_train: {self.n_train} leaves no test pair; allowed 1..{self.n_examples - 1} "
+                f"(p = {self.operands} has {self.n_examples} unordered pairs)"
+            )
+        return self
 
 
 class ParityTask(Spec):

@@ -31,6 +31,12 @@ class OptimizerConfig(Spec):
     """RMSProp's smoothing constant: the squared-gradient average decays by alpha each step; rmsprop only."""
     warmup_steps: int = Field(0, ge=0)
     """Linear warmup: lr * min(1, step / warmup_steps), step counted from 0 as in Power's and Nanda's code."""
+    param_groups: dict[str, dict[Literal["lr", "weight_decay"], float]] = {}
+    """Parameters that train with their own lr and/or weight_decay instead of the ones above: parameter name
+    (as `groklab` names them: W_E, W_in, W_out, ...) -> {lr, weight_decay}, e.g. {W_E: {lr: 0.001}}: Liu et al.'s
+    representation learning rate, with optimizer.lr the decoder's. Per run, inside a stack: sweep
+    optimizer.param_groups.W_E.lr. Warmup scales them too; on_memorized / on_generalized switch only lr and
+    weight_decay above."""
     on_memorized: dict[Literal["lr", "weight_decay", "eps"], float] = {}
     """Hyperparameters a run switches to once it has memorized (train accuracy >= 99% at an evaluation),
     e.g. {weight_decay: 0.1}: seed 001's Hypothesis 1. Per run, inside a stack; sweep it as
@@ -51,6 +57,15 @@ class OptimizerConfig(Spec):
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"optimizer.betas: {list(betas)} must both be in [0, 1)")
         return betas
+
+    @field_validator("param_groups")
+    @classmethod
+    def _group_values(cls, groups: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for name, values in groups.items():
+            for key, value in values.items():
+                if value < 0 or (key == "lr" and value == 0):
+                    raise ValueError(f"param_groups.{name}.{key}: {value} is not allowed (lr > 0, weight_decay >= 0)")
+        return groups
 
     @field_validator("on_memorized", "on_generalized")
     @classmethod
@@ -76,7 +91,8 @@ class TrainConfig(Spec):
     batch_size: int | None = Field(None, ge=1)
     """Minibatch size (reshuffled every epoch, per run); null = full batch."""
     loss: Literal["cross_entropy", "mse", "hinge"] = "cross_entropy"
-    """cross_entropy; mse on one-hot targets (mean over examples and classes, Gromov);
+    """cross_entropy; mse on one-hot targets (mean over examples and classes, Gromov), or with model.readout
+    templates on the true class's template (mean over examples and template entries, Liu et al.);
     hinge: multi-class margin loss (torch multi_margin_loss, Merrill et al.)."""
     eval_every: int | Literal["log"] = Field(100)
     """Evaluate train and test loss/accuracy every this many steps, or "log" for ~100 log-spaced steps.

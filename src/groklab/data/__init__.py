@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from groklab.config import ModularTask, ParityTask, PermutationTask, SpecError
+from groklab.config import AdditionTask, ModularTask, ParityTask, PermutationTask, SpecError
+from groklab.data.addition import addition_table, make_addition
 from groklab.data.dataset import RunData
 from groklab.data.modular import make_modular, operation_table
 from groklab.data.parity import make_parity
@@ -12,7 +13,9 @@ from groklab.data.permutation import make_permutation, permutation_table
 
 __all__ = [
     "RunData",
+    "addition_table",
     "check_data",
+    "make_addition",
     "make_data",
     "make_modular",
     "make_parity",
@@ -22,20 +25,22 @@ __all__ = [
 ]
 
 
-def make_data(task: ModularTask | PermutationTask | ParityTask, seed: int) -> RunData:
+def make_data(task: ModularTask | PermutationTask | AdditionTask | ParityTask, seed: int) -> RunData:
     """The data of one run of `task` with seed `seed` (deterministic)."""
     if isinstance(task, ModularTask):
         return make_modular(task, seed)
     if isinstance(task, PermutationTask):
         return make_permutation(task, seed)
+    if isinstance(task, AdditionTask):
+        return make_addition(task, seed)
     return make_parity(task, seed)
 
 
-def check_data(task: ModularTask | PermutationTask | ParityTask) -> None:
+def check_data(task: ModularTask | PermutationTask | AdditionTask | ParityTask) -> None:
     """Raise SpecError when the runs of `task` would get an empty training or test set (for any seed: the
     split sizes do not depend on it), before anything is trained or written."""
-    if isinstance(task, ParityTask):
-        return  # n_train, n_test >= 1 by the config
+    if isinstance(task, ParityTask | AdditionTask):
+        return  # both sets non-empty by the config (n_train, n_test >= 1; n_train < the pairs)
     if isinstance(task, ModularTask):
         labels = operation_table(task.operation, task.modulus)[1]
     else:

@@ -73,7 +73,7 @@ def train_stack(
     trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device)}
     fault = _fault(stack.ids)
     first = stack.configs[0]
-    loss_kind = first.train.loss
+    loss_kind = first.loss_kind
     events = {
         run_id: RunEvents(
             c.train.steps, c.train.stop_after_generalized, c.train.stop_when_settled, c.train.settle_tolerance

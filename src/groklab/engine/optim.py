@@ -4,6 +4,12 @@ Each hyperparameter is a tensor of shape (run,), broadcast over the parameter's 
 update serves K runs with K learning rates, weight decays, betas and epsilons. The arithmetic is
 torch.optim's (the tests check it run by run); terms that are zero for every run are skipped, and
 per-step scalars (warmup, bias corrections) are computed once per step, not once per parameter.
+
+Parameter groups (optimizer.param_groups, e.g. Liu et al.'s representation W_E at its own learning rate)
+are columns "W_E.lr" and "W_E.weight_decay" next to "lr" and "weight_decay": a parameter reads its own
+column when it has one, so one update serves K runs with K pairs of learning rates. This is torch.optim's
+param_groups, and the same as Liu et al.'s two AdamW optimizers: Adam's moments are per element, so
+optimizers that share betas and eps and split the parameters compute the same update as one with groups.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from groklab.config import OptimizerConfig
 def hyperparameters(
     configs: list[OptimizerConfig], device: torch.device, dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
-    """The per-run hyperparameters of a stack as (run,) tensors."""
+    """The per-run hyperparameters of a stack as (run,) tensors; NAME.lr and NAME.weight_decay for each parameter
+    that some run's param_groups names (a run that does not name it gives it its lr and weight_decay)."""
+    groups = sorted({name for c in configs for name in c.param_groups})
     columns = {
         "lr": [c.lr for c in configs],
         "weight_decay": [c.weight_decay for c in configs],
@@ -27,6 +35,9 @@ def hyperparameters(
         "alpha": [c.alpha for c in configs],
         "warmup_steps": [float(c.warmup_steps) for c in configs],
     }
+    for group in groups:
+        for key in ("lr", "weight_decay"):
+            columns[f"{group}.{key}"] = [c.param_groups.get(group, {}).get(key, getattr(c, key)) for c in configs]
     return {name: torch.tensor(values, device=device, dtype=dtype) for name, values in columns.items()}
 
 
@@ -51,7 +62,8 @@ class StackOptimizer:
         # Host-side facts, read once: which terms are zero for every run, how long warmup lasts.
         self.max_warmup = int(hyper["warmup_steps"].max().item()) if len(hyper["lr"]) else 0
         self.uses_momentum = bool((hyper["momentum"] != 0).any().item()) if len(hyper["lr"]) else False
-        self.uses_decay = bool((hyper["weight_decay"] != 0).any().item()) if len(hyper["lr"]) else False
+        decays = [column for name, column in hyper.items() if name.endswith("weight_decay")]
+        self.uses_decay = bool(any((column != 0).any().item() for column in decays)) if len(hyper["lr"]) else False
         if self.name == "sgd" and not self.uses_momentum:
             self.state = {}
         # When every run shares its hyperparameters (always for K=1; a sweep over seeds), the update runs on host
@@ -75,9 +87,13 @@ class StackOptimizer:
             self.hyper[name][run] = value
         self._set_hyper(self.hyper)
 
-    def learning_rates(self, step: int) -> torch.Tensor:
-        """(run,) learning rates at `step` (updates done so far): lr * min(1, step / warmup_steps)."""
-        lr, warmup = self.hyper["lr"], self.hyper["warmup_steps"]
+    def column(self, name: str, key: str) -> torch.Tensor:
+        """The (run,) `key` (lr, weight_decay) parameter `name` trains with: its group's, else the optimizer's."""
+        return self.hyper.get(f"{name}.{key}", self.hyper[key])
+
+    def learning_rates(self, step: int, name: str = "") -> torch.Tensor:
+        """(run,) learning rates of parameter `name` at `step` (updates done so far): lr * min(1, step / warmup)."""
+        lr, warmup = self.column(name, "lr"), self.hyper["warmup_steps"]
         if step >= self.max_warmup:
             return lr
         factor = torch.where(warmup > 0, (step / warmup.clamp(min=1)).clamp(max=1), torch.ones_like(warmup))
@@ -91,47 +107,65 @@ class StackOptimizer:
             self._sgd(params, grads, step)
             return
         if self.name == "rmsprop":
-            self._rmsprop(params, grads, self.learning_rates(step))
+            self._rmsprop(params, grads, step)
             return
         if self.uniform is not None:
             self._adam_foreach(params, grads, step)
             return
-        lr = self.learning_rates(step)
         t = step + 1
-        step_size = lr / (1 - h["beta1"] ** t)  # (run,)
+        bias_correction1 = 1 - h["beta1"] ** t  # (run,)
         bias_correction2_sqrt = (1 - h["beta2"] ** t).sqrt()
-        decay = 1 - lr * h["weight_decay"] if self.name == "adamw" and self.uses_decay else None
         one_minus_beta1, one_minus_beta2 = 1 - h["beta1"], 1 - h["beta2"]
         for name, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)  # broadcast (run,) over the parameter's axes
-            grad = grads[name]
-            if self.name == "adamw" and decay is not None:
-                p.mul_(decay.view(shape))
+            grad, lr, weight_decay = grads[name], self.learning_rates(step, name), self.column(name, "weight_decay")
+            step_size = lr / bias_correction1
+            if self.name == "adamw" and self.uses_decay:
+                p.mul_((1 - lr * weight_decay).view(shape))
             elif self.name == "adam" and self.uses_decay:
-                grad = grad + h["weight_decay"].view(shape) * p
+                grad = grad + weight_decay.view(shape) * p
             exp_avg, exp_avg_sq = self.state[name], self.state[f"{name}.exp_avg_sq"]
             exp_avg.lerp_(grad, one_minus_beta1.view(shape))
             exp_avg_sq.mul_(h["beta2"].view(shape)).addcmul_(grad, grad * one_minus_beta2.view(shape))
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt.view(shape)).add_(h["eps"].view(shape))
             p.sub_(step_size.view(shape) * exp_avg / denom)
 
-    def _host_lr(self, step: int) -> float:
-        """The shared learning rate at `step` as a host float (warmup included)."""
+    def _host_groups(self, params: dict[str, torch.Tensor], step: int) -> list[tuple[list[str], float, float]]:
+        """With shared hyperparameters: (parameter names, lr at `step` with warmup, weight decay) per group, as
+        host floats; the parameters no group names first."""
         assert self.uniform is not None
-        lr, warmup = self.uniform["lr"], self.uniform["warmup_steps"]
-        return lr * min(1.0, step / warmup) if warmup > 0 else lr
+        u, warmup = self.uniform, self.uniform["warmup_steps"]
+        factor = min(1.0, step / warmup) if warmup > 0 else 1.0
+        groups: dict[str, list[str]] = {}
+        for name in params:
+            groups.setdefault(name if f"{name}.lr" in u else "", []).append(name)
+        prefix = {group: f"{group}." if group else "" for group in groups}
+        return [(names, u[prefix[g] + "lr"] * factor, u[prefix[g] + "weight_decay"]) for g, names in groups.items()]
 
     def _adam_foreach(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
-        """Adam / AdamW with shared hyperparameters: torch.optim's foreach arithmetic, term by term."""
+        """Adam / AdamW with shared hyperparameters: torch.optim's foreach arithmetic, term by term, per group."""
+        for names, lr, weight_decay in self._host_groups(params, step):
+            self._adam_group(names, params, grads, step, lr, weight_decay)
+
+    def _adam_group(
+        self,
+        names: list[str],
+        params: dict[str, torch.Tensor],
+        grads: dict[str, torch.Tensor],
+        step: int,
+        lr: float,
+        weight_decay: float,
+    ) -> None:
+        """One group's Adam / AdamW update: the parameters `names`, at host-float lr and weight decay."""
         assert self.uniform is not None
-        u, lr, t = self.uniform, self._host_lr(step), step + 1
-        p_list, g_list = list(params.values()), [grads[n] for n in params]
-        exp_avgs = [self.state[n] for n in params]
-        exp_avg_sqs = [self.state[f"{n}.exp_avg_sq"] for n in params]
-        if self.name == "adamw" and u["weight_decay"]:
-            torch._foreach_mul_(p_list, 1 - lr * u["weight_decay"])
-        elif self.name == "adam" and u["weight_decay"]:
-            g_list = torch._foreach_add(g_list, p_list, alpha=u["weight_decay"])
+        u, t = self.uniform, step + 1
+        p_list, g_list = [params[n] for n in names], [grads[n] for n in names]
+        exp_avgs = [self.state[n] for n in names]
+        exp_avg_sqs = [self.state[f"{n}.exp_avg_sq"] for n in names]
+        if self.name == "adamw" and weight_decay:
+            torch._foreach_mul_(p_list, 1 - lr * weight_decay)
+        elif self.name == "adam" and weight_decay:
+            g_list = torch._foreach_add(g_list, p_list, alpha=weight_decay)
         torch._foreach_lerp_(exp_avgs, g_list, 1 - u["beta1"])
         torch._foreach_mul_(exp_avg_sqs, u["beta2"])
         torch._foreach_addcmul_(exp_avg_sqs, g_list, g_list, 1 - u["beta2"])
@@ -140,16 +174,16 @@ class StackOptimizer:
         torch._foreach_add_(denom, u["eps"])
         torch._foreach_addcdiv_(p_list, exp_avgs, denom, -lr / (1 - u["beta1"] ** t))
 
-    def _rmsprop(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], lr: torch.Tensor) -> None:
+    def _rmsprop(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """torch.optim.RMSprop (centered=False), term by term, each run with its own lr, alpha, eps, decay and
         momentum: v <- alpha v + (1 - alpha) g^2; p <- p - lr g / (sqrt(v) + eps), or through the momentum
         buffer b <- momentum b + g / (sqrt(v) + eps); p <- p - lr b."""
         h = self.hyper
         for name, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
-            grad = grads[name]
+            grad, lr = grads[name], self.learning_rates(step, name)
             if self.uses_decay:
-                grad = grad.add(h["weight_decay"].view(shape) * p)
+                grad = grad.add(self.column(name, "weight_decay").view(shape) * p)
             square_avg = self.state[f"{name}.square_avg"]
             square_avg.mul_(h["alpha"].view(shape)).addcmul_(grad, grad * (1 - h["alpha"]).view(shape))
             update = grad / square_avg.sqrt().add_(h["eps"].view(shape))
@@ -160,23 +194,23 @@ class StackOptimizer:
     def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         h = self.hyper
         if self.uniform is not None:  # one fused (foreach) op per term for all parameters, as torch.optim does
-            lr_value, decay, momentum = self._host_lr(step), self.uniform["weight_decay"], self.uniform["momentum"]
-            p_list, g_list = list(params.values()), [grads[n] for n in params]
-            if decay:
-                g_list = torch._foreach_add(g_list, p_list, alpha=decay)
-            if momentum:
-                buffers = [self.state[n] for n in params]
-                torch._foreach_mul_(buffers, momentum)
-                torch._foreach_add_(buffers, g_list)
-                g_list = buffers
-            torch._foreach_add_(p_list, g_list, alpha=-lr_value)
+            momentum = self.uniform["momentum"]
+            for names, lr_value, decay in self._host_groups(params, step):
+                p_list, g_list = [params[n] for n in names], [grads[n] for n in names]
+                if decay:
+                    g_list = torch._foreach_add(g_list, p_list, alpha=decay)
+                if momentum:
+                    buffers = [self.state[n] for n in names]
+                    torch._foreach_mul_(buffers, momentum)
+                    torch._foreach_add_(buffers, g_list)
+                    g_list = buffers
+                torch._foreach_add_(p_list, g_list, alpha=-lr_value)
             return
-        lr = self.learning_rates(step)
         for name, p in params.items():
             shape = (-1,) + (1,) * (p.dim() - 1)
-            grad = grads[name]
+            grad, lr = grads[name], self.learning_rates(step, name)
             if self.uses_decay:
-                grad = grad.add(h["weight_decay"].view(shape) * p)
+                grad = grad.add(self.column(name, "weight_decay").view(shape) * p)
             if self.uses_momentum:
                 grad = self.state[name].mul_(h["momentum"].view(shape)).add_(grad)
             p.sub_(lr.view(shape) * grad)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from groklab.config import ParityTask, PermutationTask, RunConfig, SpecError, TransformerModel
+from groklab.config import AdditionTask, ParityTask, PermutationTask, RunConfig, SpecError, TransformerModel
 from groklab.models import MLP, Transformer
 
 PER_RUN_KEYS = {
@@ -86,8 +86,11 @@ def stack_key(config: RunConfig) -> str:
 
 
 def _per_run(key: str) -> bool:
-    # Event-triggered switches (optimizer.on_memorized.*) are per-run hyperparameter writes.
-    return key in PER_RUN_KEYS or key.startswith(("optimizer.on_memorized", "optimizer.on_generalized"))
+    # Event-triggered switches (optimizer.on_memorized.*) are per-run hyperparameter writes; a parameter group's lr
+    # and weight decay are (run,) columns of their own (engine/optim.py).
+    return key in PER_RUN_KEYS or key.startswith(
+        ("optimizer.on_memorized", "optimizer.on_generalized", "optimizer.param_groups")
+    )
 
 
 def step_flops(config: RunConfig) -> float:
@@ -95,6 +98,8 @@ def step_flops(config: RunConfig) -> float:
     task, model = config.task, config.model
     if isinstance(task, ParityTask):
         n_train, d_in, n_out = task.n_train, task.n_bits, 2
+    elif isinstance(task, AdditionTask):
+        n_train, d_in, n_out = task.n_train, 2, task.n_labels
     else:
         n_train, d_in, n_out = round(task.train_fraction * task.n_labels**2), 2, task.n_labels
     batch = min(config.train.batch_size or n_train, n_train)
@@ -102,8 +107,10 @@ def step_flops(config: RunConfig) -> float:
         n_ctx = 3 if model.sequence == "a b =" else 4
         per_position = 4 * model.d_model**2 + 2 * model.d_model * model.d_mlp
         return 6.0 * batch * (model.n_layers * n_ctx * per_position + model.d_model * n_out)
-    if model.embedding == "learned":
-        d_in = (4 if model.sequence == "a op b =" else 2) * model.embedding_dim
+    if model.embedding != "one_hot":
+        d_in = (1 if model.embedding == "summed" else 4 if model.sequence == "a op b =" else 2) * model.embedding_dim
+    if model.readout == "templates":  # the readout's vector, then its distance to every template
+        n_out = model.template_dim * (1 + n_out)
     weights = d_in * model.width + (model.depth - 1) * model.width**2 + model.width * n_out
     return 6.0 * batch * weights
 
@@ -120,29 +127,50 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
     if isinstance(task, ParityTask):
         n_examples, n_classes = task.n_train + task.n_test, 2
         data = n_examples * (task.n_bits * size + 3 * 8)
-        shapes = MLP(model, None, task.n_bits, 2).shapes()  # type: ignore[arg-type]
     else:
-        n_classes = task.n_labels
-        n_examples = math.factorial(task.degree) ** 2 if isinstance(task, PermutationTask) else task.modulus**2
+        n_classes, n_examples = task.n_labels, _table_size(task)
         data = n_examples * 100  # the table as Python integers while it is built, then int64 tensors
-        if isinstance(model, TransformerModel):
-            shapes = Transformer(model, n_classes, n_classes).shapes()
-        else:
-            shapes = MLP(model, n_classes, 2, n_classes).shapes()
+    shapes = model_shapes(config)
     parameters = 6 * size * sum(math.prod(shape) for shape in shapes.values())
     batch = min(config.train.batch_size or n_examples, n_examples)
     if isinstance(model, TransformerModel):
         positions = 3 if model.sequence == "a b =" else 4
         width = model.n_layers * positions * (8 * model.d_model + 3 * model.d_mlp + 2 * model.n_heads * positions)
     else:
-        width = model.depth * 4 * model.width + (model.embedding_dim * 4 if model.embedding == "learned" else 0)
-    logits = n_classes * 8 * 3  # logits, the loss in float64, their gradient
+        width = model.depth * 4 * model.width + (model.embedding_dim * 4 if model.embedding != "one_hot" else 0)
+    # logits, the loss in float64, their gradient (with templates: the differences to every template too)
+    logits = n_classes * 8 * 3 * (model.template_dim if getattr(model, "readout", "linear") == "templates" else 1)
     return {
         "data": float(data),
         "parameters": float(parameters),
         "training activations": float(batch * (width * size + logits)),
         "evaluation activations": float(n_examples * (width * size // 4 + n_classes * size)),
     }
+
+
+def model_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> shape of one run of `config`'s model, from the config alone (no data is made)."""
+    task, model = config.task, config.model
+    if isinstance(task, ParityTask):
+        return MLP(model, None, task.n_bits, 2).shapes()  # type: ignore[arg-type]
+    operands = task.operands if isinstance(task, AdditionTask) else task.n_labels
+    if isinstance(model, TransformerModel):
+        return Transformer(model, operands, task.n_labels).shapes()
+    return MLP(model, operands, 2, task.n_labels).shapes()
+
+
+def check_param_groups(stacks: list[list[tuple[str, RunConfig]]]) -> None:
+    """Raise SpecError for an optimizer.param_groups name that is not a parameter of the run's model."""
+    for stack in stacks:
+        names = {name for _, config in stack for name in config.optimizer.param_groups}
+        if names:
+            shapes = model_shapes(stack[0][1])
+            unknown = sorted(names - set(shapes))
+            if unknown:
+                raise SpecError(
+                    f"optimizer.param_groups: {', '.join(unknown)} not a parameter of this model; allowed: "
+                    f"{', '.join(shapes)}"
+                )
 
 
 def device_bytes(device: str) -> float:
@@ -175,7 +203,9 @@ def check_memory(stacks: list[list[tuple[str, RunConfig]]], device: str) -> None
 def _size_key(config: RunConfig, part: str) -> str:
     """The spec key that drives a part of a run's memory."""
     task, model = config.task, config.model
-    examples = {"parity": "task.n_train", "permutation": "task.degree"}.get(task.name, "task.modulus")
+    examples = {"parity": "task.n_train", "permutation": "task.degree", "addition": "task.operands"}.get(
+        task.name, "task.modulus"
+    )
     size = "model.d_model" if isinstance(model, TransformerModel) else "model.width"
     if part in ("data", "evaluation activations"):
         return examples
@@ -200,15 +230,24 @@ def largest_tensor(config: RunConfig) -> int:
     if isinstance(task, ParityTask):
         examples, classes = max(task.n_train, task.n_test), 2
     else:
-        classes = task.n_labels
-        examples = math.factorial(task.degree) ** 2 if isinstance(task, PermutationTask) else task.modulus**2
+        classes, examples = task.n_labels, _table_size(task)
     if isinstance(model, TransformerModel):
         positions = 3 if model.sequence == "a b =" else 4
         per_example = positions * max(model.d_mlp, model.d_model, model.n_heads * positions, classes)
     else:
-        embedded = model.embedding_dim * 4 if model.embedding == "learned" else 0
-        per_example = max(model.width, classes, embedded)
+        embedded = model.embedding_dim * 4 if model.embedding != "one_hot" else 0
+        scores = classes * model.template_dim if model.readout == "templates" else classes
+        per_example = max(model.width, scores, embedded)
     return examples * per_example
+
+
+def _table_size(task: object) -> int:
+    """Examples in a table task's full table: p^2 modular pairs, (n!)^2 permutation pairs, p(p+1)/2 unordered sums."""
+    if isinstance(task, AdditionTask):
+        return task.n_examples
+    if isinstance(task, PermutationTask):
+        return math.factorial(task.degree) ** 2
+    return task.modulus**2  # type: ignore[attr-defined]
 
 
 def cpu_count() -> int:
@@ -248,6 +287,7 @@ def make_plan(
         workers = _cpu_workers(stacks, cores)
     else:
         workers = max(1, min(workers, len(stacks)))
+    check_param_groups(stacks)
     check_memory(stacks, device)
     return Plan(stacks=stacks, workers=workers, threads=max(1, cores // workers), device=device)
 

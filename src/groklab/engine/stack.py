@@ -54,7 +54,7 @@ class Stack:
         self.eval_logits: list[torch.Tensor] = []  # (train, test) logits of the last evaluation
         # A training pass differs from evaluation with dropout (each run draws its masks from its own
         # generator, so stacked == alone holds) and BatchNorm (batch statistics, running ones updated).
-        self.buffers = self.model.buffers(len(runs), device, self.dtype)
+        self.buffers = self.model.buffers([c.seed for c in self.configs], device, self.dtype)
         # Dropout masks are drawn on the device itself (a CUDA generator per run: Philox, seed and offset), batch
         # orders on the host once per epoch (the same batches on every device).
         self.train_generators = (

@@ -8,10 +8,11 @@ from groklab.expectations.base import Outcome, checks
 from groklab.store.reader import ExperimentResult
 
 
-@checks("phases_appear", "each of {phases} labels at least one run")
-def phases_appear(result: ExperimentResult, phases: list[str]) -> Outcome:
-    """Doshi et al.'s phases (events.doshi_phase) all appear over the grid."""
-    labelled = result.runs.get("doshi_phase", pd.Series(dtype=object)).dropna()
+@checks("phases_appear", "each of {phases} labels at least one run ({column})")
+def phases_appear(result: ExperimentResult, phases: list[str], column: str = "doshi_phase") -> Outcome:
+    """The phases of a per-run label all appear over the grid: Doshi et al.'s (doshi_phase), or Liu et al.'s
+    (liu_phase)."""
+    labelled = result.runs.get(column, pd.Series(dtype=object)).dropna()
     if labelled.empty:
         return "no labelled runs", None
     counts = labelled.value_counts()

@@ -6,13 +6,15 @@
     fourier.py         spectra over Z_p, IPR, Gini, restricted/excluded losses (formulas)
     modular.py         the Fourier measures of modular runs; IPR-ordered neuron pruning
     representation.py  label-corruption accuracies, RQI, parity clustering, stored representations
+    liu.py             Liu et al.'s effective theory: parallelograms, Acc-bar, RQI, effective loss (formulas)
+    addition.py        the effective-theory measures of addition-toy runs
     analytic.py        Gromov's analytic solution and the comparison of trained weights with it
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
 `groklab measures` lists them; `measures.names` in a spec selects them.
 """
 
-from groklab.measures import analytic, modular, representation, weights  # noqa: F401  (registers measures)
+from groklab.measures import addition, analytic, modular, representation, weights  # noqa: F401  (registers measures)
 from groklab.measures.analytic import analytic_accuracy, gromov_solution
 from groklab.measures.curve_events import run_events
 from groklab.measures.probe import Probe

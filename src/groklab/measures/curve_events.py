@@ -1,4 +1,4 @@
-"""Events read off a finished run's curves: test-loss peak, grokking delay, slingshots, Nanda's phases.
+"""Events read off a finished run's curves: test-loss peak, grokking delay, slingshots, Nanda's and Liu's phases.
 
 All work on the evaluated steps only, so their resolution is the evaluation schedule's.
 """
@@ -16,6 +16,14 @@ CYCLE_FRACTION = 0.1
 """A last-layer-norm cycle: a rise of at least 10% from a trough, then a fall of at least 10% from the peak."""
 CLEANUP_END_FRACTION = 0.1
 """Cleanup has ended once log(test / restricted loss) is back below this fraction of its peak."""
+LIU_ACCURACY = 0.9
+"""Liu et al.'s phases: the steps at which train and test accuracy first reach 0.9 (threshold_train_acc,
+threshold_test_acc of toy/train_add.py)."""
+LIU_GAP = 1000
+"""Liu et al.'s phases: generalizing more than this many steps after fitting is grokking, less is comprehension
+(`threshold = 1e3` of the phase-diagram notebooks, phase_diagram_plot/ and toy/Figure5.ipynb)."""
+LIU_RQI = 0.95
+"""Liu et al.'s representation is reached when RQI exceeds 0.95 (threshold_rqi of toy/train_add.py, Fig. 4)."""
 
 
 def run_events(history: dict[str, list[float]], memorized: int | None, generalized: int | None) -> dict[str, Any]:
@@ -26,6 +34,10 @@ def run_events(history: dict[str, list[float]], memorized: int | None, generaliz
         "grokking_delay": generalized - memorized if memorized is not None and generalized is not None else None,
         "loss_spike_steps": loss_spikes(steps, np.asarray(history["train_loss"], dtype=float)),
     }
+    events.update(liu_phase(steps, history["train_acc"], history["test_acc"]))
+    if "liu_rqi" in history:
+        above = np.flatnonzero(np.asarray(history["liu_rqi"], dtype=float) > LIU_RQI)
+        events["rqi_step"] = int(steps[above[0]]) if len(above) else None
     if "last_layer_norm" in history:
         events["norm_cycle_peak_steps"] = norm_cycles(steps, np.asarray(history["last_layer_norm"], dtype=float))
     if "corrupted_acc" in history:
@@ -124,6 +136,34 @@ def nanda_phases(
     closed = np.flatnonzero(gap[peak:] <= CLEANUP_END_FRACTION * gap[peak])
     if len(closed):
         out["cleanup_end_step"] = int(steps[start + peak + closed[0]])
+    return out
+
+
+def liu_phase(steps: np.ndarray, train_acc: list[float], test_acc: list[float]) -> dict[str, Any]:
+    """Liu et al.'s learning phase of a run, from the first steps its train and test accuracy reach 0.9
+    (fit_step, generalize_step; None if never within the run's budget), as the phase-diagram code labels them:
+
+    comprehension: both reached, and test within LIU_GAP steps of train; grokking: both reached, test later;
+    memorization: train reached, test never; confusion: neither. Test without train, which the code leaves
+    unlabelled, stays None.
+
+    >>> liu_phase(np.array([0, 500, 5000]), [0.1, 0.95, 1.0], [0.0, 0.2, 0.93])["liu_phase"]
+    'grokking'
+    >>> liu_phase(np.array([0, 500, 5000]), [0.1, 0.5, 0.8], [0.0, 0.2, 0.3])["liu_phase"]
+    'confusion'
+    """
+    out: dict[str, Any] = {}
+    for name, values in (("fit_step", train_acc), ("generalize_step", test_acc)):
+        # Accuracies are stored in the run's dtype: 9/10 in float32 is 0.89999998, and it counts as 0.9.
+        hits = np.flatnonzero(np.asarray(values, dtype=float) >= LIU_ACCURACY - 1e-6)
+        out[name] = int(steps[hits[0]]) if len(hits) else None
+    fit, generalize = out["fit_step"], out["generalize_step"]
+    if fit is None:
+        out["liu_phase"] = "confusion" if generalize is None else None
+    elif generalize is None:
+        out["liu_phase"] = "memorization"
+    else:
+        out["liu_phase"] = "comprehension" if generalize - fit < LIU_GAP else "grokking"
     return out
 
 

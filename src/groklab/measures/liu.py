@@ -18,7 +18,11 @@ Conventions (as the paper and its code, ejmichaud/grokking-squared toy/train_add
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+from groklab.data import addition_table
 
 THRESHOLD = 0.01
 """Mean squared distance under which a parallelogram holds in a standardized representation (threshold_P)."""
@@ -30,9 +34,10 @@ def examples(p: int) -> np.ndarray:
     >>> examples(3).tolist()
     [[0, 0], [0, 1], [0, 2], [1, 1], [1, 2], [2, 2]]
     """
-    return np.array([(i, j) for i in range(p) for j in range(i, p)])
+    return addition_table(p)[0]
 
 
+@functools.cache  # measured at every evaluation of every run: the table is made once per p (read-only)
 def parallelograms(p: int) -> tuple[np.ndarray, np.ndarray]:
     """P0: (K, 2) pairs of example indices (u < v) with equal sums, and A: (K, p) their rows e_i + e_j - e_m - e_n.
 
@@ -52,6 +57,8 @@ def parallelograms(p: int) -> tuple[np.ndarray, np.ndarray]:
     for row, (u, v) in zip(A, P0):
         np.add.at(row, pairs[u], 1)
         np.add.at(row, pairs[v], -1)
+    P0.setflags(write=False)
+    A.setflags(write=False)
     return P0, A
 
 
@@ -153,14 +160,21 @@ def rqi(E: np.ndarray, threshold: float = THRESHOLD) -> float:
     >>> rqi(np.arange(10.0)[:, None]), rqi(np.array([[0.0], [3.0], [1.0], [2.0]]))
     (1.0, 0.0)
     """
-    p = len(E)
-    quads = np.array([(i, n, j, m) for i in range(p) for j in range(i + 1, p) for m in range(j, p)
-                      for n in range(m + 1, p) if i + n == j + m])  # fmt: skip
+    quads = _quadruples(len(E))
     if len(quads) == 0:
         return float("nan")
     S = standardized(E)
     distance = S[quads[:, 0]] + S[quads[:, 1]] - S[quads[:, 2]] - S[quads[:, 3]]
     return float(((distance**2).mean(axis=1) < threshold).mean())
+
+
+@functools.cache
+def _quadruples(p: int) -> np.ndarray:
+    """(K, 4) the code's parallelograms (i, n, j, m): i + n = j + m, i < j <= m < n."""
+    quads = np.array([(i, n, j, m) for i in range(p) for j in range(i + 1, p) for m in range(j, p)
+                      for n in range(m + 1, p) if i + n == j + m], dtype=int).reshape(-1, 4)  # fmt: skip
+    quads.setflags(write=False)
+    return quads
 
 
 def effective_loss(E: np.ndarray, A: np.ndarray) -> float:

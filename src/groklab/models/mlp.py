@@ -1,15 +1,18 @@
-"""The MLP of Gromov 2023 (one-hot a, b concatenated -> W_in -> x^2 -> W_out) and of the parity papers.
+"""The MLP of Gromov 2023 (one-hot a, b concatenated -> W_in -> x^2 -> W_out), of the parity papers, and
+Liu et al. 2022's toy (W_E[a] + W_E[b] -> tanh MLP -> a vector compared with fixed label templates).
 
 Parameters carry a leading run axis: W_in is (run, d_in, N), so K runs train as one batched model.
 Names: W_E (learned token embedding, p x d_embed), W_in (input -> first hidden layer), W_h{i} (hidden
 layer i -> i+1, for depth > 1), W_out (last hidden layer -> logits); b_* their biases; with BatchNorm,
 gamma_* and beta_* its scale and shift after the layer of the same suffix, and the running statistics
-running_mean_* / running_var_* (buffers: not trained, kept by the stack next to the parameters).
+running_mean_* / running_var_* (buffers: not trained, kept by the stack next to the parameters); with the
+templates readout, the fixed label templates T_labels (n_classes x template_dim, a buffer drawn per seed).
 
 Hook points (TransformerLens names; hidden layer i is block i): hook_embed (learned embeddings, (run, batch,
 tokens, d_embed)); blocks.{i}.mlp.hook_pre (pre-activations, (run, batch, N)); blocks.{i}.mlp.hook_post
 (after the activation); blocks.{i}.hook_normalized (after BatchNorm); blocks.{i}.hook_out (the layer's
-output, after dropout: what the next layer or the readout reads).
+output, after dropout: what the next layer or the readout reads); hook_output (the templates readout's vector,
+(run, batch, template_dim)).
 """
 
 from __future__ import annotations
@@ -45,8 +48,13 @@ class MLP:
             self.d_in = input_dim
         elif config.embedding == "one_hot":
             self.d_in = self.n_tokens * vocab
+        elif config.embedding == "summed":
+            self.d_in = config.embedding_dim
         else:
             self.d_in = self.n_tokens * config.embedding_dim
+        self.embeds = vocab is not None and config.embedding != "one_hot"  # a learned W_E
+        self.templates = config.readout == "templates"
+        self.n_out = config.template_dim if self.templates else n_classes  # W_out's outputs
         self.act = ACTIVATIONS[config.activation]
         self.layer_names = ["in"] + [f"h{i}" for i in range(1, config.depth)]  # parameter suffix of each layer
         self.readout = ("W_out", "b_out") if config.bias else ("W_out",)
@@ -71,7 +79,7 @@ class MLP:
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter name -> shape of one run (no run axis)."""
         c, shapes = self.config, {}
-        if self.vocab is not None and c.embedding == "learned":
+        if self.embeds:
             shapes["W_E"] = (self.vocab, c.embedding_dim)
         dims = [self.d_in] + [c.width] * c.depth
         for name, fan_in, fan_out in zip(self.layer_names, dims[:-1], dims[1:]):
@@ -80,9 +88,9 @@ class MLP:
                 shapes[f"b_{name}"] = (fan_out,)
             if c.batchnorm:
                 shapes[f"gamma_{name}"], shapes[f"beta_{name}"] = (fan_out,), (fan_out,)
-        shapes["W_out"] = (c.width, self.n_classes)
+        shapes["W_out"] = (c.width, self.n_out)
         if c.bias:
-            shapes["b_out"] = (self.n_classes,)
+            shapes["b_out"] = (self.n_out,)
         return shapes
 
     def init(self, seed: int, dtype: torch.dtype = torch.float32) -> Params:
@@ -93,6 +101,8 @@ class MLP:
             fan_in = (shapes["W_" + name[2:]] if name.startswith("b_") else shape)[0]
             if name.startswith(("gamma_", "beta_")):  # BatchNorm starts as the identity: gamma 1, beta 0
                 values = torch.full(shape, 1.0 if name.startswith("gamma_") else 0.0, dtype=torch.float64)
+            elif name == "W_E" and self.config.init == "liu":  # (torch.rand(p, d) - 1/2), as toy/train_add.py
+                values = torch.rand(shape, generator=generator, dtype=torch.float64) - 0.5
             elif name == "W_E":
                 values = torch.randn(shape, generator=generator, dtype=torch.float64)
             elif self.config.init == "gromov" and name in ("W_in", "W_out"):
@@ -104,16 +114,25 @@ class MLP:
             params[name] = (values * self.config.init_scale).to(dtype)
         return params
 
-    def buffers(self, runs: int, device: torch.device, dtype: torch.dtype) -> Params:
-        """The BatchNorm running statistics of `runs` runs, as torch.nn.BatchNorm1d starts them (mean 0, var 1)."""
-        if not self.config.batchnorm:
-            return {}
-        shape = (runs, self.config.width)
-        return {
-            f"{stat}_{name}": torch.full(shape, value, device=device, dtype=dtype)
-            for name in self.layer_names
-            for stat, value in (("running_mean", 0.0), ("running_var", 1.0))
-        }
+    def buffers(self, seeds: list[int], device: torch.device, dtype: torch.dtype) -> Params:
+        """What is not trained, for runs with these seeds: the BatchNorm running statistics as torch.nn.BatchNorm1d
+        starts them (mean 0, var 1), and the label templates T_labels (run, n_classes, template_dim), N(0, 1)
+        from each run's init stream after its parameters (Liu et al.'s y_templates)."""
+        buffers: Params = {}
+        if self.config.batchnorm:
+            shape = (len(seeds), self.config.width)
+            for name in self.layer_names:
+                buffers[f"running_mean_{name}"] = torch.zeros(shape, device=device, dtype=dtype)
+                buffers[f"running_var_{name}"] = torch.ones(shape, device=device, dtype=dtype)
+        if self.templates:
+            buffers["T_labels"] = torch.stack([self.label_templates(seed, dtype) for seed in seeds]).to(device)
+        return buffers
+
+    def label_templates(self, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(n_classes, template_dim) the fixed random target of each class, N(0, 1), one draw per seed."""
+        generator = torch.Generator().manual_seed(derive_seed(seed, "templates"))
+        shape = (self.n_classes, self.config.template_dim)
+        return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
 
     def layout(self, params: Params) -> Params:
         """The same values, with W_out and W_h* (run, d_in, d_out) stored d_out-major, as nn.Linear stores them.
@@ -142,13 +161,21 @@ class MLP:
 
         generators: one per run for a training pass (dropout masks; BatchNorm uses the batch's statistics
         and updates `buffers` in place); None for evaluation (no dropout; BatchNorm uses `buffers`).
+        With the templates readout the logits are the scores -mean_d (y_d - T_cd)^2 of the output y.
         """
         hooks = hooks or {}
         h = self._layer_output(params, 0, self._input_layer(params, x, hooks), hooks, generators, buffers)
         for i in range(1, self.config.depth):
             pre = linear(h, params[f"W_h{i}"], params.get(f"b_h{i}"))  # (run, batch, N)
             h = self._layer_output(params, i, pre, hooks, generators, buffers)
-        return linear(h, params["W_out"], params.get("b_out"))
+        out = linear(h, params["W_out"], params.get("b_out"))
+        if not self.templates:
+            return out
+        if buffers is None:
+            raise ValueError("an MLP with the templates readout needs its label templates (buffers) to run")
+        out = hook(hooks, "hook_output", out)  # (run, batch, template_dim)
+        # The difference itself, not |y|^2 - 2 y.T + |T|^2: the true class's score is exactly the paper's MSE.
+        return -(out[:, :, None, :] - buffers["T_labels"][:, None]).square().mean(dim=-1)
 
     def _input_layer(self, params: Params, x: torch.Tensor, hooks: Hooks) -> torch.Tensor:
         """Pre-activations of the first hidden layer: (run, batch, ...) -> (run, batch, N)."""
@@ -169,7 +196,8 @@ class MLP:
             run_offsets = torch.arange(runs, device=x.device)[:, None, None] * self.vocab
             embedded = F.embedding(x + run_offsets, W_E.reshape(runs * self.vocab, -1))  # (run, batch, tokens, d)
             embedded = hook(hooks, "hook_embed", embedded)
-            h = linear(embedded.reshape(runs, batch, self.d_in), W_in, b_in)  # (run, batch, N)
+            joined = embedded.sum(dim=2) if self.config.embedding == "summed" else embedded.reshape(runs, batch, -1)
+            h = linear(joined, W_in, b_in)  # (run, batch, N)
         return h
 
     def _layer_output(
@@ -200,12 +228,12 @@ class MLP:
 
     def hook_names(self) -> list[str]:
         """Every hook point, in the order the forward pass reaches them."""
-        names = ["hook_embed"] if self.vocab is not None and self.config.embedding == "learned" else []
+        names = ["hook_embed"] if self.embeds else []
         for i in range(self.config.depth):
             names += [f"blocks.{i}.mlp.hook_pre", f"blocks.{i}.mlp.hook_post"]
             names += [f"blocks.{i}.hook_normalized"] if self.config.batchnorm else []
             names += [f"blocks.{i}.hook_out"]
-        return names
+        return names + (["hook_output"] if self.templates else [])
 
     # -- what the measures read ----------------------------------------------------------------------
 
@@ -221,7 +249,7 @@ class MLP:
         """How the network first represents operands a and b: (run, p, d) each.
 
         One-hot: the blocks of W_in that a and b select (the first layer's pre-activation is W_in[a] +
-        W_in[V + b], V the vocabulary; "a op b =": b is the third token); learned: the embedding W_E.
+        W_in[V + b], V the vocabulary; "a op b =": b is the third token); learned and summed: the embedding W_E.
         """
         p = self.operands
         if self.config.embedding == "one_hot":

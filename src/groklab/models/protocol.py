@@ -43,8 +43,9 @@ class Model(Protocol):
         """Parameters of one run, drawn on the CPU from the run's own init stream (device-independent)."""
         ...
 
-    def buffers(self, runs: int, device: torch.device, dtype: torch.dtype) -> Params:
-        """State that is not trained (BatchNorm running statistics) for `runs` runs; {} if none."""
+    def buffers(self, seeds: list[int], device: torch.device, dtype: torch.dtype) -> Params:
+        """State that is not trained (BatchNorm running statistics, label templates) for runs with these seeds;
+        {} if none."""
         ...
 
     def layout(self, params: Params) -> Params:

@@ -85,18 +85,21 @@ def _transposed(t: torch.Tensor) -> torch.Tensor:
 
 
 class ReferenceMLP(_Oracle):
-    """groklab's MLP for one run: [one-hot | embedding | vector] -> (Linear -> act [-> BatchNorm])* -> Linear."""
+    """groklab's MLP for one run: [one-hot | embedding | summed embedding | vector] -> (Linear -> act [-> BatchNorm])*
+    -> Linear [-> minus the mean squared distance to each label template]."""
 
     def __init__(self, model: MLP) -> None:
         super().__init__()
         c = model.config
         self.vocab, self.embedding, self._shapes = model.vocab, c.embedding, model.shapes()
-        if model.vocab is not None and c.embedding == "learned":
+        if model.embeds:
             self.embed = nn.Embedding(model.vocab, c.embedding_dim)
         widths = [model.d_in] + [c.width] * c.depth
         self.layers = nn.ModuleList(nn.Linear(a, b, bias=c.bias) for a, b in zip(widths[:-1], widths[1:]))
         self.norms = nn.ModuleList(nn.BatchNorm1d(c.width) for _ in range(c.depth)) if c.batchnorm else None
-        self.readout = nn.Linear(c.width, model.n_classes, bias=c.bias)
+        self.readout = nn.Linear(c.width, model.n_out, bias=c.bias)
+        if model.templates:
+            self.register_buffer("label_templates", torch.zeros(model.n_classes, c.template_dim))
         self.act = ACTIVATIONS[c.activation]
         self.layer_names = ["in"] + [f"h{i}" for i in range(1, c.depth)]
         self.eval()
@@ -118,6 +121,7 @@ class ReferenceMLP(_Oracle):
             rows += [(f"running_mean_{name}", f"norms.{i}.running_mean", _same)]
             rows += [(f"running_var_{name}", f"norms.{i}.running_var", _same)]
         rows += [("W_out", "readout.weight", _transposed), ("b_out", "readout.bias", _same)]
+        rows += [("T_labels", "label_templates", _same)]
         paths = dict(self.named_parameters()) | dict(self.named_buffers())
         return [row for row in rows if row[1] in paths]
 
@@ -127,13 +131,20 @@ class ReferenceMLP(_Oracle):
             h = x.to(self.readout.weight.dtype)
         elif self.embedding == "one_hot":
             h = F.one_hot(x, self.vocab).flatten(1).to(self.readout.weight.dtype)  # (batch, tokens * vocab)
+        elif self.embedding == "summed":
+            h = self.embed(x[:, 0]) + self.embed(x[:, 1])  # (batch, d_embed)
         else:
             h = self.embed(x).flatten(1)  # (batch, tokens * d_embed)
         for i, layer in enumerate(self.layers):
             h = self.act(layer(h))
             if self.norms is not None:
                 h = self.norms[i](h)
-        return self.readout(h)
+        y = self.readout(h)
+        if not hasattr(self, "label_templates"):
+            return y
+        templates = self.label_templates
+        distances = [F.mse_loss(y, t.expand_as(y), reduction="none").mean(dim=1) for t in templates]  # type: ignore
+        return -torch.stack(distances, dim=1)
 
 
 class ReferenceTransformer(_Oracle):

@@ -119,7 +119,7 @@ class Transformer:
             params[name] = (values * self.config.init_scale).to(dtype)
         return params
 
-    def buffers(self, runs: int, device: torch.device, dtype: torch.dtype) -> Params:
+    def buffers(self, seeds: list[int], device: torch.device, dtype: torch.dtype) -> Params:
         """A transformer keeps no running statistics."""
         return {}
 
