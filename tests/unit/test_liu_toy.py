@@ -81,8 +81,21 @@ def test_liu_init_draws_the_representation_uniformly_in_half_a_unit() -> None:
     assert E.abs().max() <= 0.5 and E.std() == pytest.approx(1 / 12**0.5, rel=0.2)  # U(-1/2, 1/2)
 
 
-def test_a_stack_of_toys_equals_each_toy_alone() -> None:
-    base = toy()
+def test_draws_take_a_full_batch_of_distinct_examples_every_step() -> None:
+    config = toy(task=AdditionTask(n_train=50), train=toy().train.model_copy(update={"batch_order": "draws"}))
+    stack = Stack([("a", config), ("b", config.model_copy(update={"seed": 1}))])
+    batches = [stack.batch()[0] for _ in range(12)]  # (run, 45, 2) each: never the 5 left over of an epoch
+    for x in batches:
+        assert x.shape == (2, 45, 2)
+        for run in range(2):
+            assert len(set(map(tuple, x[run].tolist()))) == 45  # without replacement
+    assert not all(torch.equal(batches[0][0], x[0]) for x in batches[1:])  # a new draw each step
+    assert not torch.equal(batches[0][0], batches[0][1])  # each run its own
+
+
+@pytest.mark.parametrize("batch_order", ["epochs", "draws"])
+def test_a_stack_of_toys_equals_each_toy_alone(batch_order: str) -> None:
+    base = toy(task=AdditionTask(n_train=50), train=toy().train.model_copy(update={"batch_order": batch_order}))
     runs = [
         ("r0", base),
         ("r1", base.model_copy(update={"seed": 1, "optimizer": base.optimizer.model_copy(

@@ -90,6 +90,11 @@ class TrainConfig(Spec):
     """Optimizer steps per run."""
     batch_size: int | None = Field(None, ge=1)
     """Minibatch size (reshuffled every epoch, per run); null = full batch."""
+    batch_order: Literal["epochs", "draws"] = "epochs"
+    """How minibatches are taken: epochs (each run reshuffles its training set every epoch and takes
+    batch_size examples at a time; an epoch's last batch holds the rest) or draws (every step draws batch_size
+    distinct examples at random, independently of the last: np.random.choice(n, batch_size, replace=False)
+    in Liu et al.'s toy/train_add.py)."""
     loss: Literal["cross_entropy", "mse", "hinge"] = "cross_entropy"
     """cross_entropy; mse on one-hot targets (mean over examples and classes, Gromov), or with model.readout
     templates on the true class's template (mean over examples and template entries, Liu et al.);

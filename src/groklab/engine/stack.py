@@ -47,6 +47,7 @@ class Stack:
         n_train = self.x_train.shape[1]
         batch_size = first.train.batch_size
         self.batch_size = n_train if batch_size is None or batch_size >= n_train else batch_size
+        self.draws = first.train.batch_order == "draws"
         self.batch_generators = [torch.Generator().manual_seed(derive_seed(c.seed, "batches")) for c in self.configs]
         self.order: torch.Tensor | None = None  # (run, n_train) this epoch's permutation
         self.cursor = n_train
@@ -68,6 +69,8 @@ class Stack:
         n_train = self.x_train.shape[1]
         if self.batch_size == n_train:
             return self.x_train, self.y_train
+        if self.draws:  # a fresh draw every step: the first batch_size of a new permutation
+            self.cursor = n_train
         if self.cursor >= n_train:  # new epoch: each run reshuffles with its own generator
             orders = [torch.randperm(n_train, generator=g) for g in self.batch_generators]
             self.order = torch.stack(orders).to(self.device)

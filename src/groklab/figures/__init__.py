@@ -3,6 +3,7 @@
     style.py     paper-sized panels, log step axis, colors per swept value
     curves.py    learning curves, measures over steps, sweeps and phase diagrams
     analysis.py  Fourier spectra, IPR histograms, periodic neurons, t-SNE, weight KDEs, pruning curves
+    theory.py    Liu et al.'s effective theory: predicted vs trained accuracy, steps to the representation
 
 `plot(result)` returns {name: Figure} for every figure that applies; `save_figures` writes them.
 """
@@ -16,7 +17,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from groklab.config import SpecError
-from groklab.figures import analysis, curves
+from groklab.figures import analysis, curves, theory
 from groklab.store.reader import ExperimentResult, load
 
 FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
@@ -27,6 +28,14 @@ FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
     "phases": (
         "Doshi et al.'s phase of each run over the sweep (label corruption)",
         lambda r: curves.sweep(r, "doshi_phase"),
+    ),  # fmt: skip
+    "liu_phases": (
+        "Liu et al.'s learning phase of each run over the sweep (comprehension, grokking, memorization, confusion)",
+        lambda r: curves.sweep(r, "liu_phase"),
+    ),  # fmt: skip
+    "effective_theory": (
+        "Liu et al.: predicted vs trained accuracy and steps to RQI > 0.95 over the sweep (Figs. 3-4)",
+        theory.effective_theory,
     ),  # fmt: skip
     "fourier": ("Fourier power of embeddings and logits, key frequencies", analysis.fourier),
     "ipr": ("histograms of neuron IPR at several steps", analysis.ipr_histogram),
@@ -47,6 +56,8 @@ def applicable(result: ExperimentResult) -> list[str]:
         "sweep": swept,
         "delay": swept,
         "phases": swept and "doshi_phase" in result.runs and result.runs["doshi_phase"].notna().any(),
+        "liu_phases": swept and "liu_phase" in result.runs and result.runs["liu_phase"].notna().any(),
+        "effective_theory": swept and "predicted_acc" in result.metrics,
         "fourier": "embedding_spectrum" in series,
         "ipr": "neuron_ipr" in series,
         "neurons": "task.modulus" in result.runs,
