@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from groklab.config import SpecError, builtin_specs, parse_experiment
-from groklab.expectations import check, validate_claims
+from groklab.expectations import CHECKS, check, validate_claims
 from groklab.expectations.base import by_value, reached
 from groklab.store.reader import ExperimentResult
 
@@ -93,3 +93,47 @@ def test_a_bad_claim_is_a_one_line_spec_error(claim: dict, message: str) -> None
     experiment = parse_experiment({"claims": [{"claim": "c", "source": "s", **claim}]})
     with pytest.raises(SpecError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
         validate_claims(experiment)
+
+
+def _phases(rows: list[tuple[float, float, str | None, int | None]]) -> ExperimentResult:
+    """Runs (lr, weight decay, liu_phase, rqi_step) of a hand-made phase diagram."""
+    return ExperimentResult(
+        root=Path("."),
+        spec={"name": "x", "claims": []},
+        meta={},
+        rows=[
+            {"run_id": f"run-{i:04d}", "seed": 0, "status": "completed", "steps": 1000, "final": {},
+             "events": {"liu_phase": phase, "rqi_step": rqi}, "analysis": {},
+             "params": {"optimizer.lr": lr, "optimizer.weight_decay": wd, "task.n_train": 10 * (i % 4 + 1)}}
+            for i, (lr, wd, phase, rqi) in enumerate(rows)
+        ],
+    )  # fmt: skip
+
+
+def test_phase_arrangement_reads_the_medians_of_each_phase() -> None:
+    arrangement = CHECKS["phase_arrangement"].fn
+    paper = [(1e-4, 0, "comprehension", None), (1e-5, 5, "grokking", None), (1e-2, 0, "memorization", None),
+             (1e-2, 10, "confusion", None), (3e-3, 1, "memorization", None), (3e-3, 8, "confusion", None)]  # fmt: skip
+    measured, met = arrangement(_phases(paper), lr="optimizer.lr", wd="optimizer.weight_decay")
+    assert met is True and "memorization: optimizer.lr 0.0065, optimizer.weight_decay 0.5" in measured
+    swapped = [(lr, 10 - wd if phase in ("memorization", "confusion") else wd, phase, s) for lr, wd, phase, s in paper]
+    assert arrangement(_phases(swapped), lr="optimizer.lr", wd="optimizer.weight_decay")[1] is False
+    fast_grokking = [(1e-1, wd, "grokking" if phase == "grokking" else phase, s) for _, wd, phase, s in paper]
+    assert arrangement(_phases(fast_grokking), lr="optimizer.lr", wd="optimizer.weight_decay")[1] is False
+    assert arrangement(_phases(paper[:3]), lr="optimizer.lr", wd="optimizer.weight_decay") == (
+        "confusion absent (comprehension: optimizer.lr 0.0001, optimizer.weight_decay 0; grokking: optimizer.lr "
+        "1e-05, optimizer.weight_decay 5; memorization: optimizer.lr 0.01, optimizer.weight_decay 0)",
+        None,
+    )
+
+
+def test_critical_needs_never_below_and_always_from_it() -> None:
+    critical = CHECKS["critical"].fn
+    # task.n_train cycles 10, 20, 30, 40 over the rows; rqi_step None = never reached
+    sharp = _phases([(0, 0, None, None), (0, 0, None, None), (0, 0, None, 900), (0, 0, None, 800)])
+    measured, met = critical(sharp, key="task.n_train", column="rqi_step")
+    assert met is True and measured.startswith("critical task.n_train 30")
+    late = _phases([(0, 0, None, None), (0, 0, None, 700), (0, 0, None, None), (0, 0, None, 800)])
+    assert critical(late, key="task.n_train", column="rqi_step")[1] is False  # reached at 20, not at 30
+    always = _phases([(0, 0, None, 5), (0, 0, None, 700), (0, 0, None, 9), (0, 0, None, 800)])
+    assert critical(always, key="task.n_train", column="rqi_step")[1] is False  # no value below it

@@ -4,14 +4,18 @@ measures/liu.py's formulas, the phase labels, and a stack of toys against each t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+import groklab
 from groklab import AdditionTask, RunConfig, make_data, train_stack
 from groklab.config import SpecError
 from groklab.engine.plan import make_plan
 from groklab.engine.stack import Stack
+from groklab.expectations import check
 from groklab.losses import per_run_loss
 from groklab.measures import liu
 from groklab.measures.curve_events import liu_phase
@@ -153,3 +157,15 @@ def test_a_parameter_group_must_name_a_parameter() -> None:
 def test_templates_need_the_mse_loss() -> None:
     with pytest.raises(ValueError, match="train.loss: cross_entropy with model.readout templates; allowed: mse"):
         RunConfig.model_validate({**TOY, "train": {"loss": "cross_entropy"}})
+
+
+def test_agrees_compares_each_runs_last_measured_values(tmp_path: Path) -> None:
+    claim = {"claim": "c", "source": "s", "check": "agrees",
+             "params": {"column": "predicted_acc", "other": "test_acc", "tolerance": 0.05}}  # fmt: skip
+    spec = {**TOY, "name": "toy", "train": {**TOY["train"], "steps": 300, "eval_every": 100}, "seeds": 2}
+    result = groklab.run({**spec, "claims": [claim]}, out=tmp_path / "toy", progress=False)
+    last = result.metrics.sort_values("step").groupby("run_id").last()
+    gaps = (last["predicted_acc"] - last["test_acc"]).abs()
+    (verdict,) = check(result)
+    assert verdict.measured.startswith(f"median |difference| {gaps.median():.3f}, largest {gaps.max():.3f}")
+    assert verdict.met == bool(gaps.median() <= 0.05)

@@ -37,10 +37,12 @@ def corruption_accuracy(probe: Probe) -> dict[str, torch.Tensor]:
 
 @register(
     "rqi",
-    "representation quality index: fraction of training parallelograms a+b=c+d the embeddings preserve",
+    "representation quality index adapted to modular arithmetic: fraction of training parallelograms a+b=c+d "
+    "(mod p) the operand embeddings preserve",
     "|{(i,j,m,n): (i,j),(m,n) in train, i+j = m+n (mod p), |E_i + E'_j - E_m - E'_n| <= delta rms(E)}| / "
-    "|{same without the norm condition}|, (i,j) != (m,n)",
-    "Liu et al. 2022 (effective theory of representation learning)",
+    "|{same without the norm condition}|, (i,j) != (m,n). Not the paper's RQI (that is liu_rqi of "
+    "effective_theory: every parallelogram of the integers, E standardized, mean square < 0.01)",
+    "adapted from Liu et al. 2022 (effective theory of representation learning)",
     applies=is_additive,
     default=False,
 )
