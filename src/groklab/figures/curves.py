@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -248,12 +249,15 @@ def _categorical_sweep(result: ExperimentResult, quantity: str) -> Figure:
     table = table.unstack(key_x) if key_y else table.to_frame().T
     codes = table.apply(lambda column: column.map(categories.index)).to_numpy(dtype=float)
     fig, (ax,) = figure(1, 4.6, 3.4 if key_y else 1.6)
-    cmap = plt.get_cmap("tab10", len(categories))
+    if set(categories) <= set(PHASE_COLORS):
+        cmap = ListedColormap([PHASE_COLORS[c] for c in categories])
+    else:
+        cmap = plt.get_cmap("tab10", len(categories))
     ax.imshow(codes, origin="lower", aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(categories) - 0.5)
-    ax.set_xticks(range(len(table.columns)), [f"{v:.3g}" for v in table.columns], rotation=45)
+    _sparse_ticks(ax.set_xticks, table.columns, rotation=45)
     ax.set_xlabel(key_x)
     if key_y:
-        ax.set_yticks(range(len(table.index)), [f"{v:.3g}" for v in table.index])
+        _sparse_ticks(ax.set_yticks, table.index)
         ax.set_ylabel(key_y)
     else:
         ax.set_yticks([])
@@ -261,6 +265,23 @@ def _categorical_sweep(result: ExperimentResult, quantity: str) -> Figure:
     handles = [Patch(color=cmap(i), label=c) for i, c in enumerate(categories)]
     fig.legend(handles=handles, loc="outside right upper", frameon=False, title=quantity)
     return fig
+
+
+PHASE_COLORS = {
+    "comprehension": "#a0da39",
+    "grokking": "#fde725",
+    "memorization": "#46327e",
+    "confusion": "#1e1e1e",
+    "-": "#d9d9d9",
+}
+"""Liu et al.'s phases in their figures' colors (green, yellow, purple, black; the phase-diagram notebooks)."""
+
+
+def _sparse_ticks(set_ticks: Any, values: pd.Index, **style: Any) -> None:
+    """Tick labels of a heat map's axis, every other one (or sparser) when more than 8 would crowd it."""
+    every = max(1, -(-len(values) // 8))
+    positions = list(range(0, len(values), every))
+    set_ticks(positions, [f"{values[i]:.3g}" for i in positions], **style)
 
 
 def _never_cell(x: int, y: int) -> Any:
