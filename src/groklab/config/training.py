@@ -89,7 +89,7 @@ class TrainConfig(Spec):
     steps: int = Field(10_000, ge=1)
     """Optimizer steps per run."""
     batch_size: int | None = Field(None, ge=1)
-    """Minibatch size (reshuffled every epoch, per run); null = full batch."""
+    """Minibatch size (per run, taken as train.batch_order says); null = full batch."""
     batch_order: Literal["epochs", "draws"] = "epochs"
     """How minibatches are taken: epochs (each run reshuffles its training set every epoch and takes
     batch_size examples at a time; an epoch's last batch holds the rest) or draws (every step draws batch_size

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from groklab.config import AdditionTask
-from groklab.data.dataset import RunData, corrupt_labels
+from groklab.data.dataset import RunData, table_data
 from groklab.seeds import rng_for
 
 
@@ -26,15 +25,4 @@ def make_addition(task: AdditionTask, seed: int) -> RunData:
     pairs, labels = addition_table(task.operands)
     train_index = np.sort(rng_for(seed, "split").choice(len(pairs), size=task.n_train, replace=False))
     test_index = np.setdiff1d(np.arange(len(pairs)), train_index)
-    y_train, corrupted = corrupt_labels(labels[train_index], task.label_noise, task.n_labels, rng_for(seed, "noise"))
-    return RunData(
-        x_train=torch.from_numpy(pairs[train_index]),
-        y_train=torch.from_numpy(y_train),
-        x_test=torch.from_numpy(pairs[test_index]),
-        y_test=torch.from_numpy(labels[test_index]),
-        y_train_clean=torch.from_numpy(labels[train_index]),
-        corrupted=torch.from_numpy(corrupted),
-        n_classes=task.n_labels,
-        vocab=task.operands,
-        info={"train_index": train_index, "test_index": test_index},
-    )
+    return table_data(pairs, labels, train_index, test_index, task, seed, vocab=task.operands)

@@ -86,6 +86,20 @@ def split_table(pairs: np.ndarray, labels: np.ndarray, task: Any, seed: int) -> 
     test_index = np.sort(np.concatenate([order[n_train:], np.flatnonzero(held_out)]))
     if len(test_index) == 0:
         raise ValueError("task.train_fraction: 1 with no held-out examples leaves an empty test set")
+    return table_data(pairs, labels, train_index, test_index, task, seed, vocab=task.n_labels)
+
+
+def table_data(
+    pairs: np.ndarray,
+    labels: np.ndarray,
+    train_index: np.ndarray,
+    test_index: np.ndarray,
+    task: Any,
+    seed: int,
+    vocab: int,
+) -> RunData:
+    """A run's data from a table and its split: the training labels corrupted (task.label_noise of task.n_labels
+    classes, from the run's noise stream), the split's indices into the table kept in `info`."""
     n_classes = task.n_labels
     y_train, corrupted = corrupt_labels(labels[train_index], task.label_noise, n_classes, rng_for(seed, "noise"))
     return RunData(
@@ -96,6 +110,6 @@ def split_table(pairs: np.ndarray, labels: np.ndarray, task: Any, seed: int) -> 
         y_train_clean=torch.from_numpy(labels[train_index]),
         corrupted=torch.from_numpy(corrupted),
         n_classes=n_classes,
-        vocab=n_classes,
+        vocab=vocab,
         info={"train_index": train_index, "test_index": test_index},
     )

@@ -132,7 +132,7 @@ class StackOptimizer:
 
     def _host_groups(self, params: dict[str, torch.Tensor], step: int) -> list[tuple[list[str], float, float]]:
         """With shared hyperparameters: (parameter names, lr at `step` with warmup, weight decay) per group, as
-        host floats; the parameters no group names first."""
+        host floats: one group for the parameters param_groups does not name, one for each it names."""
         assert self.uniform is not None
         u, warmup = self.uniform, self.uniform["warmup_steps"]
         factor = min(1.0, step / warmup) if warmup > 0 else 1.0

@@ -117,7 +117,7 @@ class MLP:
     def buffers(self, seeds: list[int], device: torch.device, dtype: torch.dtype) -> Params:
         """What is not trained, for runs with these seeds: the BatchNorm running statistics as torch.nn.BatchNorm1d
         starts them (mean 0, var 1), and the label templates T_labels (run, n_classes, template_dim), N(0, 1)
-        from each run's init stream after its parameters (Liu et al.'s y_templates)."""
+        from each run's own templates stream (Liu et al.'s y_templates)."""
         buffers: Params = {}
         if self.config.batchnorm:
             shape = (len(seeds), self.config.width)
