@@ -169,3 +169,12 @@ def test_agrees_compares_each_runs_last_measured_values(tmp_path: Path) -> None:
     (verdict,) = check(result)
     assert verdict.measured.startswith(f"median |difference| {gaps.median():.3f}, largest {gaps.max():.3f}")
     assert verdict.met == bool(gaps.median() <= 0.05)
+
+
+def test_a_bad_group_rate_is_one_line_naming_its_key() -> None:
+    from groklab.config import parse_experiment
+
+    spec = {**TOY, "optimizer": {**TOY["optimizer"], "param_groups": {"W_E": {"lr": -1}}}}
+    with pytest.raises(SpecError) as error:
+        parse_experiment(spec)
+    assert str(error.value) == "optimizer.param_groups.W_E.lr: -1.0; allowed: lr > 0, weight_decay >= 0"

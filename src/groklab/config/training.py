@@ -64,7 +64,8 @@ class OptimizerConfig(Spec):
         for name, values in groups.items():
             for key, value in values.items():
                 if value < 0 or (key == "lr" and value == 0):
-                    raise ValueError(f"param_groups.{name}.{key}: {value} is not allowed (lr > 0, weight_decay >= 0)")
+                    where = f"optimizer.param_groups.{name}.{key}"
+                    raise ValueError(f"{where}: {value}; allowed: lr > 0, weight_decay >= 0")
         return groups
 
     @field_validator("on_memorized", "on_generalized")

@@ -71,6 +71,14 @@ class StackOptimizer:
         # of ~10 per parameter, which is what a small model's GPU step waits on (docs/benchmarks.md, GPU).
         same = len(hyper["lr"]) > 0 and all(bool((c == c[0]).all().item()) for c in hyper.values())
         self.uniform = {name: float(c[0]) for name, c in hyper.items()} if same else None
+        # The groups of that path, read once: parameter names -> their lr and weight decay as host floats.
+        self.shared_groups: list[tuple[list[str], float, float]] = []
+        if self.uniform is not None:
+            groups: dict[str, list[str]] = {}
+            for name in self.ndims:
+                groups.setdefault(f"{name}." if f"{name}.lr" in self.uniform else "", []).append(name)
+            for prefix, names in groups.items():
+                self.shared_groups.append((names, self.uniform[prefix + "lr"], self.uniform[prefix + "weight_decay"]))
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
         """Moments and (possibly switched) hyperparameters: what a checkpoint keeps of the optimizer."""
@@ -130,21 +138,17 @@ class StackOptimizer:
             denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt.view(shape)).add_(h["eps"].view(shape))
             p.sub_(step_size.view(shape) * exp_avg / denom)
 
-    def _host_groups(self, params: dict[str, torch.Tensor], step: int) -> list[tuple[list[str], float, float]]:
+    def _host_groups(self, step: int) -> list[tuple[list[str], float, float]]:
         """With shared hyperparameters: (parameter names, lr at `step` with warmup, weight decay) per group, as
         host floats: one group for the parameters param_groups does not name, one for each it names."""
         assert self.uniform is not None
-        u, warmup = self.uniform, self.uniform["warmup_steps"]
+        warmup = self.uniform["warmup_steps"]
         factor = min(1.0, step / warmup) if warmup > 0 else 1.0
-        groups: dict[str, list[str]] = {}
-        for name in params:
-            groups.setdefault(name if f"{name}.lr" in u else "", []).append(name)
-        prefix = {group: f"{group}." if group else "" for group in groups}
-        return [(names, u[prefix[g] + "lr"] * factor, u[prefix[g] + "weight_decay"]) for g, names in groups.items()]
+        return [(names, lr * factor, weight_decay) for names, lr, weight_decay in self.shared_groups]
 
     def _adam_foreach(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """Adam / AdamW with shared hyperparameters: torch.optim's foreach arithmetic, term by term, per group."""
-        for names, lr, weight_decay in self._host_groups(params, step):
+        for names, lr, weight_decay in self._host_groups(step):
             self._adam_group(names, params, grads, step, lr, weight_decay)
 
     def _adam_group(
@@ -195,7 +199,7 @@ class StackOptimizer:
         h = self.hyper
         if self.uniform is not None:  # one fused (foreach) op per term for all parameters, as torch.optim does
             momentum = self.uniform["momentum"]
-            for names, lr_value, decay in self._host_groups(params, step):
+            for names, lr_value, decay in self._host_groups(step):
                 p_list, g_list = [params[n] for n in names], [grads[n] for n in names]
                 if decay:
                     g_list = torch._foreach_add(g_list, p_list, alpha=decay)

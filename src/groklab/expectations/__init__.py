@@ -2,9 +2,9 @@
 
 A spec's `claims:` list says it (each claim: the source's words, the source, a check and its parameters);
 the report reads the claims from the stored spec, so a copy of a built-in under another name keeps them.
-The checks live in general.py (any experiment), doshi.py (Doshi et al.'s label-corruption phases and
-regularizers; their phases_appear also reads Liu et al.'s) and liu.py (Liu et al.'s effective theory and phase
-diagram); `docs/claims.md` lists them, generated from their docstrings and conditions.
+The checks live in general.py (any experiment, phases_appear included), doshi.py (Doshi et al.'s pruning and
+regularizers) and liu.py (Liu et al.'s effective theory and phase diagram); `docs/claims.md` lists them,
+generated from their docstrings and conditions.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Doshi et al. 2023's claims: the label-corruption phases, pruning, and the regularizers (dropout, BatchNorm)."""
+"""Doshi et al. 2023's claims: pruning memorizing neurons, and the regularizers (dropout, BatchNorm)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,6 @@ import pandas as pd
 
 from groklab.expectations.base import Outcome, checks
 from groklab.store.reader import ExperimentResult
-
-
-@checks("phases_appear", "each of {phases} labels at least one run ({column})")
-def phases_appear(result: ExperimentResult, phases: list[str], column: str = "doshi_phase") -> Outcome:
-    """The phases of a per-run label all appear over the grid: Doshi et al.'s (doshi_phase), or Liu et al.'s
-    (liu_phase)."""
-    labelled = result.runs.get(column, pd.Series(dtype=object)).dropna()
-    if labelled.empty:
-        return "no labelled runs", None
-    counts = labelled.value_counts()
-    listing = ", ".join(f"{p}: {n}" for p, n in counts.items())
-    return f"{listing} (of {len(labelled)} runs)", all(p in counts for p in phases)
 
 
 @checks("pruning_unlearns", "corrupted-label fit cut to x{fraction:g} with test >= {test:g}, every coexistence run")
@@ -44,10 +32,9 @@ def _final(result: ExperimentResult, key: str, column: str) -> pd.DataFrame | No
     if key not in runs or "task.label_noise" not in runs:
         return None
     if column not in runs:  # a measure's column: its last evaluated value
-        metrics = result.metrics
-        if column not in metrics:
+        last = result.last_measured(column)
+        if last.empty:
             return None
-        last = metrics.dropna(subset=[column]).groupby("run_id")[column].last()
         runs = runs.assign(**{column: runs["run_id"].map(last)})
     values = runs.assign(v=pd.to_numeric(runs[column], errors="coerce").astype(float))
     return values.pivot_table(index="task.label_noise", columns=key, values="v", aggfunc="median")

@@ -138,6 +138,18 @@ def delays(result: ExperimentResult, key: str, column: str = "generalized_step")
             f"{generalizing.index[-1]:g}"), bool(last > first)  # fmt: skip
 
 
+@checks("phases_appear", "each of {phases} labels at least one run ({column})")
+def phases_appear(result: ExperimentResult, phases: list[str], column: str = "doshi_phase") -> Outcome:
+    """The phases of a per-run label all appear over the grid: Doshi et al.'s (doshi_phase), or Liu et al.'s
+    (liu_phase)."""
+    labelled = result.runs.get(column, pd.Series(dtype=object)).dropna()
+    if labelled.empty:
+        return "no labelled runs", None
+    counts = labelled.value_counts()
+    listing = ", ".join(f"{p}: {n}" for p, n in counts.items())
+    return f"{listing} (of {len(labelled)} runs)", all(p in counts for p in phases)
+
+
 @checks("slingshots", "an observation, not a pass/fail check")
 def slingshots(result: ExperimentResult) -> Outcome:
     """Counts train-loss spikes and last-layer norm cycles (Thilak et al.'s slingshot)."""

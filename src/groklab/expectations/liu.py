@@ -10,20 +10,11 @@ from groklab.expectations.base import Outcome, by_value, checks, reached
 from groklab.store.reader import ExperimentResult
 
 
-def last_values(result: ExperimentResult, column: str) -> pd.Series:
-    """Each run's last measured (not NaN) value of a metrics column, by run_id."""
-    metrics = result.metrics
-    if column not in metrics:
-        return pd.Series(dtype=float)
-    measured = metrics[["run_id", "step", column]].dropna()
-    return measured.sort_values("step").groupby("run_id")[column].last()
-
-
 @checks("agrees", "median |final {column} - final {other}| <= {tolerance:g} over the runs")
 def agrees(result: ExperimentResult, column: str, other: str, tolerance: float) -> Outcome:
     """Two per-run quantities measured over steps agree at the end of training (e.g. the accuracy Liu et al.'s
     theory predicts and the trained test accuracy)."""
-    a, b = last_values(result, column), last_values(result, other)
+    a, b = result.last_measured(column), result.last_measured(other)
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna()
     if both.empty:
         return f"no run measured both {column} and {other}", None

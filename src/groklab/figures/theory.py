@@ -12,12 +12,6 @@ from groklab.figures.style import TEST, TRAIN, empty, figure
 from groklab.store.reader import ExperimentResult
 
 
-def _final(result: ExperimentResult, column: str) -> pd.Series:
-    """Each run's last measured value of a metrics column, by run_id."""
-    measured = result.metrics[["run_id", "step", column]].dropna()
-    return measured.sort_values("step").groupby("run_id")[column].last()
-
-
 def effective_theory(result: ExperimentResult) -> Figure:
     """Left: final test accuracy, the accuracy the learned representation predicts, and Acc-bar (what the
     training set allows), over the swept key; right: the step RQI first exceeds 0.95 (hollow: never)."""
@@ -26,8 +20,8 @@ def effective_theory(result: ExperimentResult) -> Figure:
         return empty("no effective-theory measures over a sweep")
     key = swept[0]
     frame = runs.set_index("run_id")[[key]].assign(
-        real=_final(result, "test_acc"),
-        predicted=_final(result, "predicted_acc"),
+        real=result.last_measured("test_acc"),
+        predicted=result.last_measured("predicted_acc"),
         ideal=runs.set_index("run_id").get("ideal_acc"),
     )
     fig, (acc_ax, rqi_ax) = figure(2, 3.4, 2.6)

@@ -78,6 +78,13 @@ class ExperimentResult:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "step"])
 
+    def last_measured(self, column: str) -> pd.Series:
+        """Each run's last measured (not NaN) value of a metrics column, by run_id; empty if none has it."""
+        metrics = self.metrics
+        if column not in metrics:
+            return pd.Series(dtype=float)
+        return metrics.dropna(subset=[column]).sort_values("step").groupby("run_id")[column].last()
+
     def run_dir(self, run_id: str) -> Path:
         """Directory of one run."""
         return self.root / RUNS_DIR / run_id
