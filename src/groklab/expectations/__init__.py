@@ -3,7 +3,8 @@
 A spec's `claims:` list says it (each claim: the source's words, the source, a check and its parameters);
 the report reads the claims from the stored spec, so a copy of a built-in under another name keeps them.
 The checks live in general.py (any experiment, phases_appear included), doshi.py (Doshi et al.'s pruning and
-regularizers) and liu.py (Liu et al.'s effective theory and phase diagram); `docs/claims.md` lists them,
+regularizers), liu.py (Liu et al.'s effective theory and phase diagram) and thilak.py (Thilak et al.'s
+slingshots); `docs/claims.md` lists them,
 generated from their docstrings and conditions.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from groklab.config import Experiment, SpecError
-from groklab.expectations import doshi, general, liu  # noqa: F401  (registers the checks)
+from groklab.expectations import doshi, general, liu, thilak  # noqa: F401  (registers the checks)
 from groklab.expectations.base import CHECKS, Check, checks
 from groklab.store.reader import ExperimentResult
 

@@ -152,8 +152,12 @@ def phases_appear(result: ExperimentResult, phases: list[str], column: str = "do
 
 @checks("slingshots", "an observation, not a pass/fail check")
 def slingshots(result: ExperimentResult) -> Outcome:
-    """Counts train-loss spikes and last-layer norm cycles (Thilak et al.'s slingshot)."""
+    """Counts train-loss spikes, the slingshots among them (Thilak et al.: the last-layer norm rises fast across
+    the spike, then plateaus) and last-layer norm cycles (a rise, then a fall)."""
     runs = result.runs
-    spikes = sum(len(v) for v in runs.get("loss_spike_steps", pd.Series(dtype=object)) if isinstance(v, list))
-    cycles = sum(len(v) for v in runs.get("norm_cycle_peak_steps", pd.Series(dtype=object)) if isinstance(v, list))
-    return f"{spikes} train-loss spikes, {cycles} last-layer-norm cycles over {len(runs)} run(s)", None
+
+    def total(column: str) -> int:
+        return sum(len(v) for v in runs.get(column, pd.Series(dtype=object)) if isinstance(v, list))
+
+    return (f"{total('loss_spike_steps')} train-loss spikes, {total('slingshot_steps')} slingshots, "
+            f"{total('norm_cycle_peak_steps')} last-layer-norm cycles over {len(runs)} run(s)"), None  # fmt: skip

@@ -4,6 +4,7 @@
     curves.py    learning curves, measures over steps, sweeps and phase diagrams
     analysis.py  Fourier spectra, IPR histograms, periodic neurons, t-SNE, weight KDEs, pruning curves
     theory.py    Liu et al.'s effective theory: predicted vs trained accuracy, steps to the representation
+    slingshot.py Thilak et al.'s slingshots: norm, loss and accuracy with onsets marked; count over eps
 
 `plot(result)` returns {name: Figure} for every figure that applies; `save_figures` writes them.
 """
@@ -17,7 +18,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from groklab.config import SpecError
-from groklab.figures import analysis, curves, theory
+from groklab.figures import analysis, curves, slingshot, theory
 from groklab.store.reader import ExperimentResult, load
 
 FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
@@ -37,6 +38,14 @@ FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
         "Liu et al.: predicted vs trained accuracy and steps to RQI > 0.95 over the sweep (Figs. 3-4)",
         theory.effective_theory,
     ),  # fmt: skip
+    "slingshots": (
+        "Thilak et al.: last-layer norm, train loss and test accuracy with slingshot onsets and generalization marked",
+        slingshot.slingshots,
+    ),  # fmt: skip
+    "slingshot_count": (
+        "Thilak et al.: slingshots per run and final test accuracy over the sweep",
+        slingshot.slingshot_count,
+    ),
     "fourier": ("Fourier power of embeddings and logits, key frequencies", analysis.fourier),
     "ipr": ("histograms of neuron IPR at several steps", analysis.ipr_histogram),
     "neurons": ("incoming weights of the largest neurons over the residues", analysis.neurons),
@@ -58,6 +67,8 @@ def applicable(result: ExperimentResult) -> list[str]:
         "phases": swept and "doshi_phase" in result.runs and result.runs["doshi_phase"].notna().any(),
         "liu_phases": swept and "liu_phase" in result.runs and result.runs["liu_phase"].notna().any(),
         "effective_theory": swept and "predicted_acc" in result.metrics,
+        "slingshots": "slingshot_steps" in result.runs and result.runs["slingshot_steps"].map(bool).any(),
+        "slingshot_count": swept and "slingshot_steps" in result.runs,
         "fourier": "embedding_spectrum" in series,
         "ipr": "neuron_ipr" in series,
         "neurons": "task.modulus" in result.runs,
