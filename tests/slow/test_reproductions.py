@@ -19,6 +19,9 @@ DOES_NOT_REPRODUCE = {  # (experiment, check) -> what was measured (docs/reprodu
     ("doshi-batchnorm", "batchnorm_amplifies"): "rho(gain, IPR) 0.63 / 0.37 / 0.03 at noise 0.1 / 0.2 / 0.3",
     ("doshi-batchnorm", "batchnorm_unlearns"): "corrupted-label fit 1.00 with and without BatchNorm",
 }
+NOT_REACHED = {  # (experiment, check) -> why the check has nothing to judge within the built-in's budget
+    ("slingshot-mlp", "generalizes_at_slingshot"): "no run reaches 99% test accuracy in 50k steps (best 0.935)",
+}
 SETS = {"nanda-modadd": ["train.steps=20000"]}  # test loss < 1 by 14k needs no 40k budget
 
 
@@ -30,6 +33,9 @@ def test_every_claim_of_the_builtin_is_met(name: str, tmp_path: Path) -> None:
     for check_name, verdict in checks.items():
         if verdict.met is None and check_name == "slingshots":
             continue  # an observation, not a claim
+        if (name, check_name) in NOT_REACHED:
+            assert verdict.met is None, f"{verdict.claim} is now checked: {verdict.measured}"
+            continue
         if (name, check_name) in DOES_NOT_REPRODUCE:
             assert verdict.met is not None, verdict.measured
             continue

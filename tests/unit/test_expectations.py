@@ -60,6 +60,9 @@ def test_label_flip_threshold_and_delay() -> None:
     # A value above the threshold that generalizes again breaks "every smaller value generalizes" only below it.
     _, threshold = check(_result("x", [(0.0, None), (0.1, 2000), (0.2, None)]))
     assert threshold.measured.startswith("threshold 0 ") and threshold.met is False
+    # Nothing generalizes anywhere in the budget: there is no threshold to place, so no verdict.
+    _, threshold = check(_result("x", [(0.0, None), (0.1, None)]))
+    assert threshold.measured.startswith("no value of task.label_noise generalizes") and threshold.met is None
     assert check(_result("x", [(0.0, 1000), (0.1, None)]))[0].met is None  # nothing to compare
 
 

@@ -97,7 +97,7 @@ def generalizes_late(result: ExperimentResult, factor: float) -> Outcome:
 
 @checks("threshold", "a value of {key} in the grid where no run generalized, every smaller one generalizing")
 def threshold(result: ExperimentResult, key: str) -> Outcome:
-    """Beyond a threshold value of a swept key, runs never generalize."""
+    """Beyond a threshold value of a swept key, runs never generalize (no verdict when no value generalizes)."""
     steps = by_value(result, key, "generalized_step")
     if steps is None:
         return f"{key} not swept", None
@@ -106,6 +106,8 @@ def threshold(result: ExperimentResult, key: str) -> Outcome:
     listing = ", ".join(f"{v:g}: {'never' if s != s else f'{s:.0f}'} ({counts[v]} runs)" for v, s in steps.items())
     if not never:
         return f"no threshold in the grid (median generalization step at {key} = {listing})", False
+    if len(never) == len(steps):  # nothing generalizes at all: no threshold to place within this budget
+        return f"no value of {key} generalizes (median generalization step at {key} = {listing})", None
     below = steps[steps.index < min(never)]
     met = bool(below.notna().all() and len(below))
     return f"threshold {min(never):g} (median generalization step at {key} = {listing})", met
