@@ -3,7 +3,7 @@
 base.py        strict settings, SpecError
 tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask
 models.py      MLPModel, TransformerModel
-training.py    OptimizerConfig, TrainConfig
+training.py    OptimizerConfig (GrokfastConfig), TrainConfig
 measures.py    MeasuresConfig
 experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
 overrides.py   YAML files and --set / --sweep overrides
@@ -27,7 +27,7 @@ from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
 from groklab.config.specs import builtin_specs, resolve_spec
 from groklab.config.tasks import AdditionTask, ModularTask, ParityTask, PermutationTask
-from groklab.config.training import OptimizerConfig, TrainConfig
+from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
 
 __all__ = [
     "AdditionTask",
@@ -36,6 +36,7 @@ __all__ = [
     "MLPModel",
     "MeasuresConfig",
     "ModularTask",
+    "GrokfastConfig",
     "OptimizerConfig",
     "ParityTask",
     "PermutationTask",

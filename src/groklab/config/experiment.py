@@ -23,7 +23,7 @@ from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
 from groklab.config.tasks import AdditionTask, ModularTask, ParityTask, PermutationTask
-from groklab.config.training import OptimizerConfig, TrainConfig
+from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
 
 MAX_RUNS = 100_000
 """Runs in one experiment: beyond this, expanding and storing the grid alone takes minutes and gigabytes."""
@@ -198,6 +198,7 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "task": [ModularTask, PermutationTask, AdditionTask, ParityTask],
     "model": [MLPModel, TransformerModel],
     "optimizer": [OptimizerConfig],
+    "optimizer.grokfast": [GrokfastConfig],
     "train": [TrainConfig],
     "measures": [MeasuresConfig],
 }
@@ -313,7 +314,7 @@ def field_reference() -> str:
         prefix = f"{section}." if section else ""
         for cls in classes:
             for name, field in cls.model_fields.items():
-                if name in SECTIONS:  # the sections themselves are listed key by key
+                if f"{prefix}{name}" in SECTIONS:  # the sections themselves are listed key by key
                     continue
                 doc = " ".join((field.description or "").split())
                 default = field.get_default(call_default_factory=True)

@@ -9,6 +9,30 @@ from pydantic import Field, field_validator, model_validator
 from groklab.config.base import STRICT, Spec
 
 
+class GrokfastConfig(Spec):
+    """Grokfast's slow-gradient amplifier (Lee et al. 2024, ironjr/grokfast): between backward and the optimizer
+    step every parameter's gradient g becomes g + lamb * h, h its slow component. Per run, inside a stack."""
+
+    model_config = STRICT
+    filter: Literal["none", "ema", "ma"] = "none"
+    """none; ema: h is an exponential moving average of the gradients, h <- alpha h + (1 - alpha) g, starting
+    from the first gradient (gradfilter_ema); ma: h is the mean of the last `window` gradients, and nothing is
+    amplified until `window` gradients have been seen (gradfilter_ma)."""
+    alpha: float = Field(0.98, ge=0.0, lt=1.0)
+    """EMA momentum (ema only; the paper's 0.98)."""
+    lamb: float | None = Field(None, ge=0.0)
+    """Amplification factor lambda; null = the paper's 2.0 for ema, 5.0 for ma."""
+    window: int = Field(100, ge=1)
+    """MA window in steps (ma only; the paper's 100). Runs of one stack share it."""
+
+    @property
+    def amplification(self) -> float:
+        """lamb, or the paper's default for the filter (0 without one)."""
+        if self.filter == "none":
+            return 0.0
+        return self.lamb if self.lamb is not None else {"ema": 2.0, "ma": 5.0}[self.filter]
+
+
 class OptimizerConfig(Spec):
     """Optimizer; every hyperparameter here may differ between the runs of one stack."""
 
@@ -37,6 +61,8 @@ class OptimizerConfig(Spec):
     representation learning rate, with optimizer.lr the decoder's. Per run, inside a stack: sweep
     optimizer.param_groups.W_E.lr. Warmup scales them too; on_memorized / on_generalized switch only lr and
     weight_decay above."""
+    grokfast: GrokfastConfig = Field(default_factory=GrokfastConfig)
+    """Grokfast's gradient filter: optimizer.grokfast.filter, .alpha, .lamb, .window (keys below)."""
     on_memorized: dict[Literal["lr", "weight_decay", "eps"], float] = {}
     """Hyperparameters a run switches to once it has memorized (train accuracy >= 99% at an evaluation),
     e.g. {weight_decay: 0.1}: seed 001's Hypothesis 1. Per run, inside a stack; sweep it as

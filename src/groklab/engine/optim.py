@@ -10,6 +10,8 @@ are columns "W_E.lr" and "W_E.weight_decay" next to "lr" and "weight_decay": a p
 column when it has one, so one update serves K runs with K pairs of learning rates. This is torch.optim's
 param_groups, and the same as Liu et al.'s two AdamW optimizers: Adam's moments are per element, so
 optimizers that share betas and eps and split the parameters compute the same update as one with groups.
+
+Gradient filters (Grokfast) run on the gradients before the update, with their own state (engine/gradients.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from groklab.config import OptimizerConfig
+from groklab.engine.gradients import grokfast, grokfast_state
 
 
 def hyperparameters(
@@ -34,6 +37,9 @@ def hyperparameters(
         "momentum": [c.momentum for c in configs],
         "alpha": [c.alpha for c in configs],
         "warmup_steps": [float(c.warmup_steps) for c in configs],
+        "grokfast_alpha": [c.grokfast.alpha for c in configs],
+        "grokfast_ema": [c.grokfast.amplification if c.grokfast.filter == "ema" else 0.0 for c in configs],
+        "grokfast_ma": [c.grokfast.amplification if c.grokfast.filter == "ma" else 0.0 for c in configs],
     }
     for group in groups:
         for key in ("lr", "weight_decay"):
@@ -44,7 +50,9 @@ def hyperparameters(
 class StackOptimizer:
     """One optimizer for a stack of runs; `select` drops finished runs from its state."""
 
-    def __init__(self, name: str, params: dict[str, torch.Tensor], hyper: dict[str, torch.Tensor]) -> None:
+    def __init__(
+        self, name: str, params: dict[str, torch.Tensor], hyper: dict[str, torch.Tensor], grokfast_window: int = 100
+    ) -> None:
         self.name = name
         self.ndims = {n: p.dim() for n, p in params.items()}
         self.state: dict[str, torch.Tensor] = {}
@@ -55,6 +63,11 @@ class StackOptimizer:
         if name == "rmsprop":  # the squared-gradient average, and the momentum buffer
             self.state = {f"{n}.square_avg": torch.zeros_like(p) for n, p in params.items()}
             self.state.update({f"{n}.momentum_buffer": torch.zeros_like(p) for n, p in params.items()})
+        # Which filters some run of the stack uses is fixed for its life (no event switches them).
+        self.grokfast_ema = bool((hyper["grokfast_ema"] != 0).any().item()) if len(hyper["lr"]) else False
+        uses_ma = bool((hyper["grokfast_ma"] != 0).any().item()) if len(hyper["lr"]) else False
+        self.grokfast_window = grokfast_window if uses_ma else None
+        self.filter_state = grokfast_state(params, self.grokfast_ema, self.grokfast_window)
         self._set_hyper(hyper)
 
     def _set_hyper(self, hyper: dict[str, torch.Tensor]) -> None:
@@ -81,12 +94,13 @@ class StackOptimizer:
                 self.shared_groups.append((names, self.uniform[prefix + "lr"], self.uniform[prefix + "weight_decay"]))
 
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Moments and (possibly switched) hyperparameters: what a checkpoint keeps of the optimizer."""
-        return {"state": dict(self.state), "hyper": dict(self.hyper)}
+        """Moments, filter state and (possibly switched) hyperparameters: what a checkpoint keeps of the optimizer."""
+        return {"state": dict(self.state), "hyper": dict(self.hyper), "filter": dict(self.filter_state)}
 
     def load_state_dict(self, saved: dict[str, dict[str, torch.Tensor]]) -> None:
         """Continue from a state_dict of the same runs."""
         self.state = dict(saved["state"])
+        self.filter_state = dict(saved.get("filter", {}))
         self._set_hyper(dict(saved["hyper"]))
 
     def switch(self, run: int, values: dict[str, float]) -> None:
@@ -111,6 +125,8 @@ class StackOptimizer:
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """Update every parameter in place; `step` counts the updates done before this one."""
         h = self.hyper
+        if self.filter_state:
+            grads = grokfast(grads, self.filter_state, h, step, self.grokfast_ema, self.grokfast_window)
         if self.name == "sgd":
             self._sgd(params, grads, step)
             return
@@ -222,4 +238,5 @@ class StackOptimizer:
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the runs where `keep` (run,) is True."""
         self.state = {n: v[keep] for n, v in self.state.items()}
+        self.filter_state = {n: v[keep] for n, v in self.filter_state.items()}
         self._set_hyper({n: v[keep] for n, v in self.hyper.items()})

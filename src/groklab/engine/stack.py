@@ -43,7 +43,7 @@ class Stack:
         self.params = {n: p.requires_grad_() for n, p in self.model.layout(stack_params(per_run)).items()}
         self.init_params = {n: p.detach().clone() for n, p in self.params.items()}  # for init_distance
         hyper = hyperparameters([c.optimizer for c in self.configs], device, self.dtype)
-        self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper)
+        self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper, first.optimizer.grokfast.window)
         n_train = self.x_train.shape[1]
         batch_size = first.train.batch_size
         self.batch_size = n_train if batch_size is None or batch_size >= n_train else batch_size

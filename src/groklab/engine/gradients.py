@@ -1,0 +1,64 @@
+"""What happens to the gradients between backward and the optimizer step, per run of a stack.
+
+Grokfast (Lee et al. 2024, ironjr/grokfast's gradfilter_ema and gradfilter_ma) amplifies each parameter's slow
+gradient component: g <- g + lamb * h, where h is
+
+    ema: h_0 = g_0, then h_t = alpha h_{t-1} + (1 - alpha) g_t at every step (the first step included: the code
+         starts its average from the first gradient, then updates it with that same gradient);
+    ma:  h_t = (g_{t-window+1} + ... + g_t) / window, and g is left alone until `window` gradients were seen.
+
+Each run has its own lamb for each filter (0: off) and its own alpha, as (run,) columns of the optimizer's
+hyperparameters; the window is shared by the stack (it sizes the buffer). The moving average keeps a running sum
+of its ring buffer, so a step costs O(1) in the window instead of the code's O(window) re-summation; the sum is
+recomputed exactly from the buffer once per window so that rounding cannot drift.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def grokfast_state(params: dict[str, torch.Tensor], ema: bool, ma_window: int | None) -> dict[str, torch.Tensor]:
+    """Zeroed filter state for every parameter: NAME.grokfast_ema (run, ...); NAME.grokfast_ma, the ring buffer
+    (run, window, ...), and NAME.grokfast_ma_sum (run, ...). The run axis leads, so finished runs cut out."""
+    state: dict[str, torch.Tensor] = {}
+    for name, p in params.items():
+        if ema:
+            state[f"{name}.grokfast_ema"] = torch.zeros_like(p)
+        if ma_window is not None:
+            state[f"{name}.grokfast_ma"] = p.new_zeros((p.shape[0], ma_window, *p.shape[1:]))
+            state[f"{name}.grokfast_ma_sum"] = torch.zeros_like(p)
+    return state
+
+
+@torch.no_grad()
+def grokfast(
+    grads: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    hyper: dict[str, torch.Tensor],
+    step: int,
+    ema: bool,
+    ma_window: int | None,
+) -> dict[str, torch.Tensor]:
+    """The filtered gradients of step `step` (0 = the first update); updates `state` in place."""
+    out = {}
+    for name, grad in grads.items():
+        shape = (-1,) + (1,) * (grad.dim() - 1)
+        filtered = grad
+        if ema:
+            alpha, average = hyper["grokfast_alpha"].view(shape), state[f"{name}.grokfast_ema"]
+            if step == 0:
+                average.copy_(grad)
+            average.copy_(average * alpha + grad * (1 - alpha))  # the code's arithmetic, term by term
+            filtered = filtered + average * hyper["grokfast_ema"].view(shape)
+        if ma_window is not None:
+            buffer, total = state[f"{name}.grokfast_ma"], state[f"{name}.grokfast_ma_sum"]
+            slot = step % ma_window
+            total.sub_(buffer[:, slot]).add_(grad)  # the slot holds zeros until the buffer is full
+            buffer[:, slot] = grad
+            if slot == ma_window - 1:
+                total.copy_(buffer.sum(dim=1))
+            if step + 1 >= ma_window:
+                filtered = filtered + total / ma_window * hyper["grokfast_ma"].view(shape)
+        out[name] = filtered
+    return out

@@ -1,0 +1,118 @@
+"""Grokfast's gradient filters follow the reference formulas run by run, through torch.optim, in a stack where runs
+differ (none / ema / ma, their own alpha and lamb), when runs are cut out, and across a checkpoint."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+import torch
+
+from groklab import OptimizerConfig
+from groklab.config import GrokfastConfig
+from groklab.engine.optim import StackOptimizer, hyperparameters
+
+WINDOW = 5
+
+
+def reference_filter(config: GrokfastConfig):  # noqa: ANN201  (a generator-backed closure)
+    """ironjr/grokfast's filters as their formulas say, one run, one parameter: g -> filtered g."""
+    lamb = config.amplification
+    history: deque[torch.Tensor] = deque(maxlen=WINDOW)
+    average: list[torch.Tensor] = []
+
+    def apply(grad: torch.Tensor) -> torch.Tensor:
+        if config.filter == "ema":
+            h = average[0] if average else grad.clone()  # the average starts at the first gradient...
+            average[:] = [h * config.alpha + grad * (1 - config.alpha)]  # ...and is updated with it at once
+            return grad + average[0] * lamb
+        if config.filter == "ma":
+            history.append(grad.clone())
+            if len(history) < WINDOW:  # no amplification until the window is full
+                return grad
+            return grad + sum(history) / len(history) * lamb
+        return grad
+
+    return apply
+
+
+def _configs(shared: bool) -> list[OptimizerConfig]:
+    base = OptimizerConfig(name="adam", lr=1e-2, weight_decay=0.01, betas=(0.9, 0.98))
+    if shared:  # one setting for every run: the optimizer's host-float path
+        return [base.model_copy(update={"grokfast": GrokfastConfig(filter="ema")})] * 2
+    return [
+        base,
+        base.model_copy(update={"grokfast": GrokfastConfig(filter="ema")}),
+        base.model_copy(update={"grokfast": GrokfastConfig(filter="ema", alpha=0.9, lamb=0.5), "lr": 3e-3}),
+        base.model_copy(update={"grokfast": GrokfastConfig(filter="ma", window=WINDOW)}),
+        base.model_copy(update={"grokfast": GrokfastConfig(filter="ma", window=WINDOW, lamb=1.0)}),
+    ]
+
+
+def _references(configs: list[OptimizerConfig], start: torch.Tensor) -> list[tuple]:
+    out = []
+    for i, c in enumerate(configs):
+        w = torch.nn.Parameter(start[i].clone())
+        opt = torch.optim.Adam([w], lr=c.lr, weight_decay=c.weight_decay, betas=c.betas, eps=c.eps)
+        out.append((w, opt, reference_filter(c.grokfast)))
+    return out
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["runs-differ", "shared"])
+def test_each_run_follows_the_reference_filter_and_torch_optim(shared: bool) -> None:
+    torch.manual_seed(0)
+    configs = _configs(shared)
+    start = torch.randn(len(configs), 6, 3, dtype=torch.float64)
+    stacked = {"W": start.clone()}
+    hyper = hyperparameters(configs, torch.device("cpu"), torch.float64)
+    optimizer = StackOptimizer("adam", stacked, hyper, grokfast_window=WINDOW)
+    references = _references(configs, start)
+    for step in range(3 * WINDOW):
+        grads = torch.randn(len(configs), 6, 3, dtype=torch.float64)
+        optimizer.step(stacked, {"W": grads}, step)
+        for i, (w, opt, apply) in enumerate(references):
+            w.grad = apply(grads[i].clone())
+            opt.step()
+    for i, (w, _, _) in enumerate(references):
+        torch.testing.assert_close(stacked["W"][i], w.detach(), rtol=1e-10, atol=1e-12)
+    if not shared:  # not vacuous: every filter moved its run away from the unfiltered one
+        for i in range(1, len(configs)):
+            assert (stacked["W"][i] - stacked["W"][0]).abs().max() > 1e-3
+
+
+def test_cut_runs_and_a_checkpoint_keep_each_run_on_its_reference() -> None:
+    torch.manual_seed(1)
+    configs = _configs(shared=False)
+    start = torch.randn(len(configs), 4, dtype=torch.float64)
+    stacked = {"W": start.clone()}
+    optimizer = StackOptimizer("adam", stacked, hyperparameters(configs, torch.device("cpu"), torch.float64), WINDOW)
+    references = _references(configs, start)
+    keep = torch.tensor([True, False, True, True, False])
+    for step in range(4 * WINDOW):
+        if step == 7:  # runs 1 and 4 finished: cut out of the state, the others go on
+            optimizer.select(keep)
+            stacked = {"W": stacked["W"][keep]}
+            references = [r for r, k in zip(references, keep) if k]
+        if step == 11:  # save and restore into a fresh optimizer, as a resumed run does
+            saved = optimizer.state_dict()
+            optimizer = StackOptimizer("adam", stacked, {n: v.clone() for n, v in saved["hyper"].items()}, WINDOW)
+            optimizer.load_state_dict(saved)
+        grads = torch.randn(len(references), 4, dtype=torch.float64)
+        optimizer.step(stacked, {"W": grads}, step)
+        for i, (w, opt, apply) in enumerate(references):
+            w.grad = apply(grads[i].clone())
+            opt.step()
+    for i, (w, _, _) in enumerate(references):
+        torch.testing.assert_close(stacked["W"][i], w.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_the_paper_defaults_and_no_state_without_a_filter() -> None:
+    assert GrokfastConfig(filter="ema").amplification == 2.0
+    assert GrokfastConfig(filter="ma").amplification == 5.0
+    assert GrokfastConfig(filter="ma", lamb=0.1).amplification == 0.1
+    assert GrokfastConfig(lamb=3.0).amplification == 0.0
+    plain = [OptimizerConfig(name="adamw")] * 2
+    optimizer = StackOptimizer(
+        "adamw", {"W": torch.zeros(2, 3)}, hyperparameters(plain, torch.device("cpu"), torch.float32)
+    )
+    assert optimizer.filter_state == {}  # a run without Grokfast pays nothing for it
