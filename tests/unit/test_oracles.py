@@ -1,6 +1,6 @@
 """groklab's models against reference oracles: plain per-run nn.Modules written the obvious way.
 
-For every model option (transformer: 1-3 layers, LayerNorm none/pre/post, learned/sinusoidal positions,
+For every model option (transformer: 1-3 layers, LayerNorm none/pre/post/pre_stream, learned/sinusoidal positions,
 causal/full attention, each bias on/off, both sequence formats, every activation; MLP: one-hot, learned,
 summed and vector inputs, depth 1-3, bias on/off, both sequence formats, every activation, BatchNorm in
 evaluation mode, the linear and the templates readout), the logits and the gradients of a stack of two trained runs equal each run's oracle — through the
@@ -63,6 +63,14 @@ TRANSFORMERS = {  # each option value appears at least once; each shortcut path 
         "attn_bias": True,
         "unembed_bias": True,
     },
+    "2L pre_stream learned causal a-op-b-= gelu biases (Grokfast's block, shared prefix)": {
+        "n_layers": 2,
+        "layernorm": "pre_stream",
+        "sequence": "a op b =",
+        "activation": "gelu",
+        "attn_bias": True,
+    },
+    "1L pre_stream learned full a-b-=": {"layernorm": "pre_stream", "attention": "full"},
     "3L pre sinusoidal causal a-op-b-= sigmoid (shared prefix)": {
         "n_layers": 3,
         "layernorm": "pre",

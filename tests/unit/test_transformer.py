@@ -26,6 +26,17 @@ MODELS = {
         "mlp_bias": True,
         "unembed_bias": True,
     },
+    "grokfast": {
+        "name": "transformer",
+        "d_model": 32,
+        "n_heads": 4,
+        "d_mlp": 64,
+        "n_layers": 2,
+        "layernorm": "pre_stream",
+        "sequence": "a op b =",
+        "activation": "gelu",
+        "attn_bias": True,
+    },
     "pre-ln-full-bias": {
         "name": "transformer",
         "d_model": 24,

@@ -83,9 +83,11 @@ class TransformerModel(Spec):
     """Hidden width of each MLP block."""
     activation: Activation = "relu"
     """MLP nonlinearity."""
-    layernorm: Literal["none", "pre", "post"] = "none"
-    """none (Nanda), pre (GPT-2: normalize each block's input, and the final residual), or post
-    (the original transformer: normalize after each residual addition)."""
+    layernorm: Literal["none", "pre", "post", "pre_stream"] = "none"
+    """none (Nanda), pre (GPT-2: normalize each block's input, and the final residual), post
+    (the original transformer: normalize after each residual addition), or pre_stream: as pre, but the
+    attention's LayerNorm replaces the residual stream, so the attention output is added to the normalized
+    input (ironjr/grokfast's Block: x = ln_1(x); x = x + attn(x); x = x + mlp(ln_2(x)))."""
     attention: Literal["causal", "full"] = "causal"
     """causal: a position attends to itself and earlier ones; full: to every position."""
     positional: Literal["learned", "sinusoidal"] = "learned"

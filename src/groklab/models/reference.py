@@ -161,7 +161,7 @@ class ReferenceTransformer(_Oracle):
         else:
             self.register_buffer("pos", _sinusoidal(model.n_ctx, D))
         self.blocks = nn.ModuleList(_Block(c, E) for _ in range(c.n_layers))
-        self.ln_final = nn.LayerNorm(D) if c.layernorm == "pre" else None
+        self.ln_final = nn.LayerNorm(D) if c.layernorm in ("pre", "pre_stream") else None
         self.unembed = nn.Linear(D, model.n_classes, bias=c.unembed_bias)
         self.eval()
 
@@ -219,7 +219,8 @@ class ReferenceTransformer(_Oracle):
 
 
 class _Block(nn.Module):
-    """Attention then MLP, each added to the residual stream; LayerNorm before (pre), after (post) or none."""
+    """Attention then MLP, each added to the residual stream; LayerNorm before (pre, pre_stream), after (post) or
+    none."""
 
     def __init__(self, c: TransformerModel, d_head: int) -> None:
         super().__init__()
@@ -249,6 +250,10 @@ class _Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layernorm == "pre":
             x = x + self.attention(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+        if self.layernorm == "pre_stream":  # ironjr/grokfast's Block: x = ln_1(x); x = x + attn(x); ...
+            x = self.ln1(x)
+            x = x + self.attention(x)
             return x + self.mlp(self.ln2(x))
         if self.layernorm == "post":
             x = self.ln1(x + self.attention(x))

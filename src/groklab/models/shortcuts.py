@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from groklab.models.layers import Hooks, Params, layer_norm, linear
-from groklab.models.transformer import Transformer, attention_scores
+from groklab.models.transformer import PRE, Transformer, attention_scores
 
 NO_HOOKS: Hooks = {}
 
@@ -152,7 +152,7 @@ class ShortcutTransformer(Transformer):
         """
         runs, H, E = params["W_E"].shape[0], self.config.n_heads, self.d_head
         table = params["W_E"][:, None, :, :] + pos[:, :, None, :]  # (run, pos, d_vocab, d_model)
-        if self.config.layernorm == "pre":
+        if self.config.layernorm in PRE:
             table = layer_norm(table, params, "blocks.0.ln1.")
         W_QKV, b_QKV = self.fused_qkv(params, 0)
         qkv = linear(table.reshape(runs, self.n_ctx * self.d_vocab, -1), W_QKV, b_QKV)

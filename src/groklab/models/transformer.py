@@ -29,6 +29,9 @@ from groklab.models.layers import ACTIVATIONS, Hooks, Params, dropout, hook, lay
 from groklab.models.protocol import run_with_cache
 from groklab.seeds import derive_seed
 
+PRE = ("pre", "pre_stream")
+"""The LayerNorm placements that normalize each sublayer's input and the final residual stream."""
+
 
 class Transformer:
     """The model of one stack: shapes from the config and the task's vocabulary; parameters passed in."""
@@ -43,9 +46,8 @@ class Transformer:
         self.d_vocab = vocab + (1 if config.sequence == "a b =" else 2)
         self.d_head = config.head_dim
         self.act = ACTIVATIONS[config.activation]
-        last = (
-            "ln_final.hook_normalized" if config.layernorm == "pre" else f"blocks.{config.n_layers - 1}.hook_resid_post"
-        )
+        self.final_norm = config.layernorm in PRE  # a LayerNorm before the unembedding
+        last = "ln_final.hook_normalized" if self.final_norm else f"blocks.{config.n_layers - 1}.hook_resid_post"
         self.readout = ("W_U", "b_U") if config.unembed_bias else ("W_U",)
         self.readout_input = last  # the residual stream the unembedding reads (at "=")
         self.neuron_output = "blocks.0.mlp.W_out"
@@ -88,7 +90,7 @@ class Transformer:
             shapes[p + "mlp.W_in"], shapes[p + "mlp.W_out"] = (D, c.d_mlp), (c.d_mlp, D)
             if c.mlp_bias:
                 shapes[p + "mlp.b_in"], shapes[p + "mlp.b_out"] = (c.d_mlp,), (D,)
-        if c.layernorm == "pre":
+        if self.final_norm:
             shapes.update({"ln_final.w": (D,), "ln_final.b": (D,)})
         shapes["W_U"] = (D, self.n_classes)
         if c.unembed_bias:
@@ -176,7 +178,7 @@ class Transformer:
     def qkv(self, params: Params, layer: int, resid: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Queries, keys and values (run, batch, pos, head, d_head) of a block's input (run, batch, pos, d_model)."""
         runs, batch, n_pos, D = resid.shape
-        x = layer_norm(resid, params, f"blocks.{layer}.ln1.") if self.config.layernorm == "pre" else resid
+        x = layer_norm(resid, params, f"blocks.{layer}.ln1.") if self.config.layernorm in PRE else resid
         W_QKV, b_QKV = self.fused_qkv(params, layer)
         fused = linear(x.reshape(runs, batch * n_pos, D), W_QKV, b_QKV)
         return fused.view(runs, batch, n_pos, 3, self.config.n_heads, self.d_head).unbind(dim=3)
@@ -225,11 +227,13 @@ class Transformer:
         """The rest of a block: add the attention output, then the MLP's; LayerNorm where configured."""
         c, p = self.config, f"blocks.{layer}."
         runs, batch, n_q, D = attn_out.shape
+        if c.layernorm == "pre_stream":  # the normalized input replaces the stream (ironjr/grokfast's Block)
+            resid = layer_norm(resid, params, p + "ln1.")
         resid = resid + attn_out
         if c.layernorm == "post":
             resid = layer_norm(resid, params, p + "ln1.")
         resid = hook(hooks, p + "hook_resid_mid", resid)
-        x = layer_norm(resid, params, p + "ln2.") if c.layernorm == "pre" else resid
+        x = layer_norm(resid, params, p + "ln2.") if c.layernorm in PRE else resid
         pre = linear(x.reshape(runs, batch * n_q, D), params[p + "mlp.W_in"], params.get(p + "mlp.b_in"))
         post = hook(
             hooks, p + "mlp.hook_post", self.act(hook(hooks, p + "mlp.hook_pre", pre.view(runs, batch, n_q, -1)))
@@ -244,7 +248,7 @@ class Transformer:
 
     def unembed(self, params: Params, resid: torch.Tensor, hooks: Hooks) -> torch.Tensor:
         """Logits (run, batch, n_classes) read at the last ("=") position of the residual stream."""
-        if self.config.layernorm == "pre":
+        if self.final_norm:
             resid = hook(hooks, "ln_final.hook_normalized", layer_norm(resid, params, "ln_final."))
         final = resid[:, :, -1]  # (run, batch, d_model): the "=" position
         return linear(final, params["W_U"], params.get("b_U"))  # (run, batch, n_classes)
@@ -264,7 +268,7 @@ class Transformer:
             names += [p + "attn.hook_attn_scores", p + "attn.hook_pattern", p + "attn.hook_z", p + "hook_attn_out"]
             names += [p + "hook_resid_mid", p + "mlp.hook_pre", p + "mlp.hook_post", p + "hook_mlp_out"]
             names += [p + "hook_resid_post"]
-        return names + (["ln_final.hook_normalized"] if self.config.layernorm == "pre" else [])
+        return names + (["ln_final.hook_normalized"] if self.final_norm else [])
 
     # -- what the measures read ----------------------------------------------------------------------
 
