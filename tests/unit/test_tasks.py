@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from groklab import ModularTask, ParityTask, PermutationTask, make_data
-from groklab.data import operation_table
+from groklab.data import modular_table, operation_table
 from groklab.data.dataset import corrupt_labels
 from groklab.data.permutation import compose, inverse, permutation_table, permutations
 
@@ -138,3 +138,14 @@ def test_permutation_task_splits_and_holds_out() -> None:
     data = make_data(PermutationTask(degree=4, train_fraction=1.0, holdout_labels=[0]), seed=0)
     assert set(data.y_test.tolist()) == {0} and len(data.y_test) == 24  # x y = e for 24 pairs
     assert data.n_classes == 24 and len(data.y_train) == 24 * 24 - 24
+
+
+def test_nonzero_b_leaves_out_b_zero_for_any_operation() -> None:
+    """ironjr/grokfast's table: x * y mod p for 0 <= x < p, 0 < y < p."""
+    task = ModularTask(operation="mul", modulus=7, nonzero_b=True, train_fraction=0.5)
+    pairs, labels = modular_table(task)
+    assert len(pairs) == 7 * 6 and (pairs[:, 1] != 0).all()
+    assert (labels == pairs[:, 0] * pairs[:, 1] % 7).all()
+    data = make_data(task, seed=0)
+    assert len(data.info["train_index"]) + len(data.info["test_index"]) == 42
+    assert len(modular_table(task.model_copy(update={"nonzero_b": False}))[0]) == 49

@@ -58,6 +58,9 @@ class ModularTask(_TableTask):
     x2+y2, x2+xy+y2, x2+xy+y2+x, x3+xy, x3+xy2+y (x = a, y = b), all mod p."""
     modulus: int = Field(97, ge=2)
     """p: the modulus; labels and operands are residues 0..p-1. Must be prime for div."""
+    nonzero_b: bool = False
+    """Leave out every pair with b = 0, as division always does: ironjr/grokfast's multiplication table is
+    x * y mod p for 0 <= x < p, 0 < y < p (p (p - 1) pairs)."""
 
     @property
     def n_labels(self) -> int:

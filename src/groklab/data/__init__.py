@@ -7,7 +7,7 @@ import numpy as np
 from groklab.config import AdditionTask, ModularTask, ParityTask, PermutationTask, SpecError
 from groklab.data.addition import addition_table, make_addition
 from groklab.data.dataset import RunData
-from groklab.data.modular import make_modular, operation_table
+from groklab.data.modular import make_modular, modular_table, operation_table
 from groklab.data.parity import make_parity
 from groklab.data.permutation import make_permutation, permutation_table
 
@@ -20,6 +20,7 @@ __all__ = [
     "make_modular",
     "make_parity",
     "make_permutation",
+    "modular_table",
     "operation_table",
     "permutation_table",
 ]
@@ -42,7 +43,7 @@ def check_data(task: ModularTask | PermutationTask | AdditionTask | ParityTask) 
     if isinstance(task, ParityTask | AdditionTask):
         return  # both sets non-empty by the config (n_train, n_test >= 1; n_train < the pairs)
     if isinstance(task, ModularTask):
-        labels = operation_table(task.operation, task.modulus)[1]
+        labels = modular_table(task)[1]
     else:
         labels = permutation_table(task.operation, task.degree)[1]
     held_out = int(np.isin(labels, task.holdout_labels).sum())

@@ -8,18 +8,19 @@ from groklab.config import ModularTask
 from groklab.data.dataset import RunData, split_table
 
 
-def operation_table(operation: str, p: int) -> tuple[np.ndarray, np.ndarray]:
+def operation_table(operation: str, p: int, nonzero_b: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """All eligible pairs (a, b) and their labels a ∘ b mod p.
 
     Returns pairs (N, 2) int64 and labels (N,) int64. Division pairs have b != 0 and label
     a * b^-1 mod p, so that label * b == a (mod p): division really inverts multiplication.
+    With nonzero_b every operation leaves out b = 0.
 
     >>> pairs, labels = operation_table("add", 5)
     >>> pairs[7].tolist(), int(labels[7])
     ([1, 2], 3)
     """
     a, b = (g.ravel() for g in np.meshgrid(np.arange(p), np.arange(p), indexing="ij"))
-    if operation == "div":
+    if operation == "div" or nonzero_b:
         a, b = a[b != 0], b[b != 0]
     x, y = a.astype(object), b.astype(object)  # Python ints: x^3 of p ~ 1e3 overflows nothing, any p works
     results = {
@@ -37,7 +38,12 @@ def operation_table(operation: str, p: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([a, b], axis=1).astype(np.int64), labels
 
 
+def modular_table(task: ModularTask) -> tuple[np.ndarray, np.ndarray]:
+    """The task's table: its operation's pairs and labels (operation_table), without b = 0 if it says so."""
+    return operation_table(task.operation, task.modulus, task.nonzero_b)
+
+
 def make_modular(task: ModularTask, seed: int) -> RunData:
     """The data of one run: the table of a ∘ b mod p, split and corrupted for this seed."""
-    pairs, labels = operation_table(task.operation, task.modulus)
+    pairs, labels = modular_table(task)
     return split_table(pairs, labels, task, seed)

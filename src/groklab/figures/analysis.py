@@ -8,7 +8,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from groklab.data import make_data, operation_table
+from groklab.data import make_data, modular_table
 from groklab.figures.style import TEST, TRAIN, empty, figure, figure_grid
 from groklab.figures.tsne import tsne as embed_2d
 from groklab.measures.probe import Probe
@@ -77,7 +77,7 @@ def neurons(result: ExperimentResult, run_id: str | None = None, count: int = 4)
         return empty("neuron responses over residues: modular tasks only")
     model, params, buffers = result.model(run_id)
     config = result.run_config(run_id)
-    pairs, _ = operation_table(config.task.operation, config.task.modulus)  # type: ignore[union-attr]
+    pairs, _ = modular_table(config.task)  # type: ignore[arg-type]
     data = [make_data(config.task, config.seed)]
     probe = Probe(step=0, params=params, model=model, configs=[config], data=data, init_params=params, buffers=buffers)
     pre = probe.neuron_preactivations(torch.from_numpy(pairs)[None])[0].double()  # (n_pairs, N)

@@ -14,7 +14,7 @@ from functools import cached_property
 import torch
 
 from groklab.config import MeasuresConfig, ModularTask, ParityTask, RunConfig
-from groklab.data import operation_table
+from groklab.data import modular_table
 from groklab.data.dataset import RunData
 from groklab.models import Hooks, Model, Params
 
@@ -134,7 +134,7 @@ class Probe:
     def table_pairs(self) -> torch.Tensor:
         """Every pair (a, b) of the task, (n, 2), in the order train_index/test_index refer to."""
         task = self.config.task
-        pairs, _ = operation_table(task.operation, task.modulus)  # type: ignore[union-attr]
+        pairs, _ = modular_table(task)  # type: ignore[arg-type]
         return torch.from_numpy(pairs).to(self.device)
 
     @cached_property
