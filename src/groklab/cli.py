@@ -200,7 +200,7 @@ def list_experiments() -> None:
 def format_table(result: ExperimentResult) -> str:
     """Every run that has started as an aligned text table: swept keys, seed, status (running, interrupted and
     failed runs show their last saved step and latest accuracies), events, accuracies; then the counts."""
-    swept = list((result.spec.get("sweep") or {}).keys())
+    swept = result.varied_keys
     header = ["run_id", *swept, "seed", "status", "steps", "memorized", "generalized", "train_acc", "test_acc"]
     lines = [header]
     rows = sorted(result.rows + result.progress, key=lambda row: row["run_id"])

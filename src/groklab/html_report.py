@@ -136,7 +136,7 @@ def _runs_table(result: ExperimentResult) -> str:
     runs = result.runs
     if runs.empty:
         return "<p>No finished runs.</p>"
-    swept = list((result.spec.get("sweep") or {}).keys())
+    swept = result.varied_keys
     columns = [c for c in RUN_COLUMNS[:2] + swept + RUN_COLUMNS[2:] if c in runs]
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     body = []

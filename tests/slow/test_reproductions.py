@@ -31,7 +31,7 @@ def test_every_claim_of_the_builtin_is_met(name: str, tmp_path: Path) -> None:
     result = groklab.run(name, out=tmp_path / name, sets=SETS.get(name), progress=False)
     checks = {claim["check"]: verdict for claim, verdict in zip(result.spec["claims"], check(result))}
     for check_name, verdict in checks.items():
-        if verdict.met is None and check_name == "slingshots":
+        if verdict.met is None and check_name in ("slingshots", "steps_to_level"):
             continue  # an observation, not a claim
         if (name, check_name) in NOT_REACHED:
             assert verdict.met is None, f"{verdict.claim} is now checked: {verdict.measured}"

@@ -33,6 +33,24 @@ def test_params_are_dotted_and_complete() -> None:
     assert all(not isinstance(v, dict) for v in params.values())
 
 
+def test_variants_times_sweep_times_seeds_each_run_named() -> None:
+    experiment = parse_experiment(
+        {
+            "seeds": 2,
+            "sweep": {"task.train_fraction": [0.3, 0.5]},
+            "variants": {"baseline": {}, "ema": {"optimizer.grokfast.filter": "ema", "optimizer.weight_decay": 0.005}},
+        }
+    )
+    runs = expand_runs(experiment)
+    assert len(runs) == 8 and [r.variant for r in runs] == ["baseline"] * 4 + ["ema"] * 4
+    assert {(r.optimizer.grokfast.filter, r.optimizer.weight_decay) for r in runs} == {("none", 0.0), ("ema", 0.005)}
+    assert {(r.task.train_fraction, r.seed) for r in runs if r.variant == "ema"} == {
+        (f, s) for f in (0.3, 0.5) for s in (0, 1)
+    }
+    assert run_params(runs[-1])["variant"] == "ema"
+    assert "variant" not in run_params(expand_runs(Experiment())[0])  # no variants: the params are as before
+
+
 BAD_SPECS = [
     ({"task": {"modulos": 97}}, "task.modulos: unknown key"),
     ({"optimzer": {}}, "optimzer: unknown key"),
@@ -49,6 +67,15 @@ BAD_SPECS = [
     ({"sweep": {"optimizer.learning_rate": [0.1]}}, "sweep.optimizer.learning_rate: unknown key"),
     ({"sweep": {"optimizer.lr": [0.1, -1]}}, "optimizer.lr"),
     ({"sweep": {"task.operation": ["div"]}, "task": {"modulus": 12}}, "task.modulus: 12 is not prime"),
+    ({"variants": {"a": {"optimizer.lrr": 0.1}}}, "variants.a.optimizer.lrr: unknown key"),
+    ({"variants": {"a": {"optimizer.lr": -1}}}, "optimizer.lr: -1.0 must be > 0 (variant a)"),
+    ({"variants": {"a b": {}}}, "variants: 'a b' must be a plain name"),
+    ({"variants": {"a": {"seeds": 3}}}, "variants.a.seeds: keys are dotted paths under task, model, optimizer, train"),
+    (
+        {"variants": {"a": {"optimizer.lr": 0.1}}, "sweep": {"optimizer.lr": [0.1, 0.2]}},
+        "variants.a.optimizer.lr: also swept",
+    ),
+    ({"optimizer": {"grokfast": {"filter": "kalman"}}}, "optimizer.grokfast.filter"),
 ]
 
 

@@ -1,16 +1,21 @@
 """Grokfast's gradient filters follow the reference formulas run by run, through torch.optim, in a stack where runs
-differ (none / ema / ma, their own alpha and lamb), when runs are cut out, and across a checkpoint."""
+differ (none / ema / ma, their own alpha and lamb), when runs are cut out, and across a checkpoint; the checks
+that compare variants by their steps to a level."""
 
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from groklab import OptimizerConfig
 from groklab.config import GrokfastConfig
 from groklab.engine.optim import StackOptimizer, hyperparameters
+from groklab.expectations import CHECKS
+from groklab.store.reader import ExperimentResult
 
 WINDOW = 5
 
@@ -116,3 +121,32 @@ def test_the_paper_defaults_and_no_state_without_a_filter() -> None:
         "adamw", {"W": torch.zeros(2, 3)}, hyperparameters(plain, torch.device("cpu"), torch.float32)
     )
     assert optimizer.filter_state == {}  # a run without Grokfast pays nothing for it
+
+
+def _variants_result(tmp_path: Path, curves: dict[str, list[float]]) -> ExperimentResult:
+    """One run per variant, test accuracy evaluated every 100 steps."""
+    rows = []
+    for i, (variant, accuracy) in enumerate(curves.items()):
+        run_dir = tmp_path / "runs" / f"run-{i:04d}"
+        run_dir.mkdir(parents=True)
+        steps = [100 * k for k in range(len(accuracy))]
+        pd.DataFrame({"step": steps, "test_acc": accuracy}).to_parquet(run_dir / "metrics.parquet")
+        rows.append({"run_id": f"run-{i:04d}", "seed": 0, "status": "completed", "steps": steps[-1],
+                     "memorized_step": None, "generalized_step": None, "final": {}, "events": {}, "analysis": {},
+                     "params": {"variant": variant}})  # fmt: skip
+    return ExperimentResult(
+        root=tmp_path, spec={"name": "x", "variants": dict.fromkeys(curves, {})}, meta={}, rows=rows
+    )
+
+
+def test_steps_to_a_level_variant_by_variant(tmp_path: Path) -> None:
+    result = _variants_result(
+        tmp_path, {"baseline": [0.0, 0.1, 0.2, 0.5, 0.96], "ema": [0.0, 0.5, 0.95, 1.0, 1.0], "ma": [0.0] * 5}
+    )
+    reaches = CHECKS["variant_reaches_by"].fn
+    listing = "median first step per variant: baseline: 400 (1/1), ema: 200 (1/1), ma: never (0/1)"
+    assert reaches(result, variant="ema", column="test_acc", level=0.95, limit=200) == (listing, True)
+    assert reaches(result, variant="ema", column="test_acc", level=0.95, limit=199)[1] is False
+    assert reaches(result, variant="ma", column="test_acc", level=0.95, limit=10**6)[1] is False  # never
+    assert reaches(result, variant="none", column="test_acc", level=0.95, limit=1)[1] is None
+    assert CHECKS["steps_to_level"].fn(result, column="test_acc", level=0.95) == (listing, None)

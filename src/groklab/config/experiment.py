@@ -61,6 +61,8 @@ class RunConfig(Spec):
     """Progress measures computed and stored with the run."""
     seed: int = 0
     """Seed of this run: its data split/sample, label noise, init and batch order."""
+    variant: str = ""
+    """The experiment's variant this run belongs to (its name in `variants`); empty without variants."""
 
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
@@ -110,7 +112,8 @@ class Claim(Spec):
 
 
 class Experiment(Spec):
-    """An experiment: a base run, seeds, and a sweep grid. Each (sweep point, seed) is one run."""
+    """An experiment: a base run, seeds, a sweep grid and named variants. Each (variant, sweep point, seed) is one
+    run."""
 
     model_config = STRICT
     _names = model_validator(mode="before")(_default_names)
@@ -134,6 +137,10 @@ class Experiment(Spec):
     """A count n (seeds 0..n-1) or an explicit list of seeds."""
     sweep: dict[str, list[Any]] = {}
     """Grid: dotted key -> list of values; every combination x every seed is one run."""
+    variants: dict[str, dict[str, Any]] = {}
+    """Named settings compared side by side: name -> {dotted key: value}, e.g. {baseline: {}, ema:
+    {optimizer.grokfast.filter: ema}}. Every variant x every sweep point x every seed is one run; the runs
+    table names each run's variant (column `variant`). A variant may not set a swept key."""
     claims: list[Claim] = []
     """What the sources report, checked against the stored runs in the report (a copy of a spec keeps them):
     a list of {claim, source, check, params}; see docs/claims.md for the checks."""
@@ -172,11 +179,32 @@ class Experiment(Spec):
                 raise ValueError(f"sweep.{key}: {values} repeats a value (each would train the same runs twice)")
         return sweep
 
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, variants: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, settings in variants.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,49}", name):
+                raise ValueError(f"variants: {name!r} must be a plain name (letters, digits, . _ + -)")
+            for key in settings:
+                if key.split(".")[0] not in ("task", "model", "optimizer", "train"):
+                    raise ValueError(
+                        f"variants.{name}.{key}: keys are dotted paths under task, model, optimizer, train"
+                    )
+        return variants
+
     @model_validator(mode="after")
     def _run_count(self) -> Experiment:
-        runs = math.prod(len(v) for v in self.sweep.values()) * len(self.seed_list)
+        for name, settings in self.variants.items():
+            for key in settings:
+                if key in self.sweep:
+                    raise ValueError(f"variants.{name}.{key}: also swept; allowed: keys the sweep does not set")
+        runs = math.prod(len(v) for v in self.sweep.values()) * len(self.seed_list) * max(1, len(self.variants))
         if runs > MAX_RUNS:
-            shape = " x ".join([str(len(v)) for v in self.sweep.values()] + [f"{len(self.seed_list)} seeds"])
+            shape = " x ".join(
+                ([f"{len(self.variants)} variants"] if self.variants else [])
+                + [str(len(v)) for v in self.sweep.values()]
+                + [f"{len(self.seed_list)} seeds"]
+            )
             raise ValueError(f"seeds: {shape} = {runs:,} runs; at most {MAX_RUNS:,} in one experiment (split it)")
         return self
 
@@ -186,7 +214,7 @@ class Experiment(Spec):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
     def base(self) -> dict[str, Any]:
-        """The run-level part of the spec as plain data (no name/seeds/sweep)."""
+        """The run-level part of the spec as plain data (no name/seeds/sweep/variants)."""
         return self.model_dump(mode="json", include={"task", "model", "optimizer", "train", "measures"})
 
 
@@ -245,29 +273,36 @@ def parse_experiment(data: Any, source: str = "spec") -> Experiment:
 
 
 def expand_runs(experiment: Experiment) -> list[RunConfig]:
-    """Every sweep point x every seed, resolved and validated, in a stable order."""
+    """Every variant x every sweep point x every seed, resolved and validated, in a stable order."""
     keys = list(experiment.sweep)
-    grid = itertools.product(*(experiment.sweep[k] for k in keys)) if keys else [()]
     runs: list[RunConfig] = []
     base = experiment.base()
     for key in keys:
-        _check_sweep_key(base, key)
-    for point in grid:
-        data = copy.deepcopy(base)
-        for key, value in zip(keys, point):
-            set_dotted(data, key, value)
-        _reset_family_defaults(base, data, keys)
-        for seed in experiment.seed_list:
-            try:
-                runs.append(RunConfig.model_validate({**data, "seed": seed}))
-            except ValidationError as error:
-                where = ", ".join(f"{k}={v}" for k, v in zip(keys, point))
-                line = format_validation_error(error)
-                raise SpecError(f"{line} (sweep point {where})" if where else line) from None
+        _check_sweep_key(base, key, "sweep")
+    for name, settings in (experiment.variants or {"": {}}).items():
+        variant = copy.deepcopy(base)
+        for key, value in settings.items():
+            _check_sweep_key(base, key, f"variants.{name}")
+            set_dotted(variant, key, value)
+        _reset_family_defaults(base, variant, list(settings))
+        grid = itertools.product(*(experiment.sweep[k] for k in keys)) if keys else [()]
+        for point in grid:
+            data = copy.deepcopy(variant)
+            for key, value in zip(keys, point):
+                set_dotted(data, key, value)
+            _reset_family_defaults(variant, data, keys)
+            for seed in experiment.seed_list:
+                try:
+                    runs.append(RunConfig.model_validate({**data, "seed": seed, "variant": name}))
+                except ValidationError as error:
+                    point_text = ", ".join(f"{k}={v}" for k, v in zip(keys, point))
+                    where = "; ".join([f"variant {name}"] * bool(name) + [f"sweep point {point_text}"] * bool(keys))
+                    line = format_validation_error(error)
+                    raise SpecError(f"{line} ({where})" if where else line) from None
     return runs
 
 
-def _check_sweep_key(base: dict[str, Any], key: str) -> None:
+def _check_sweep_key(base: dict[str, Any], key: str, where: str) -> None:
     if key in ("task.name", "model.name"):
         return
     node: Any = base
@@ -278,7 +313,7 @@ def _check_sweep_key(base: dict[str, Any], key: str) -> None:
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             parent = key.rsplit(".", 1)[0]
-            raise SpecError(f"sweep.{key}: unknown key{_allowed_keys(parent)}")
+            raise SpecError(f"{where}.{key}: unknown key{_allowed_keys(parent)}")
         node = node[part]
 
 
@@ -303,8 +338,8 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_params(run: RunConfig) -> dict[str, Any]:
-    """Every resolved parameter of a run as dotted key -> value (seed included)."""
-    return flatten(run.model_dump(mode="json"))
+    """Every resolved parameter of a run as dotted key -> value (seed included; variant when it has one)."""
+    return flatten(run.model_dump(mode="json", exclude={"variant"} if not run.variant else None))
 
 
 def field_reference() -> str:

@@ -31,6 +31,7 @@ from groklab.models import MLP, Transformer
 
 PER_RUN_KEYS = {
     "seed",
+    "variant",
     "optimizer.lr",
     "optimizer.weight_decay",
     "optimizer.betas",

@@ -37,8 +37,8 @@ def swept_keys(result: ExperimentResult) -> list[str]:
 
 
 def groups(result: ExperimentResult) -> list[tuple[str, list[str], Any]]:
-    """Sweep points: (label, run ids, color value = the first swept key's value)."""
-    runs, swept = result.runs, swept_keys(result)
+    """Variants x sweep points: (label, run ids, color value = the variant, else the first swept key's value)."""
+    runs, swept = result.runs, result.varied_keys
     if runs.empty:
         return []
     if not swept:

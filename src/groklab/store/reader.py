@@ -78,6 +78,11 @@ class ExperimentResult:
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "step"])
 
+    @property
+    def varied_keys(self) -> list[str]:
+        """What tells the runs apart besides the seed: `variant` when the spec has variants, then the swept keys."""
+        return ["variant"] * bool(self.spec.get("variants")) + list((self.spec.get("sweep") or {}).keys())
+
     def last_measured(self, column: str) -> pd.Series:
         """Each run's last measured (not NaN) value of a metrics column, by run_id; empty if none has it."""
         metrics = self.metrics

@@ -1,0 +1,56 @@
+"""Claims of the methods that control grokking, compared variant by variant (a spec's `variants`): how soon each
+reaches a level, e.g. Grokfast's iterations to 95% validation accuracy against its baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from groklab.expectations.base import Outcome, checks
+from groklab.store.reader import ExperimentResult
+
+
+def steps_to_level(result: ExperimentResult, column: str, level: float) -> pd.DataFrame:
+    """Per run: its variant and the first evaluated step where `column` >= level (NaN: never in its budget)."""
+    metrics, runs = result.metrics, result.runs.set_index("run_id")
+    rows = []
+    for run_id, frame in metrics.groupby("run_id"):
+        hits = frame.loc[frame[column] >= level, "step"] if column in frame else pd.Series(dtype=float)
+        variant = runs.loc[run_id, "variant"] if "variant" in runs else ""
+        rows.append({"run_id": run_id, "variant": variant, "step": float(hits.iloc[0]) if len(hits) else np.nan})
+    return pd.DataFrame(rows, columns=["run_id", "variant", "step"])
+
+
+def _median_step(steps: pd.Series) -> float:
+    """Median over runs, a run that never got there counting as infinitely late (NaN when most never did)."""
+    median = float(steps.fillna(np.inf).median())
+    return median if np.isfinite(median) else np.nan
+
+
+def _listing(frame: pd.DataFrame) -> str:
+    parts = []
+    for variant, group in frame.groupby("variant", sort=False):
+        median, reached = _median_step(group["step"]), int(group["step"].notna().sum())
+        parts.append(f"{variant or 'all'}: {'never' if median != median else f'{median:,.0f}'} ({reached}/{len(group)})")
+    return ", ".join(parts)
+
+
+@checks("variant_reaches_by", "median first step with {column} >= {level:g} in variant {variant} <= {limit:,}")
+def variant_reaches_by(result: ExperimentResult, variant: str, column: str, level: float, limit: float) -> Outcome:
+    """One variant's runs reach a level of a metric (e.g. test_acc 0.95) by a step, in the median run; the other
+    variants' steps are listed beside it."""
+    frame = steps_to_level(result, column, level)
+    mine = frame[frame["variant"] == variant]
+    if mine.empty:
+        return f"no run of variant {variant!r}", None
+    median = _median_step(mine["step"])
+    return f"median first step per variant: {_listing(frame)}", bool(median == median and median <= limit)
+
+
+@checks("steps_to_level", "an observation: the median first step with {column} >= {level:g}, variant by variant")
+def steps_to_level_check(result: ExperimentResult, column: str, level: float) -> Outcome:
+    """How soon each variant reaches a level, side by side (a method against its baselines), not pass/fail."""
+    frame = steps_to_level(result, column, level)
+    if frame.empty:
+        return "no finished runs", None
+    return f"median first step per variant: {_listing(frame)}", None
