@@ -63,6 +63,9 @@ class OptimizerConfig(Spec):
     weight_decay above."""
     grokfast: GrokfastConfig = Field(default_factory=GrokfastConfig)
     """Grokfast's gradient filter: optimizer.grokfast.filter, .alpha, .lamb, .window (keys below)."""
+    orthogonal: bool = False
+    """⊥Grad (Prieto et al. 2025): before the update, each parameter tensor's gradient loses its component along
+    the weights, g - (w.g / |w|^2) w, rescaled to the norm of g (any optimizer; per run, inside a stack)."""
     on_memorized: dict[Literal["lr", "weight_decay", "eps"], float] = {}
     """Hyperparameters a run switches to once it has memorized (train accuracy >= 99% at an evaluation),
     e.g. {weight_decay: 0.1}: seed 001's Hypothesis 1. Per run, inside a stack; sweep it as
@@ -122,10 +125,11 @@ class TrainConfig(Spec):
     batch_size examples at a time; an epoch's last batch holds the rest) or draws (every step draws batch_size
     distinct examples at random, independently of the last: np.random.choice(n, batch_size, replace=False)
     in Liu et al.'s toy/train_add.py)."""
-    loss: Literal["cross_entropy", "mse", "hinge"] = "cross_entropy"
+    loss: Literal["cross_entropy", "mse", "hinge", "stablemax"] = "cross_entropy"
     """cross_entropy; mse on one-hot targets (mean over examples and classes, Gromov), or with model.readout
     templates on the true class's template (mean over examples and template entries, Liu et al.);
-    hinge: multi-class margin loss (torch multi_margin_loss, Merrill et al.)."""
+    hinge: multi-class margin loss (torch multi_margin_loss, Merrill et al.); stablemax: cross-entropy of
+    StableMax, s(z_y) / sum s(z) with s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0), in float64 (Prieto et al.)."""
     eval_every: int | Literal["log"] = Field(100)
     """Evaluate train and test loss/accuracy every this many steps, or "log" for ~100 log-spaced steps.
     Step 0 and the last step are always evaluated. Events are read at evaluated steps only."""

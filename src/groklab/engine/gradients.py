@@ -1,4 +1,6 @@
-"""What happens to the gradients between backward and the optimizer step, per run of a stack.
+"""What happens to the gradients between backward and the optimizer step, per run of a stack: Grokfast's
+filters, then ⊥Grad's projection (the order of the two papers' code: Grokfast edits the gradients before
+optimizer.step(), whose OrthoGrad wrapper projects them first thing).
 
 Grokfast (Lee et al. 2024, ironjr/grokfast's gradfilter_ema and gradfilter_ma) amplifies each parameter's slow
 gradient component: g <- g + lamb * h, where h is
@@ -61,4 +63,25 @@ def grokfast(
             if step + 1 >= ma_window:
                 filtered = filtered + total / ma_window * hyper["grokfast_ma"].view(shape)
         out[name] = filtered
+    return out
+
+
+@torch.no_grad()
+def orthogonalize(
+    params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], runs: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """⊥Grad (Prieto et al. 2025, orthograd.py) for the runs where `runs` (run,) is True: each parameter tensor's
+    gradient loses its component along the weights and keeps its norm,
+
+        g_perp = g - (w . g / (w . w + 1e-30)) w,    g <- g_perp |g| / (|g_perp| + 1e-30),
+
+    so the update cannot scale the weights up (the naive loss minimization direction behind softmax collapse).
+    """
+    out = {}
+    for name, grad in grads.items():
+        w, g = params[name].detach().flatten(1), grad.flatten(1)  # (run, entries)
+        along = (w * g).sum(dim=1, keepdim=True) / ((w * w).sum(dim=1, keepdim=True) + 1e-30)
+        perp = g - along * w
+        scaled = perp * (g.norm(dim=1, keepdim=True) / (perp.norm(dim=1, keepdim=True) + 1e-30))
+        out[name] = torch.where(runs[:, None], scaled, g).view_as(grad)
     return out

@@ -11,7 +11,7 @@ column when it has one, so one update serves K runs with K pairs of learning rat
 param_groups, and the same as Liu et al.'s two AdamW optimizers: Adam's moments are per element, so
 optimizers that share betas and eps and split the parameters compute the same update as one with groups.
 
-Gradient filters (Grokfast) run on the gradients before the update, with their own state (engine/gradients.py).
+Grokfast's filters and ⊥Grad's projection run on the gradients before the update (engine/gradients.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from groklab.config import OptimizerConfig
-from groklab.engine.gradients import grokfast, grokfast_state
+from groklab.engine.gradients import grokfast, grokfast_state, orthogonalize
 
 
 def hyperparameters(
@@ -40,6 +40,7 @@ def hyperparameters(
         "grokfast_alpha": [c.grokfast.alpha for c in configs],
         "grokfast_ema": [c.grokfast.amplification if c.grokfast.filter == "ema" else 0.0 for c in configs],
         "grokfast_ma": [c.grokfast.amplification if c.grokfast.filter == "ma" else 0.0 for c in configs],
+        "orthogonal": [float(c.orthogonal) for c in configs],
     }
     for group in groups:
         for key in ("lr", "weight_decay"):
@@ -68,6 +69,7 @@ class StackOptimizer:
         uses_ma = bool((hyper["grokfast_ma"] != 0).any().item()) if len(hyper["lr"]) else False
         self.grokfast_window = grokfast_window if uses_ma else None
         self.filter_state = grokfast_state(params, self.grokfast_ema, self.grokfast_window)
+        self.orthogonal = bool((hyper["orthogonal"] != 0).any().item()) if len(hyper["lr"]) else False
         self._set_hyper(hyper)
 
     def _set_hyper(self, hyper: dict[str, torch.Tensor]) -> None:
@@ -127,6 +129,8 @@ class StackOptimizer:
         h = self.hyper
         if self.filter_state:
             grads = grokfast(grads, self.filter_state, h, step, self.grokfast_ema, self.grokfast_window)
+        if self.orthogonal:
+            grads = orthogonalize(params, grads, h["orthogonal"] != 0)
         if self.name == "sgd":
             self._sgd(params, grads, step)
             return

@@ -42,6 +42,7 @@ PER_RUN_KEYS = {
     "optimizer.grokfast.filter",
     "optimizer.grokfast.alpha",
     "optimizer.grokfast.lamb",
+    "optimizer.orthogonal",
     "model.init_scale",
     "task.label_noise",
     "train.steps",

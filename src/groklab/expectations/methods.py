@@ -31,7 +31,8 @@ def _listing(frame: pd.DataFrame) -> str:
     parts = []
     for variant, group in frame.groupby("variant", sort=False):
         median, reached = _median_step(group["step"]), int(group["step"].notna().sum())
-        parts.append(f"{variant or 'all'}: {'never' if median != median else f'{median:,.0f}'} ({reached}/{len(group)})")
+        shown = "never" if median != median else f"{median:,.0f}"
+        parts.append(f"{variant or 'all'}: {shown} ({reached}/{len(group)})")
     return ", ".join(parts)
 
 
