@@ -84,3 +84,31 @@ def test_a_projected_gradient_is_orthogonal_to_the_weights_and_keeps_its_norm() 
     assert (out[0] * w[0]).sum().abs() < 1e-12
     torch.testing.assert_close(out[0].norm(), g[0].norm())
     assert torch.equal(out[1], g[1])  # a run without ⊥Grad keeps its gradient
+
+
+def test_the_collapse_measures_on_a_stack_with_large_logits() -> None:
+    """Scaled-up weights give large logit gaps: the measures equal their definitions computed by hand."""
+    from groklab import RunConfig
+    from groklab.engine.stack import Stack
+    from groklab.measures import MEASURES
+
+    config = RunConfig.model_validate(
+        {
+            "task": {"name": "modular", "modulus": 11, "train_fraction": 0.5},
+            "model": {"width": 16, "init_scale": 40.0},
+            "train": {"steps": 1, "loss": "cross_entropy"},
+            "measures": {"names": ["softmax_collapse"]},
+        }
+    )
+    stack = Stack([("a", config), ("b", config.model_copy(update={"seed": 1}))])
+    stack.evaluate(config.loss_kind)
+    out = MEASURES["softmax_collapse"].fn(stack.probe(step=0))
+    logits, y = stack.eval_logits[0], stack.y_train
+    for run in range(2):
+        z = logits[run]
+        collapsed = [(torch.exp(row - row.max()).sum() == 1).item() for row in z]
+        zero = [torch.nn.functional.cross_entropy(row[None], label[None]).item() == 0 for row, label in zip(z, y[run])]
+        assert out["softmax_collapse"][run].item() == pytest.approx(sum(collapsed) / len(z))
+        assert out["zero_loss_terms"][run].item() == pytest.approx(sum(zero) / len(z))
+        assert out["logit_norm"][run].item() == pytest.approx(z.norm(dim=1).mean().item(), rel=1e-6)
+    assert 0 < out["softmax_collapse"].min() and out["softmax_collapse"].max() < 1  # some rows collapse, not all

@@ -9,12 +9,20 @@
     liu.py             Liu et al.'s effective theory: parallelograms, Acc-bar, RQI, effective loss (formulas)
     addition.py        the effective-theory measures of addition-toy runs
     analytic.py        Gromov's analytic solution and the comparison of trained weights with it
+    collapse.py        Prieto et al.'s softmax collapse: one-hot softmax, zero loss terms, logit norm
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
 `groklab measures` lists them; `measures.names` in a spec selects them.
 """
 
-from groklab.measures import addition, analytic, modular, representation, weights  # noqa: F401  (registers measures)
+from groklab.measures import (  # noqa: F401  (registers measures)
+    addition,
+    analytic,
+    collapse,
+    modular,
+    representation,
+    weights,
+)
 from groklab.measures.analytic import analytic_accuracy, gromov_solution
 from groklab.measures.curve_events import run_events
 from groklab.measures.probe import Probe
