@@ -176,3 +176,14 @@ def test_grokfast_runs_of_a_stack_equal_each_run_alone(tiny_modular: RunConfig, 
     # Not vacuous: the same seed with and without a filter ends elsewhere.
     plain = train_stack([("p", runs[1][1].model_copy(update={"optimizer": window}))], device)[0]
     assert (plain.state_dict["W_in"] - stacked["r1"].state_dict["W_in"]).abs().max() > 1e-3
+
+
+def test_a_variant_ends_above_or_below_a_level(tmp_path: Path) -> None:
+    result = _variants_result(tmp_path, {"float32": [0.0, 0.1, 0.2], "float64": [0.0, 0.6, 0.99]})
+    above, below = CHECKS["variant_ends_above"].fn, CHECKS["variant_ends_below"].fn
+    listing = "median final test_acc per variant: float32: 0.2, float64: 0.99"
+    assert above(result, variant="float64", column="test_acc", limit=0.99) == (listing, True)
+    assert above(result, variant="float32", column="test_acc", limit=0.5)[1] is False
+    assert below(result, variant="float32", column="test_acc", limit=0.5) == (listing, True)
+    assert below(result, variant="float64", column="test_acc", limit=0.5)[1] is False
+    assert below(result, variant="bf16", column="test_acc", limit=0.5)[1] is None
