@@ -101,6 +101,7 @@ def test_batchnorm_runs_store_their_running_statistics(tmp_path, tiny_modular: R
         "train": {**tiny_modular.train.model_dump(), "steps": 30},
     }
     spec.pop("seed")
+    spec.pop("variant")  # a run's own fields, not spec keys
     spec.pop("measures", None)
     result = run(spec, out=tmp_path / "bn", progress=False)
     run_id = result.runs["run_id"][0]
