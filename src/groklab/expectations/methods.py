@@ -57,30 +57,28 @@ def steps_to_level_check(result: ExperimentResult, column: str, level: float) ->
     return f"median first step per variant: {_listing(frame)}", None
 
 
-def _final_by_variant(result: ExperimentResult, column: str) -> pd.Series:
-    """Each run's last measured value of a metrics column, indexed by run, with its variant."""
+def _final_of_variant(result: ExperimentResult, variant: str, column: str) -> tuple[str, float | None]:
+    """The median over a variant's runs of their last measured `column` (None: no run of it measured it), and
+    every variant's median, listed."""
     last = result.last_measured(column)
     variants = result.runs.set_index("run_id").get("variant", pd.Series("", index=result.runs["run_id"]))
-    return pd.DataFrame({"value": last, "variant": variants.reindex(last.index)})
+    frame = pd.DataFrame({"value": last, "variant": variants.reindex(last.index)})
+    mine = frame[frame["variant"] == variant]["value"]
+    if mine.empty:
+        return f"no {column} measured in variant {variant!r}", None
+    listing = ", ".join(f"{v}: {g.median():.3g}" for v, g in frame.groupby("variant", sort=False)["value"])
+    return f"median final {column} per variant: {listing}", float(mine.median())
 
 
 @checks("variant_ends_above", "median final {column} in variant {variant} >= {limit:g}")
 def variant_ends_above(result: ExperimentResult, variant: str, column: str, limit: float) -> Outcome:
     """A variant's runs end with a metric at least `limit` (e.g. the share of collapsed softmaxes)."""
-    frame = _final_by_variant(result, column)
-    mine = frame[frame["variant"] == variant]["value"]
-    if mine.empty:
-        return f"no {column} measured in variant {variant!r}", None
-    others = ", ".join(f"{v}: {g.median():.3g}" for v, g in frame.groupby("variant", sort=False)["value"])
-    return f"median final {column} per variant: {others}", bool(mine.median() >= limit)
+    measured, value = _final_of_variant(result, variant, column)
+    return measured, None if value is None else value >= limit
 
 
 @checks("variant_ends_below", "median final {column} in variant {variant} < {limit:g}")
 def variant_ends_below(result: ExperimentResult, variant: str, column: str, limit: float) -> Outcome:
     """A variant's runs end with a metric below `limit` (e.g. a test accuracy that stalled)."""
-    frame = _final_by_variant(result, column)
-    mine = frame[frame["variant"] == variant]["value"]
-    if mine.empty:
-        return f"no {column} measured in variant {variant!r}", None
-    others = ", ".join(f"{v}: {g.median():.3g}" for v, g in frame.groupby("variant", sort=False)["value"])
-    return f"median final {column} per variant: {others}", bool(mine.median() < limit)
+    measured, value = _final_of_variant(result, variant, column)
+    return measured, None if value is None else value < limit
