@@ -64,6 +64,21 @@ def _references(configs: list[OptimizerConfig], start: torch.Tensor) -> list[tup
     return out
 
 
+def _step_both(
+    optimizer: StackOptimizer, stacked: dict, references: list[tuple], grads: torch.Tensor, step: int
+) -> None:
+    """One update of the stack and of each run's reference (filter, then torch.optim) with the same gradients."""
+    optimizer.step(stacked, {"W": grads}, step)
+    for i, (w, opt, apply) in enumerate(references):
+        w.grad = apply(grads[i].clone())
+        opt.step()
+
+
+def _assert_on_references(stacked: dict, references: list[tuple]) -> None:
+    for i, (w, _, _) in enumerate(references):
+        torch.testing.assert_close(stacked["W"][i], w.detach(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("shared", [False, True], ids=["runs-differ", "shared"])
 def test_each_run_follows_the_reference_filter_and_torch_optim(shared: bool) -> None:
     torch.manual_seed(0)
@@ -75,12 +90,8 @@ def test_each_run_follows_the_reference_filter_and_torch_optim(shared: bool) -> 
     references = _references(configs, start)
     for step in range(3 * WINDOW):
         grads = torch.randn(len(configs), 6, 3, dtype=torch.float64)
-        optimizer.step(stacked, {"W": grads}, step)
-        for i, (w, opt, apply) in enumerate(references):
-            w.grad = apply(grads[i].clone())
-            opt.step()
-    for i, (w, _, _) in enumerate(references):
-        torch.testing.assert_close(stacked["W"][i], w.detach(), rtol=1e-10, atol=1e-12)
+        _step_both(optimizer, stacked, references, grads, step)
+    _assert_on_references(stacked, references)
     if not shared:  # not vacuous: every filter moved its run away from the unfiltered one
         for i in range(1, len(configs)):
             assert (stacked["W"][i] - stacked["W"][0]).abs().max() > 1e-3
@@ -104,12 +115,8 @@ def test_cut_runs_and_a_checkpoint_keep_each_run_on_its_reference() -> None:
             optimizer = StackOptimizer("adam", stacked, {n: v.clone() for n, v in saved["hyper"].items()}, WINDOW)
             optimizer.load_state_dict(saved)
         grads = torch.randn(len(references), 4, dtype=torch.float64)
-        optimizer.step(stacked, {"W": grads}, step)
-        for i, (w, opt, apply) in enumerate(references):
-            w.grad = apply(grads[i].clone())
-            opt.step()
-    for i, (w, _, _) in enumerate(references):
-        torch.testing.assert_close(stacked["W"][i], w.detach(), rtol=1e-10, atol=1e-12)
+        _step_both(optimizer, stacked, references, grads, step)
+    _assert_on_references(stacked, references)
 
 
 def test_the_paper_defaults_and_no_state_without_a_filter() -> None:
