@@ -349,3 +349,35 @@ def test_a_failed_start_leaves_a_directory_the_corrected_command_reuses(
     code, _, err = _groklab(capsys, "run", str(spec), "--out", str(out), "--quiet")
     assert code == 0, err
     assert len(groklab.load(out).runs) == 2
+
+
+IMAGE_CASES = {  # the images task through the command line: (MNIST written?, files then replaced, --set, says)
+    "no such directory": (False, {}, ["task.path={root}/nowhere"], "has no train-images-idx3-ubyte"),
+    "a directory without IDX files": (False, {}, [], "has no train-images-idx3-ubyte"),
+    "a malformed IDX file": (True, {"t10k-images-idx3-ubyte": b"\x00\x00\x08"}, [], "not an IDX file"),
+    "a truncated IDX file": (True, {"train-labels-idx1-ubyte": b"\x00\x00\x08\x03\x00\x00\x00\x02"}, [], "truncated"),
+    "a subset larger than the data": (True, {}, ["task.n_train=13"], "task.n_train: 13 is more than the 12"),
+    "mnist without a path": (True, {}, ["task.path=null"], "task.path: dataset mnist needs the directory"),
+    "a path with digits": (True, {}, ["task.dataset=digits"], "task.path: dataset digits is scikit-learn's"),
+}
+
+
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_bad_image_data_is_refused(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.unit.test_images import write_mnist
+
+    written, files, sets, says = IMAGE_CASES[case]
+    data = tmp_path / "mnist"
+    data.mkdir()
+    if written:
+        write_mnist(data, n_train=12, n_test=4)
+    for name, raw in files.items():
+        (data / name).write_bytes(raw)
+    spec = {**TINY, "task": {"name": "images", "dataset": "mnist", "path": str(data), "n_train": 8}}
+    path = tmp_path / "images.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    overrides = [arg for s in sets for arg in ("--set", s.format(root=tmp_path))]
+    code, _, err = _groklab(capsys, "run", str(path), *overrides, "--out", str(out), "--quiet")
+    _refused(code, err, out)
+    assert says in err, err

@@ -22,7 +22,7 @@ from groklab.config.base import STRICT, Spec, SpecError
 from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
-from groklab.config.tasks import AdditionTask, ModularTask, ParityTask, PermutationTask
+from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, VectorTask
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
 
 MAX_RUNS = 100_000
@@ -30,7 +30,7 @@ MAX_RUNS = 100_000
 MAX_EVALUATIONS = 1_000_000
 """Evaluations in one run's schedule (each stores a metrics row)."""
 
-Task = Annotated[ModularTask | PermutationTask | AdditionTask | ParityTask, Field(discriminator="name")]
+Task = Annotated[ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask, Field(discriminator="name")]
 Model = Annotated[MLPModel | TransformerModel, Field(discriminator="name")]
 
 
@@ -50,7 +50,7 @@ class RunConfig(Spec):
     model_config = STRICT
     _names = model_validator(mode="before")(_default_names)
     task: Task = Field(default_factory=ModularTask)
-    """The data: task.name is modular, permutation, addition or parity."""
+    """The data: task.name is modular, permutation, addition, parity or images."""
     model: Model = Field(default_factory=MLPModel)
     """The network: model.name is mlp or transformer."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -66,11 +66,12 @@ class RunConfig(Spec):
 
     @model_validator(mode="after")
     def _compatible(self) -> RunConfig:
-        if isinstance(self.task, ParityTask):
+        if isinstance(self.task, VectorTask):
+            name = self.task.name
             if isinstance(self.model, TransformerModel):
-                raise ValueError("model.name: parity inputs are vectors, not token sequences; use mlp for parity")
+                raise ValueError(f"model.name: {name} inputs are vectors, not token sequences; use mlp for {name}")
             if self.model.embedding != "one_hot":
-                raise ValueError("model.embedding: parity inputs are vectors; use one_hot (the default) for parity")
+                raise ValueError(f"model.embedding: {name} inputs are vectors; use one_hot (the default) for {name}")
         if isinstance(self.task, AdditionTask) and isinstance(self.model, TransformerModel):
             raise ValueError("model.name: the addition task's labels (2p - 1 sums) are not tokens; use mlp")
         if isinstance(self.model, MLPModel):
@@ -223,7 +224,7 @@ class Experiment(Spec):
 
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "": [Experiment],
-    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask],
+    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask],
     "model": [MLPModel, TransformerModel],
     "optimizer": [OptimizerConfig],
     "optimizer.grokfast": [GrokfastConfig],
@@ -237,7 +238,7 @@ def format_validation_error(error: ValidationError) -> str:
     """One line naming the offending key and what is allowed (first error only)."""
     first = error.errors()[0]
     # Drop discriminator tags (e.g. 'modular' in task.modular.modulus) from the location.
-    tags = ("modular", "permutation", "addition", "parity", "mlp", "transformer", "function-after")
+    tags = ("modular", "permutation", "addition", "parity", "images", "mlp", "transformer", "function-after")
     loc = [str(part) for part in first["loc"] if part not in tags]
     key = ".".join(loc)
     message = first["msg"].removeprefix("Value error, ")

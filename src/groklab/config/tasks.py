@@ -1,4 +1,4 @@
-"""Task specs: modular arithmetic, permutation-group products (S5), integer addition and sparse parity."""
+"""Task specs: modular arithmetic, permutation-group products (S5), integer addition, sparse parity and images."""
 
 from __future__ import annotations
 
@@ -175,6 +175,68 @@ class ParityTask(Spec):
     def relevant(self) -> list[int]:
         """The coordinates whose product is the label."""
         return list(self.coordinates) if self.coordinates is not None else list(range(self.k))
+
+
+IMAGE_SETS = {"digits": (64, 1797, 0), "mnist": (784, 60000, 10000)}
+"""dataset -> (pixels per image, training images, test images; 0: the digits have no test file of their own)."""
+
+
+class ImageTask(Spec):
+    """Labelled images read as flat pixel vectors in [0, 1], ten classes (Omnigrok, Liu, Michaud, Tegmark 2023).
+
+    Encoded example (dataset digits): an 8 x 8 image with pixel values 0..16 is the vector of its 64 pixels / 16,
+    row by row, and its label is the digit it shows, 0..9. With train.loss mse the target is the label's one-hot
+    vector (Omnigrok's MSE on one-hot targets); with cross_entropy the label.
+    """
+
+    model_config = STRICT
+    name: Literal["images"] = "images"
+    """Task family: image classification."""
+    dataset: Literal["digits", "mnist"] = "digits"
+    """digits: the 1,797 8 x 8 handwritten digits scikit-learn ships inside its package (load_digits; needs
+    `pip install 'groklab[images]'`), so everything runs offline; mnist: the 28 x 28 MNIST digits, read from the
+    standard IDX files in task.path (nothing is downloaded)."""
+    path: str | None = None
+    """Dataset mnist: the directory holding MNIST's four IDX files, train-images-idx3-ubyte,
+    train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may end in .gz)."""
+    n_train: int = Field(1000, ge=1)
+    """Training images, drawn per seed without replacement (digits: from all 1,797; mnist: from the training
+    file's 60,000; Omnigrok: 1,000)."""
+    n_test: int | None = Field(None, ge=1)
+    """Test images: null for all the others (digits: every image not drawn for training; mnist: the whole t10k
+    file), or a number drawn per seed from those."""
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of training labels replaced by a different, uniformly random digit; exactly
+    round(label_noise * n_train)."""
+
+    @property
+    def n_labels(self) -> int:
+        """Ten digits."""
+        return 10
+
+    @property
+    def n_inputs(self) -> int:
+        """Pixels per image: 64 (digits) or 784 (mnist)."""
+        return IMAGE_SETS[self.dataset][0]
+
+    @property
+    def test_size(self) -> int:
+        """Test images of a run, as far as the config tells (the files may hold fewer: data.check_data reads them)."""
+        _, n_train_file, n_test_file = IMAGE_SETS[self.dataset]
+        available = n_test_file or n_train_file - self.n_train
+        return min(self.n_test, available) if self.n_test is not None else available
+
+    @model_validator(mode="after")
+    def _check(self) -> ImageTask:
+        if self.dataset == "mnist" and self.path is None:
+            raise ValueError("task.path: dataset mnist needs the directory of its IDX files; nothing is downloaded")
+        if self.dataset == "digits" and self.path is not None:
+            raise ValueError("task.path: dataset digits is scikit-learn's; allowed: null (path is for mnist)")
+        return self
+
+
+VectorTask = ParityTask | ImageTask
+"""Tasks whose inputs are vectors of numbers, not tokens: the MLP reads them as they are."""
 
 
 def _is_prime(n: int) -> bool:

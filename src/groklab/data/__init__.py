@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from groklab.config import AdditionTask, ModularTask, ParityTask, PermutationTask, SpecError
+from groklab.config import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, SpecError
 from groklab.data.addition import addition_table, make_addition
 from groklab.data.dataset import RunData
+from groklab.data.images import check_images, decode_idx, encode_idx, make_images, read_idx
 from groklab.data.modular import make_modular, modular_table, operation_table
 from groklab.data.parity import make_parity
 from groklab.data.permutation import make_permutation, permutation_table
@@ -15,18 +16,24 @@ __all__ = [
     "RunData",
     "addition_table",
     "check_data",
+    "decode_idx",
+    "encode_idx",
     "make_addition",
     "make_data",
+    "make_images",
     "make_modular",
     "make_parity",
     "make_permutation",
     "modular_table",
     "operation_table",
     "permutation_table",
+    "read_idx",
 ]
 
+AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask
 
-def make_data(task: ModularTask | PermutationTask | AdditionTask | ParityTask, seed: int) -> RunData:
+
+def make_data(task: AnyTask, seed: int) -> RunData:
     """The data of one run of `task` with seed `seed` (deterministic)."""
     if isinstance(task, ModularTask):
         return make_modular(task, seed)
@@ -34,12 +41,16 @@ def make_data(task: ModularTask | PermutationTask | AdditionTask | ParityTask, s
         return make_permutation(task, seed)
     if isinstance(task, AdditionTask):
         return make_addition(task, seed)
+    if isinstance(task, ImageTask):
+        return make_images(task, seed)
     return make_parity(task, seed)
 
 
-def check_data(task: ModularTask | PermutationTask | AdditionTask | ParityTask) -> None:
+def check_data(task: AnyTask) -> None:
     """Raise SpecError when the runs of `task` would get an empty training or test set (for any seed: the
-    split sizes do not depend on it), before anything is trained or written."""
+    split sizes do not depend on it), or when its images cannot be read, before anything is trained or written."""
+    if isinstance(task, ImageTask):
+        return check_images(task)
     if isinstance(task, ParityTask | AdditionTask):
         return  # both sets non-empty by the config (n_train, n_test >= 1; n_train < the pairs)
     if isinstance(task, ModularTask):

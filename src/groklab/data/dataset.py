@@ -15,7 +15,8 @@ from groklab.seeds import rng_for
 class RunData:
     """Train and test tensors of one run.
 
-    x is int64 tokens (n, 2) for modular tasks (operands a, b) or float (n, n_bits) in {-1, 1} for parity;
+    x is int64 tokens (n, 2) for modular tasks (operands a, b), float (n, n_bits) in {-1, 1} for parity, or
+    float (n, pixels) in [0, 1] for images;
     y is int64 class labels (n,). y_train carries the label noise; y_train_clean does not.
     """
 
@@ -31,6 +32,8 @@ class RunData:
     """Number of distinct values per input token (p), or None for vector inputs."""
     info: dict[str, Any] = field(default_factory=dict)
     """Task facts worth storing (parity coordinates, the train/test index into the full table)."""
+    inputs_stored: bool = True
+    """Whether the store keeps x_train and x_test; False for images, which info's indices name in their dataset."""
 
     @property
     def input_dim(self) -> int:
@@ -39,10 +42,9 @@ class RunData:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything as numpy arrays, for the store."""
-        tensors = {
-            "x_train": self.x_train,
+        tensors = {"x_train": self.x_train, "x_test": self.x_test} if self.inputs_stored else {}
+        tensors |= {
             "y_train": self.y_train,
-            "x_test": self.x_test,
             "y_test": self.y_test,
             "y_train_clean": self.y_train_clean,
             "corrupted": self.corrupted,

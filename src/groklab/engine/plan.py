@@ -26,7 +26,15 @@ from dataclasses import dataclass
 
 import torch
 
-from groklab.config import AdditionTask, ParityTask, PermutationTask, RunConfig, SpecError, TransformerModel
+from groklab.config import (
+    AdditionTask,
+    ImageTask,
+    ParityTask,
+    PermutationTask,
+    RunConfig,
+    SpecError,
+    TransformerModel,
+)
 from groklab.models import MLP, Transformer
 
 PER_RUN_KEYS = {
@@ -103,6 +111,8 @@ def step_flops(config: RunConfig) -> float:
     task, model = config.task, config.model
     if isinstance(task, ParityTask):
         n_train, d_in, n_out = task.n_train, task.n_bits, 2
+    elif isinstance(task, ImageTask):
+        n_train, d_in, n_out = task.n_train, task.n_inputs, task.n_labels
     elif isinstance(task, AdditionTask):
         n_train, d_in, n_out = task.n_train, 2, task.n_labels
     else:
@@ -132,6 +142,9 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
     if isinstance(task, ParityTask):
         n_examples, n_classes = task.n_train + task.n_test, 2
         data = n_examples * (task.n_bits * size + 3 * 8)
+    elif isinstance(task, ImageTask):  # the run's images, and the dataset's pixels while they are drawn
+        n_examples, n_classes = task.n_train + task.test_size, task.n_labels
+        data = n_examples * (task.n_inputs * size + 3 * 8)
     else:
         n_classes, n_examples = task.n_labels, _table_size(task)
         data = n_examples * 100  # the table as Python integers while it is built, then int64 tensors
@@ -158,6 +171,8 @@ def model_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     task, model = config.task, config.model
     if isinstance(task, ParityTask):
         return MLP(model, None, task.n_bits, 2).shapes()  # type: ignore[arg-type]
+    if isinstance(task, ImageTask):
+        return MLP(model, None, task.n_inputs, task.n_labels).shapes()  # type: ignore[arg-type]
     operands = task.operands if isinstance(task, AdditionTask) else task.n_labels
     if isinstance(model, TransformerModel):
         return Transformer(model, operands, task.n_labels).shapes()
@@ -208,9 +223,12 @@ def check_memory(stacks: list[list[tuple[str, RunConfig]]], device: str) -> None
 def _size_key(config: RunConfig, part: str) -> str:
     """The spec key that drives a part of a run's memory."""
     task, model = config.task, config.model
-    examples = {"parity": "task.n_train", "permutation": "task.degree", "addition": "task.operands"}.get(
-        task.name, "task.modulus"
-    )
+    examples = {
+        "parity": "task.n_train",
+        "images": "task.n_test",
+        "permutation": "task.degree",
+        "addition": "task.operands",
+    }.get(task.name, "task.modulus")
     size = "model.d_model" if isinstance(model, TransformerModel) else "model.width"
     if part in ("data", "evaluation activations"):
         return examples
@@ -234,6 +252,8 @@ def largest_tensor(config: RunConfig) -> int:
     task, model = config.task, config.model
     if isinstance(task, ParityTask):
         examples, classes = max(task.n_train, task.n_test), 2
+    elif isinstance(task, ImageTask):
+        examples, classes = max(task.n_train, task.test_size), task.n_labels
     else:
         classes, examples = task.n_labels, _table_size(task)
     if isinstance(model, TransformerModel):

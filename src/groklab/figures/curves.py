@@ -71,6 +71,20 @@ def _line(ax: Axes, metrics: pd.DataFrame, ids: list[str], column: str, log_y: b
         ax.fill_between(steps, low, high, color=style.get("color"), alpha=0.15, linewidth=0)
 
 
+def _loss_label(spec: dict) -> str:
+    """The loss axis names the loss when every run trains on the same one (variants and sweeps may differ).
+
+    >>> _loss_label({"train": {"loss": "stablemax"}, "variants": {"sm": {}, "ce": {"train.loss": "cross_entropy"}}})
+    'loss'
+    >>> _loss_label({"train": {"loss": "stablemax"}, "variants": {"sm": {}, "f64": {"train.loss_dtype": "float64"}}})
+    'loss (stablemax)'
+    """
+    base = spec.get("train", {}).get("loss", "cross_entropy")
+    names = {variant.get("train.loss", base) for variant in spec.get("variants", {}).values()} or {base}
+    names |= set(spec.get("sweep", {}).get("train.loss", []))
+    return f"loss ({names.pop()})" if len(names) == 1 else "loss"
+
+
 def curves(result: ExperimentResult) -> Figure:
     """Train and test loss and accuracy over steps (mean over seeds, min-max band), events marked; the
     unfinished runs' curves so far, thin and dotted, marked partial."""
@@ -94,7 +108,7 @@ def curves(result: ExperimentResult) -> Figure:
             if len(steps):
                 acc_ax.axvline(float(np.median(steps)), color=color if single else colors[value], linestyle=":", lw=1)
     loss_ax.set_yscale("log")
-    loss_ax.set_ylabel(f"loss ({result.spec.get('train', {}).get('loss', '')})")
+    loss_ax.set_ylabel(_loss_label(result.spec))
     acc_ax.set_ylabel("accuracy")
     acc_ax.set_ylim(-0.02, 1.02)
     for ax in (loss_ax, acc_ax):
