@@ -43,6 +43,17 @@ def per_example_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.
     return losses.view(runs, batch)
 
 
-def per_run_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean loss of each run: logits (run, batch, classes), y (run, batch) -> (run,)."""
-    return per_example_loss(logits, y, kind).mean(dim=1)
+def per_run_loss(logits: torch.Tensor, y: torch.Tensor, kind: str, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss of each run: logits (run, batch, classes), y (run, batch) -> (run,); with a 0/1 `weight`
+    (run, batch), the mean over each run's examples of weight 1 (a training set that shrank)."""
+    losses = per_example_loss(logits, y, kind)
+    return losses.mean(dim=1) if weight is None else weighted_mean(losses, weight.to(losses.dtype))
+
+
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """sum_j w_j v_j / sum_j w_j over the last axis.
+
+    >>> weighted_mean(torch.tensor([[1.0, 2.0, 6.0]]), torch.tensor([[1.0, 0.0, 1.0]]))
+    tensor([3.5000])
+    """
+    return (values * weight).sum(dim=-1) / weight.sum(dim=-1)

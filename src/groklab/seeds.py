@@ -1,11 +1,11 @@
-"""Seed derivation: every random stream of a run (split, noise, init, batches, sample, dropout, label templates)
-from its seed."""
+"""Seed derivation: every random stream of a run (split, noise, init, batches, sample, dropout, label templates,
+the subset a shrinking training set keeps) from its seed."""
 
 from __future__ import annotations
 
 import numpy as np
 
-PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5, "dropout": 6, "templates": 7}
+PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5, "dropout": 6, "templates": 7, "shrink": 8}
 
 
 def derive_seed(seed: int, purpose: str) -> int:

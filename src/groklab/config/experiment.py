@@ -72,6 +72,11 @@ class RunConfig(Spec):
                 raise ValueError(f"model.name: {name} inputs are vectors, not token sequences; use mlp for {name}")
             if self.model.embedding != "one_hot":
                 raise ValueError(f"model.embedding: {name} inputs are vectors; use one_hot (the default) for {name}")
+        if getattr(self.task, "kept_fraction", None) is not None and self.train.batch_size is not None:
+            raise ValueError(
+                f"train.batch_size: {self.train.batch_size} with task.on_generalized; a training set that shrinks "
+                "is trained full batch: allowed null"
+            )
         if isinstance(self.task, AdditionTask) and isinstance(self.model, TransformerModel):
             raise ValueError("model.name: the addition task's labels (2p - 1 sums) are not tokens; use mlp")
         if isinstance(self.model, MLPModel):

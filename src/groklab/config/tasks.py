@@ -25,6 +25,16 @@ class _TableTask(Spec):
     Exactly round(label_noise * n_train) examples are corrupted; their indices are recorded."""
     holdout_labels: list[int] = []
     """Every example whose label is in this list goes to the test set (seed 003, exp3)."""
+    on_generalized: dict[Literal["train_fraction"], float] = {}
+    """A change of the training set once the run has generalized (test accuracy >= 99% at an evaluation):
+    {train_fraction: F} trains from then on on a random subset of the run's training examples, round(F x the
+    eligible pairs) of them (0 < F < train_fraction), drawn from the run's seed and recorded (`train_kept` in
+    its data, `shrunk_step` in the runs table). Varma et al. 2023's ungrokking. Per run, inside a stack (sweep
+    task.on_generalized.train_fraction); training and the train metrics then read only the kept examples (full
+    batch only); the test set stays as it was."""
+    shrink_step: int | None = Field(None, ge=0)
+    """Make on_generalized's change at this step instead, whether or not the run has generalized by then (e.g.
+    a control that shrinks a run that has only memorized)."""
 
     @property
     def n_labels(self) -> int:
@@ -40,7 +50,20 @@ class _TableTask(Spec):
         bad = [label for label in self.holdout_labels if not 0 <= label < self.n_labels]
         if bad:
             raise ValueError(f"task.holdout_labels: {bad} are not labels 0..{self.n_labels - 1}")
+        kept = self.on_generalized.get("train_fraction")
+        if kept is not None and not 0.0 < kept < self.train_fraction:
+            raise ValueError(
+                f"task.on_generalized.train_fraction: {kept}; allowed: between 0 and task.train_fraction "
+                f"({self.train_fraction}), exclusive"
+            )
+        if self.shrink_step is not None and kept is None:
+            raise ValueError("task.shrink_step: there is no change to make; set task.on_generalized.train_fraction")
         return self
+
+    @property
+    def kept_fraction(self) -> float | None:
+        """The training fraction a run shrinks to (task.on_generalized), or None."""
+        return self.on_generalized.get("train_fraction")
 
 
 class ModularTask(_TableTask):

@@ -33,6 +33,8 @@ def stack_state(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], 
         "train_generators": [g.get_state() for g in stack.train_generators or []],
         "order": stack.order,
         "cursor": stack.cursor,
+        "kept": stack.kept,
+        "shrunk_at": list(stack.shrunk_at),
         "recorder": {
             "history": {run: h for run, h in recorder.history.items() if run in live},
             "series": {
@@ -62,6 +64,7 @@ def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], stat
     for generator, saved in zip(stack.train_generators or [], state["train_generators"]):
         generator.set_state(saved)
     stack.order, stack.cursor = state["order"], state["cursor"]
+    stack.kept, stack.shrunk_at = state.get("kept"), state.get("shrunk_at", [None] * len(stack.ids))
     saved = state["recorder"]
     recorder.history.update(saved["history"])
     recorder.columns, recorder.evaluations = saved["columns"], saved["evaluations"]

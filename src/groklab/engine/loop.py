@@ -81,6 +81,11 @@ def train_stack(
         for run_id, c in runs
     }
     recorder = Recorder([run_id for run_id, _ in runs], first)
+    shrinks = {run_id: _shrinks_at(c) for run_id, c in runs if _shrinks_at(c) is not None}
+    shrink_steps: dict[int, list[str]] = {}
+    for run_id, when in shrinks.items():
+        if isinstance(when, int):
+            shrink_steps.setdefault(when, []).append(run_id)
     results: list[RunResult] = []
     schedule = eval_steps(first, [c.train.steps for c in stack.configs])
     loop = {"step": 0, "schedule": schedule, "last_eval": 0, "elapsed": 0.0}
@@ -121,11 +126,13 @@ def train_stack(
             schedule.pop(0)
             rows = recorder.record(stack, step, stack.evaluate(loss_kind))
             news = [(r, e) for r, row in zip(stack.ids, rows) for e in events[r].observe(step, **_acc_loss(row))]
-            for run_id, event in news:  # event-triggered hyperparameter switches (optimizer.on_*)
+            for run_id, event in news:  # event-triggered switches (optimizer.on_*, task.on_generalized)
                 i = stack.ids.index(run_id)
                 switch = getattr(stack.configs[i].optimizer, f"on_{event}", None)
                 if switch:
                     stack.optimizer.switch(i, switch)
+                if event == "generalized" and shrinks.get(run_id) == "generalized":
+                    stack.shrink(i, step)
             done = [events[run_id].status is not None for run_id in stack.ids]
             if on_progress is not None:
                 # Runs that stop early count their unused budget as done, so the bar ends full.
@@ -143,12 +150,23 @@ def train_stack(
                 if all(done):
                     break
                 stack.select([not d for d in done])
+        for run_id in shrink_steps.get(step, []):
+            if run_id in stack.ids and stack.shrunk_at[stack.ids.index(run_id)] is None:
+                stack.shrink(stack.ids.index(run_id), step)
         recorder.before_step(stack, evaluated)
         stack.train_step(step, loss_kind)
         recorder.after_step(stack)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)  # every run of the stack is finished and handed over
     return results
+
+
+def _shrinks_at(config: RunConfig) -> int | str | None:
+    """When a run's training set shrinks (task.on_generalized): at a step, at "generalized", or never (None)."""
+    task = config.task
+    if getattr(task, "kept_fraction", None) is None:
+        return None
+    return task.shrink_step if task.shrink_step is not None else "generalized"  # type: ignore[union-attr]
 
 
 def _fault(run_ids: list[str]) -> dict[str, object]:
@@ -198,8 +216,15 @@ def _result(stack: Stack, i: int, step: int, events: RunEvents, recorder: Record
         wall_time_s=time.perf_counter() - started,
         metrics=history,
         state_dict={n: p[i].detach().cpu().clone() for n, p in {**stack.params, **stack.buffers}.items()},
-        data=stack.data[i].arrays(),
+        data=stack.data[i].arrays() | _kept(stack, i),
         series=series,
         analysis=analysis,
-        events=curve_events,
+        events=curve_events | ({"shrunk_step": stack.shrunk_at[i]} if _shrinks_at(config) is not None else {}),
     )
+
+
+def _kept(stack: Stack, i: int) -> dict[str, np.ndarray]:
+    """The training examples a run kept when its training set shrank (task.on_generalized), as a 0/1 mask."""
+    if stack.shrunk_at[i] is None or stack.kept is None:
+        return {}
+    return {"train_kept": stack.kept[i].cpu().numpy()}

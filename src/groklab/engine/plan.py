@@ -53,6 +53,7 @@ PER_RUN_KEYS = {
     "optimizer.orthogonal",
     "model.init_scale",
     "task.label_noise",
+    "task.shrink_step",
     "train.steps",
     "train.stop_after_generalized",
     "train.stop_when_settled",
@@ -102,7 +103,7 @@ def _per_run(key: str) -> bool:
     # Event-triggered switches (optimizer.on_memorized.*) are per-run hyperparameter writes; a parameter group's lr
     # and weight decay are (run,) columns of their own (engine/optim.py).
     return key in PER_RUN_KEYS or key.startswith(
-        ("optimizer.on_memorized", "optimizer.on_generalized", "optimizer.param_groups")
+        ("optimizer.on_memorized", "optimizer.on_generalized", "optimizer.param_groups", "task.on_generalized")
     )
 
 

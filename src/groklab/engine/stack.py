@@ -12,10 +12,10 @@ from groklab.config import RunConfig
 from groklab.data import make_data
 from groklab.data.dataset import RunData
 from groklab.engine.optim import StackOptimizer, hyperparameters
-from groklab.losses import per_run_loss
+from groklab.losses import per_run_loss, weighted_mean
 from groklab.measures import Probe
 from groklab.models import build_model, stack_params
-from groklab.seeds import derive_seed
+from groklab.seeds import derive_seed, rng_for
 
 
 class Stack:
@@ -53,6 +53,10 @@ class Stack:
         self.cursor = n_train
         self.loss_dtype = torch.float64 if first.train.loss_dtype == "float64" else self.dtype
         self.eval_logits: list[torch.Tensor] = []  # (train, test) logits of the last evaluation
+        # A training set that shrinks (task.on_generalized) keeps its examples and weighs the dropped ones 0, so the
+        # runs of a stack keep one shape: (run, n_train) 0/1, None until some run shrinks.
+        self.kept: torch.Tensor | None = None
+        self.shrunk_at: list[int | None] = [None] * len(self.ids)
         # A training pass differs from evaluation with dropout (each run draws its masks from its own
         # generator, so stacked == alone holds) and BatchNorm (batch statistics, running ones updated).
         self.buffers = self.model.buffers([c.seed for c in self.configs], device, self.dtype)
@@ -86,7 +90,7 @@ class Stack:
         x, y = self.batch()
         self.eval_logits = []  # stale after this step
         logits = self.forward(x, train=True)
-        loss = per_run_loss(logits.to(self.loss_dtype), y, loss_kind).sum()
+        loss = per_run_loss(logits.to(self.loss_dtype), y, loss_kind, self.kept).sum()
         # Summing the runs' losses gives each run exactly its own gradient: runs share no parameters.
         grads = torch.autograd.grad(loss, list(self.params.values()))
         self.optimizer.step(self.params, dict(zip(self.params, grads)), step)
@@ -103,11 +107,12 @@ class Stack:
         The logits stay in `self.eval_logits` (train, test) until the next step: measures reuse them.
         """
         rows, self.eval_logits = [], []
-        for x, y in ((self.x_train, self.y_train), (self.x_test, self.y_test)):
+        for x, y, kept in ((self.x_train, self.y_train, self.kept), (self.x_test, self.y_test, None)):
             logits = self.forward(x)
             self.eval_logits.append(logits)
-            rows.append(per_run_loss(logits.to(self.loss_dtype), y, loss_kind).to(self.dtype))
-            rows.append((logits.argmax(dim=-1) == y).to(self.dtype).mean(dim=1))
+            rows.append(per_run_loss(logits.to(self.loss_dtype), y, loss_kind, kept).to(self.dtype))
+            hits = (logits.argmax(dim=-1) == y).to(self.dtype)
+            rows.append(hits.mean(dim=1) if kept is None else weighted_mean(hits, kept.to(self.dtype)))
         rows.append(torch.sqrt(sum(p.square().flatten(1).sum(dim=1) for p in self.params.values())))
         return torch.stack(rows)
 
@@ -121,12 +126,28 @@ class Stack:
         self.optimizer.select(mask)
         self.x_train, self.y_train = self.x_train[mask], self.y_train[mask]
         self.x_test, self.y_test = self.x_test[mask], self.y_test[mask]
+        self.kept = self.kept[mask] if self.kept is not None else None
         self.eval_logits = [logits[mask] for logits in self.eval_logits]
         if self.order is not None:
             self.order = self.order[mask]
-        for name in ("ids", "configs", "data", "batch_generators", "train_generators"):
+        for name in ("ids", "configs", "data", "batch_generators", "train_generators", "shrunk_at"):
             if getattr(self, name) is not None:
                 setattr(self, name, [item for item, k in zip(getattr(self, name), keep) if k])
+
+    def shrink(self, run: int, step: int) -> None:
+        """From this step on, train one run on a random subset of its training examples (task.on_generalized):
+        round(F x the eligible pairs) of them, drawn from the run's seed (Varma et al. 2023's ungrokking)."""
+        config, data = self.configs[run], self.data[run]
+        n_train = self.x_train.shape[1]
+        held_out = int(torch.isin(data.y_test, torch.tensor(config.task.holdout_labels, dtype=torch.long)).sum())
+        eligible = n_train + len(data.y_test) - held_out
+        n_kept = max(1, round(config.task.kept_fraction * eligible))  # type: ignore[union-attr]
+        if self.kept is None:
+            self.kept = torch.ones(len(self.ids), n_train, dtype=torch.bool, device=self.device)
+        chosen = torch.from_numpy(rng_for(config.seed, "shrink").choice(n_train, size=n_kept, replace=False))
+        self.kept[run] = False
+        self.kept[run, chosen.to(self.device)] = True
+        self.shrunk_at[run] = step
 
     def probe(self, step: int, run: int | None = None) -> Probe:
         """What the measures read at this step: the whole stack, or one run of it (a stack of one)."""
