@@ -27,6 +27,8 @@ MLP_FULL = {  # Gromov's MLP on (a + b) mod 23: memorizes by ~25 steps, generali
     "train": {"steps": 200, "eval_every": 5, "loss": "mse"},
     "measures": {"names": ["neuron_ipr", "weight_norms", "update_norm"]},
 }
+MLP_SHRINK = {**MLP_FULL, "task": {**MLP_FULL["task"], "on_generalized": {"train_fraction": 0.2}}}
+"""The same, each run's training set shrinking to 20% of the pairs once it generalizes (Varma et al.)."""
 PARITY_MINIBATCH = {
     "task": {"name": "parity", "n_bits": 12, "k": 2, "n_train": 96, "n_test": 32, "label_noise": 0.05},
     "model": {"name": "mlp", "width": 32, "dropout": 0.1},
@@ -106,8 +108,9 @@ def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> N
 
 
 @pytest.mark.parametrize(("spec", "stops"), [(MLP_FULL, [2, 12, 36]), (PARITY_MINIBATCH, [1, 5, 11]),
-                                             (TRANSFORMER, [1, 3, 5])], ids=["mlp-full-batch",
-                                             "parity-minibatch-dropout-switch", "transformer-minibatch-dropout"])  # fmt: skip
+                                             (TRANSFORMER, [1, 3, 5]), (MLP_SHRINK, [12, 30])],
+                         ids=["mlp-full-batch", "parity-minibatch-dropout-switch", "transformer-minibatch-dropout",
+                              "mlp-training-set-shrinks"])  # fmt: skip
 def test_an_interrupted_stack_resumes_bit_identically(
     spec: dict, stops: list[int], tmp_path: Path, device: str
 ) -> None:
@@ -124,6 +127,9 @@ def test_an_interrupted_stack_resumes_bit_identically(
         _assert_identical(before + after, reference)
     if spec is PARITY_MINIBATCH:  # a run switched its weight decay (at generalizing) before the last interruption
         assert any(r.generalized_step is not None and r.generalized_step < stops[-1] * 10 for r in reference)
+    if spec is MLP_SHRINK:  # interrupted before the training sets shrank, and after
+        shrunk = [r.events["shrunk_step"] for r in reference if r.events["shrunk_step"] is not None]
+        assert len(shrunk) == 3 and stops[0] * 5 < min(shrunk) and max(shrunk) < stops[1] * 5
     if spec is MLP_FULL:  # interrupted before memorization, between, and after a run left the stack
         memorized = min(r.memorized_step for r in reference)
         assert stops[0] * 5 < memorized < stops[1] * 5 and left_early[0].steps < stops[2] * 5
