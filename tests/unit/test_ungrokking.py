@@ -4,6 +4,8 @@ measured; per run inside a stack, each run as it trains alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,8 @@ import torch
 from groklab import RunConfig
 from groklab.engine.loop import train_stack
 from groklab.engine.plan import make_plan
+from groklab.expectations import CHECKS
+from groklab.store.reader import ExperimentResult
 
 
 def _shrinking(config: RunConfig, seed: int, fraction: float, step: int | None) -> RunConfig:
@@ -75,3 +79,52 @@ def test_a_shrinking_training_set_is_checked(tiny_modular: RunConfig) -> None:
     shrinking = {**spec["task"], "on_generalized": {"train_fraction": 0.2}}
     with pytest.raises(ValueError, match="train.batch_size: 16 with task.on_generalized; .* allowed null"):
         RunConfig.model_validate({**spec, "task": shrinking, "train": {**spec["train"], "batch_size": 16}})
+
+
+def _sizes(rows: list[tuple[str, float, int | None, float]]) -> ExperimentResult:
+    """Runs (variant, kept fraction, generalized step, final test accuracy)."""
+    key = "task.on_generalized.train_fraction"
+    return ExperimentResult(
+        root=Path("."),
+        spec={"name": "x", "variants": {"ungrok": {}, "scratch": {}}},
+        meta={},
+        rows=[
+            {
+                "run_id": f"run-{i:04d}",
+                "seed": 0,
+                "status": "completed",
+                "steps": 100,
+                "memorized_step": 10,
+                "generalized_step": step,
+                "final": {"train_acc": 1.0, "test_acc": acc, "train_loss": 0.0, "test_loss": 1.0},
+                "events": {},
+                "analysis": {},
+                "params": {"variant": variant, key: value},
+            }
+            for i, (variant, value, step, acc) in enumerate(rows)
+        ],  # fmt: skip
+    )
+
+
+def test_critical_size_ungrokking_and_semi_grokking_checks() -> None:
+    key = "task.on_generalized.train_fraction"
+    scratch = [("scratch", 0.05, None, 0.01), ("scratch", 0.1, None, 0.1), ("scratch", 0.2, 80, 1.0),
+               ("scratch", 0.3, 50, 1.0)]  # fmt: skip
+    ungrok = [("ungrok", 0.05, 60, 0.02), ("ungrok", 0.1, 60, 0.6), ("ungrok", 0.2, 60, 1.0), ("ungrok", 0.3, 60, 1.0)]
+    result = _sizes(scratch + ungrok)
+    shown = "D_crit = 0.2; final test_acc of ungrok: 0.05: 0.02, 0.1: 0.60, 0.2: 1.00, 0.3: 1.00"
+    falls, stays = CHECKS["ungrokks_below_critical"].fn, CHECKS["stays_above_critical"].fn
+    common = {"key": key, "variant": "ungrok", "reference": "scratch"}
+    assert falls(result, **common, level=0.5) == (shown, False)  # 0.1 kept 0.6: not below 0.5
+    assert falls(result, **common, level=0.7) == (shown, True)
+    assert stays(result, **common, level=0.99) == (shown, True)
+    assert CHECKS["settles_partway"].fn(result, key=key, variant="ungrok", low=0.1, high=0.9) == (
+        "final test_acc of ungrok: 0.05: 0.02, 0.1: 0.60, 0.2: 1.00, 0.3: 1.00; partway at 0.1",
+        True,
+    )
+    assert CHECKS["critical_size"].fn(result, key=key, reference="scratch")[0].startswith("D_crit = 0.2; final")
+    # a value that does not generalize above one that does moves D_crit up: generalizing must hold from it on
+    gap = _sizes([("scratch", 0.1, 50, 1.0), ("scratch", 0.2, None, 0.3), ("scratch", 0.3, 50, 1.0)] + ungrok)
+    assert CHECKS["critical_size"].fn(gap, key=key, reference="scratch")[0].startswith("D_crit = 0.3")
+    never = _sizes([("scratch", 0.3, None, 0.1)] + ungrok)
+    assert falls(never, **common, level=0.5)[1] is None and stays(never, **common, level=0.5)[1] is None

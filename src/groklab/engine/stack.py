@@ -153,6 +153,8 @@ class Stack:
         """What the measures read at this step: the whole stack, or one run of it (a stack of one)."""
         index = slice(None) if run is None else slice(run, run + 1)
         tensors = {"x_train": self.x_train, "y_train": self.y_train, "x_test": self.x_test, "y_test": self.y_test}
+        if self.kept is not None:  # a training set that shrank: measures read the examples it keeps
+            tensors["train_kept"] = self.kept
         configs, data = (self.configs, self.data) if run is None else ([self.configs[run]], [self.data[run]])
         return Probe(
             step=step,

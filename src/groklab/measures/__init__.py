@@ -10,6 +10,7 @@
     addition.py        the effective-theory measures of addition-toy runs
     analytic.py        Gromov's analytic solution and the comparison of trained weights with it
     collapse.py        Prieto et al.'s softmax collapse: one-hot softmax, zero loss terms, logit norm
+    efficiency.py      Varma et al.'s circuit efficiency: logit scale per parameter norm
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
 `groklab measures` lists them; `measures.names` in a spec selects them.
@@ -19,6 +20,7 @@ from groklab.measures import (  # noqa: F401  (registers measures)
     addition,
     analytic,
     collapse,
+    efficiency,
     modular,
     representation,
     weights,

@@ -66,7 +66,8 @@ class Probe:
     data: list[RunData]
     init_params: Params
     stacked: dict[str, torch.Tensor] = field(default_factory=dict)
-    """The stack's tensors: x_train, y_train, x_test, y_test (as the model consumes them)."""
+    """The stack's tensors: x_train, y_train, x_test, y_test (as the model consumes them); train_kept (run, n_train)
+    0/1 once some run's training set shrank (task.on_generalized)."""
     eval_logits: list[torch.Tensor] = field(default_factory=list)
     """(train, test) logits of this step's evaluation, if it just ran (reused, not recomputed)."""
     buffers: Params = field(default_factory=dict)
