@@ -5,7 +5,8 @@ the report reads the claims from the stored spec, so a copy of a built-in under 
 The checks live in general.py (any experiment, phases_appear included), doshi.py (Doshi et al.'s pruning and
 regularizers), liu.py (Liu et al.'s effective theory and phase diagram), thilak.py (Thilak et al.'s slingshots),
 methods.py (methods compared variant by variant, e.g. Grokfast's steps to 95%), omnigrok.py (the initial
-weight norm's control of grokking) and varma.py (the critical training-set size, ungrokking, semi-grokking);
+weight norm's control of grokking), varma.py (the critical training-set size, ungrokking, semi-grokking) and
+grids.py (later at smaller training sets, a count that drops by generalization, double descent);
 `docs/claims.md` lists them, generated from their docstrings and conditions.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from groklab.config import Experiment, SpecError
-from groklab.expectations import doshi, general, liu, methods, omnigrok, thilak, varma  # noqa: F401  (registers the checks)
+from groklab.expectations import doshi, general, grids, liu, methods, omnigrok, thilak, varma  # noqa: F401  (registers the checks)
 from groklab.expectations.base import CHECKS, Check, checks
 from groklab.store.reader import ExperimentResult
 
