@@ -7,8 +7,8 @@ The public API (everything else is internal):
                                               .progress, .partial_metrics: the unfinished runs so far)
     plot(result_or_dir, what=None) -> {name: matplotlib Figure};  save_figures(...);  report(dir) -> page
     MEASURES, MeasuresConfig, gromov_solution        (progress measures; Gromov's analytic solution)
-    Experiment, RunConfig, ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, MLPModel,
-    TransformerModel, OptimizerConfig, TrainConfig   (the spec)
+    Experiment, RunConfig, ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask,
+    MLPModel, TransformerModel, OptimizerConfig, TrainConfig   (the spec)
     expand_runs(experiment) -> list[RunConfig]
     builtin_specs() -> {name: path}
     train_stack(runs, device) -> list[RunResult]   (the engine, for notebooks)
@@ -37,6 +37,7 @@ from groklab.config import (
     PermutationTask,
     RunConfig,
     SpecError,
+    TeacherTask,
     TrainConfig,
     TransformerModel,
     builtin_specs,
@@ -98,6 +99,7 @@ __all__ = [
     "RunResult",
     "SpecError",
     "Stack",
+    "TeacherTask",
     "TrainConfig",
     "Transformer",
     "TransformerModel",

@@ -25,9 +25,12 @@ def per_example_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.
 
     template_mse: the logits are scores -mean_d (y_d - T_cd)^2 of a templates readout (models/mlp.py), so the
     mean squared error to the true class's template is minus the true class's score. stablemax: -log of the true
-    class's StableMax probability, in float64 as Prieto et al. compute it.
+    class's StableMax probability, in float64 as Prieto et al. compute it. regression: the squared error of the
+    one output against a real-valued y.
     """
     runs, batch, classes = logits.shape
+    if kind == "regression":  # one output, a real-valued target
+        return (logits[..., 0] - y).square()
     if kind == "template_mse":
         return -logits.gather(2, y.unsqueeze(2)).squeeze(2)
     if kind == "mse":

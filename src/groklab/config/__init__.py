@@ -1,7 +1,7 @@
 """Experiment specs: what a user writes (YAML or Python), validated into typed configs.
 
 base.py        strict settings, SpecError
-tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask
+tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask
 models.py      MLPModel, TransformerModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
 measures.py    MeasuresConfig
@@ -26,7 +26,7 @@ from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
 from groklab.config.specs import builtin_specs, resolve_spec
-from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask
+from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, TeacherTask
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "OptimizerConfig",
     "ParityTask",
     "ImageTask",
+    "TeacherTask",
     "PermutationTask",
     "RunConfig",
     "SpecError",

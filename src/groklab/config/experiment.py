@@ -22,7 +22,15 @@ from groklab.config.base import STRICT, Spec, SpecError
 from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
-from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, VectorTask
+from groklab.config.tasks import (
+    AdditionTask,
+    ImageTask,
+    ModularTask,
+    ParityTask,
+    PermutationTask,
+    TeacherTask,
+    VectorTask,
+)
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
 
 MAX_RUNS = 100_000
@@ -30,7 +38,9 @@ MAX_RUNS = 100_000
 MAX_EVALUATIONS = 1_000_000
 """Evaluations in one run's schedule (each stores a metrics row)."""
 
-Task = Annotated[ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask, Field(discriminator="name")]
+Task = Annotated[
+    ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask, Field(discriminator="name")
+]
 Model = Annotated[MLPModel | TransformerModel, Field(discriminator="name")]
 
 
@@ -50,7 +60,7 @@ class RunConfig(Spec):
     model_config = STRICT
     _names = model_validator(mode="before")(_default_names)
     task: Task = Field(default_factory=ModularTask)
-    """The data: task.name is modular, permutation, addition, parity or images."""
+    """The data: task.name is modular, permutation, addition, parity, images or teacher."""
     model: Model = Field(default_factory=MLPModel)
     """The network: model.name is mlp or transformer."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -77,6 +87,8 @@ class RunConfig(Spec):
                 f"train.batch_size: {self.train.batch_size} with task.on_generalized; a training set that shrinks "
                 "is trained full batch: allowed null"
             )
+        if isinstance(self.task, TeacherTask) and self.train.loss != "mse":
+            raise ValueError(f"train.loss: {self.train.loss} for the teacher's regression; allowed: mse")
         if isinstance(self.task, AdditionTask) and isinstance(self.model, TransformerModel):
             raise ValueError("model.name: the addition task's labels (2p - 1 sums) are not tokens; use mlp")
         if isinstance(self.model, MLPModel):
@@ -97,8 +109,11 @@ class RunConfig(Spec):
 
     @property
     def loss_kind(self) -> str:
-        """The loss the engine computes (losses.per_run_loss): train.loss, or template_mse for mse with the
-        templates readout (the distance to the true class's template, not to a one-hot vector)."""
+        """The loss the engine computes (losses.per_run_loss): train.loss, template_mse for mse with the
+        templates readout (the distance to the true class's template, not to a one-hot vector), or regression for
+        a real-valued target (the squared error of the one output)."""
+        if isinstance(self.task, TeacherTask):
+            return "regression"
         templates = isinstance(self.model, MLPModel) and self.model.readout == "templates"
         return "template_mse" if templates else self.train.loss
 
@@ -229,7 +244,7 @@ class Experiment(Spec):
 
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "": [Experiment],
-    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask],
+    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask],
     "model": [MLPModel, TransformerModel],
     "optimizer": [OptimizerConfig],
     "optimizer.grokfast": [GrokfastConfig],
@@ -243,7 +258,7 @@ def format_validation_error(error: ValidationError) -> str:
     """One line naming the offending key and what is allowed (first error only)."""
     first = error.errors()[0]
     # Drop discriminator tags (e.g. 'modular' in task.modular.modulus) from the location.
-    tags = ("modular", "permutation", "addition", "parity", "images", "mlp", "transformer", "function-after")
+    tags = ("modular", "permutation", "addition", "parity", "images", "teacher", "mlp", "transformer", "function-after")
     loc = [str(part) for part in first["loc"] if part not in tags]
     key = ".".join(loc)
     message = first["msg"].removeprefix("Value error, ")

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from groklab.config.base import STRICT, Spec
 
-Activation = Literal["quadratic", "relu", "gelu", "tanh", "sigmoid", "silu", "identity"]
+Activation = Literal["quadratic", "relu", "gelu", "tanh", "sigmoid", "silu", "identity", "near_linear"]
 
 
 class MLPModel(Spec):
@@ -22,7 +22,8 @@ class MLPModel(Spec):
     depth: int = Field(1, ge=1)
     """Number of hidden layers (1 = Gromov's 2-layer network: W_in, activation, W_out)."""
     activation: Activation = "relu"
-    """Nonlinearity: quadratic (x^2, Gromov), relu, gelu, tanh, sigmoid, silu, identity."""
+    """Nonlinearity: quadratic (x^2, Gromov), relu, gelu, tanh, sigmoid, silu, identity, near_linear
+    (z + 0.01 z^2: Kumar et al.'s weakly nonlinear activation)."""
     bias: bool = True
     """Whether the linear layers have biases (Gromov: no)."""
     init: Literal["default", "gromov", "liu"] = "default"
@@ -31,6 +32,15 @@ class MLPModel(Spec):
     liu: embeddings U(-1/2, 1/2), linear layers as default (Liu et al.'s toy, toy/train_add.py)."""
     init_scale: float = Field(1.0, gt=0.0)
     """alpha: every parameter (weights and biases) is multiplied by this after init (Omnigrok, Liu 2023)."""
+    output_scale: float = Field(1.0, gt=0.0)
+    """alpha of lazy training (Chizat et al. 2019; Kumar et al. 2024): the network's output is multiplied by it,
+    and optimizer.lr is divided by its square, so that a large alpha trains lazily (near its linearization, the
+    kernel hardly moving) and a small one richly. Per run, inside a stack; pair it with `paired: true`, so a
+    large alpha does not start from a large random function."""
+    paired: bool = False
+    """Draw the last hidden layer's neurons in pairs: the second half copies the first half's incoming weights
+    and biases and negates its outgoing weights, and the output bias starts at 0, so the output at init is
+    exactly 0 (Chizat et al. 2019's doubling trick; needs an even width)."""
     embedding: Literal["one_hot", "learned", "summed"] = "one_hot"
     """Token tasks only. one_hot: W_in acts on the concatenated one-hots of a and b (2p inputs);
     learned: a shared embedding W_E (p x embedding_dim) per operand, concatenated, then W_in;
@@ -56,6 +66,12 @@ class MLPModel(Spec):
     """BatchNorm (Ioffe & Szegedy 2015) on every hidden layer's output, after the activation, as Doshi
     et al. 2023 place it: normalized by the batch's statistics while training and by running statistics
     (momentum 0.1, as torch.nn.BatchNorm1d) at evaluation; learned per-neuron scale gamma and shift beta."""
+
+    @model_validator(mode="after")
+    def _paired_width(self) -> MLPModel:
+        if self.paired and self.width % 2:
+            raise ValueError(f"model.width: {self.width} with model.paired; allowed: an even width (neurons in pairs)")
+        return self
 
 
 class TransformerModel(Spec):

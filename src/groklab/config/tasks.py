@@ -1,4 +1,5 @@
-"""Task specs: modular arithmetic, permutation-group products (S5), integer addition, sparse parity and images."""
+"""Task specs: modular arithmetic, permutation-group products (S5), integer addition, sparse parity, images, and
+regression on a teacher."""
 
 from __future__ import annotations
 
@@ -258,7 +259,32 @@ class ImageTask(Spec):
         return self
 
 
-VectorTask = ParityTask | ImageTask
+class TeacherTask(Spec):
+    """Regression on a quadratic teacher (Kumar, Bordelon, Gershman, Pehlevan 2024): x ~ N(0, I_D) and
+    y = (beta . x)^2 / 2, beta a unit vector drawn per seed. A regression task: the network has one output, the
+    loss is its squared error (train.loss mse), and the runs table's accuracies are R^2 = 1 - MSE / Var(y) on
+    each set, so "memorized" and "generalized" mean R^2 >= 0.99 on the training and the test set.
+
+    Encoded example (dim 2, beta = (0.6, 0.8)): x = (1, 2) has beta . x = 2.2 and label y = 2.42.
+    """
+
+    model_config = STRICT
+    name: Literal["teacher"] = "teacher"
+    """Task family: regression on a teacher."""
+    dim: int = Field(100, ge=1)
+    """D: the input's dimension (Kumar et al.: 100)."""
+    n_train: int = Field(550, ge=2)
+    """P: training points, sampled per seed (Kumar et al.: 550)."""
+    n_test: int = Field(1000, ge=2)
+    """Test points, sampled per seed."""
+
+    @property
+    def n_labels(self) -> int:
+        """One output: the regression target."""
+        return 1
+
+
+VectorTask = ParityTask | ImageTask | TeacherTask
 """Tasks whose inputs are vectors of numbers, not tokens: the MLP reads them as they are."""
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from groklab.config import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, SpecError
+from groklab.config import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, SpecError, TeacherTask
 from groklab.data.addition import addition_table, make_addition
 from groklab.data.dataset import RunData
 from groklab.data.images import check_images, decode_idx, encode_idx, make_images, read_idx
 from groklab.data.modular import make_modular, modular_table, operation_table
 from groklab.data.parity import make_parity
 from groklab.data.permutation import make_permutation, permutation_table
+from groklab.data.teacher import make_teacher
 
 __all__ = [
     "RunData",
@@ -24,13 +25,14 @@ __all__ = [
     "make_modular",
     "make_parity",
     "make_permutation",
+    "make_teacher",
     "modular_table",
     "operation_table",
     "permutation_table",
     "read_idx",
 ]
 
-AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask
+AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask
 
 
 def make_data(task: AnyTask, seed: int) -> RunData:
@@ -43,6 +45,8 @@ def make_data(task: AnyTask, seed: int) -> RunData:
         return make_addition(task, seed)
     if isinstance(task, ImageTask):
         return make_images(task, seed)
+    if isinstance(task, TeacherTask):
+        return make_teacher(task, seed)
     return make_parity(task, seed)
 
 
@@ -51,7 +55,7 @@ def check_data(task: AnyTask) -> None:
     split sizes do not depend on it), or when its images cannot be read, before anything is trained or written."""
     if isinstance(task, ImageTask):
         return check_images(task)
-    if isinstance(task, ParityTask | AdditionTask):
+    if isinstance(task, ParityTask | AdditionTask | TeacherTask):
         return  # both sets non-empty by the config (n_train, n_test >= 1; n_train < the pairs)
     if isinstance(task, ModularTask):
         labels = modular_table(task)[1]

@@ -33,6 +33,7 @@ from groklab.config import (
     PermutationTask,
     RunConfig,
     SpecError,
+    TeacherTask,
     TransformerModel,
 )
 from groklab.models import MLP, Transformer
@@ -52,6 +53,7 @@ PER_RUN_KEYS = {
     "optimizer.grokfast.lamb",
     "optimizer.orthogonal",
     "model.init_scale",
+    "model.output_scale",
     "task.label_noise",
     "task.shrink_step",
     "train.steps",
@@ -114,6 +116,8 @@ def step_flops(config: RunConfig) -> float:
         n_train, d_in, n_out = task.n_train, task.n_bits, 2
     elif isinstance(task, ImageTask):
         n_train, d_in, n_out = task.n_train, task.n_inputs, task.n_labels
+    elif isinstance(task, TeacherTask):
+        n_train, d_in, n_out = task.n_train, task.dim, 1
     elif isinstance(task, AdditionTask):
         n_train, d_in, n_out = task.n_train, 2, task.n_labels
     else:
@@ -146,6 +150,9 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
     elif isinstance(task, ImageTask):  # the run's images, and the dataset's pixels while they are drawn
         n_examples, n_classes = task.n_train + task.test_size, task.n_labels
         data = n_examples * (task.n_inputs * size + 3 * 8)
+    elif isinstance(task, TeacherTask):
+        n_examples, n_classes = task.n_train + task.n_test, 1
+        data = n_examples * (task.dim * size + 3 * 8)
     else:
         n_classes, n_examples = task.n_labels, _table_size(task)
         data = n_examples * 100  # the table as Python integers while it is built, then int64 tensors
@@ -174,6 +181,8 @@ def model_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
         return MLP(model, None, task.n_bits, 2).shapes()  # type: ignore[arg-type]
     if isinstance(task, ImageTask):
         return MLP(model, None, task.n_inputs, task.n_labels).shapes()  # type: ignore[arg-type]
+    if isinstance(task, TeacherTask):
+        return MLP(model, None, task.dim, 1).shapes()  # type: ignore[arg-type]
     operands = task.operands if isinstance(task, AdditionTask) else task.n_labels
     if isinstance(model, TransformerModel):
         return Transformer(model, operands, task.n_labels).shapes()
@@ -227,6 +236,7 @@ def _size_key(config: RunConfig, part: str) -> str:
     examples = {
         "parity": "task.n_train",
         "images": "task.n_test",
+        "teacher": "task.n_train",
         "permutation": "task.degree",
         "addition": "task.operands",
     }.get(task.name, "task.modulus")
@@ -255,6 +265,8 @@ def largest_tensor(config: RunConfig) -> int:
         examples, classes = max(task.n_train, task.n_test), 2
     elif isinstance(task, ImageTask):
         examples, classes = max(task.n_train, task.test_size), task.n_labels
+    elif isinstance(task, TeacherTask):
+        examples, classes = max(task.n_train, task.n_test), 1
     else:
         classes, examples = task.n_labels, _table_size(task)
     if isinstance(model, TransformerModel):

@@ -42,7 +42,9 @@ class Stack:
         per_run = [{n: p.to(device) for n, p in params.items()} for params in per_run]
         self.params = {n: p.requires_grad_() for n, p in self.model.layout(stack_params(per_run)).items()}
         self.init_params = {n: p.detach().clone() for n, p in self.params.items()}  # for init_distance
-        hyper = hyperparameters([c.optimizer for c in self.configs], device, self.dtype)
+        # model.output_scale alpha divides the learning rate by alpha^2 (lazy training's convention).
+        scaled = [c.optimizer.model_copy(update={"lr": c.optimizer.lr / _output_scale(c) ** 2}) for c in self.configs]
+        hyper = hyperparameters(scaled, device, self.dtype)
         self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper, first.optimizer.grokfast.window)
         n_train = self.x_train.shape[1]
         batch_size = first.train.batch_size
@@ -60,6 +62,10 @@ class Stack:
         # A training pass differs from evaluation with dropout (each run draws its masks from its own
         # generator, so stacked == alone holds) and BatchNorm (batch statistics, running ones updated).
         self.buffers = self.model.buffers([c.seed for c in self.configs], device, self.dtype)
+        if any(_output_scale(c) != 1.0 for c in self.configs):
+            scales = [_output_scale(c) for c in self.configs]
+            self.buffers["output_scale"] = torch.tensor(scales, device=device, dtype=self.dtype)
+        self.regression = first.loss_kind == "regression"
         # Dropout masks are drawn on the device itself (a CUDA generator per run: Philox, seed and offset), batch
         # orders on the host once per epoch (the same batches on every device).
         self.train_generators = (
@@ -111,6 +117,9 @@ class Stack:
             logits = self.forward(x)
             self.eval_logits.append(logits)
             rows.append(per_run_loss(logits.to(self.loss_dtype), y, loss_kind, kept).to(self.dtype))
+            if self.regression:  # the "accuracy" of a regression is R^2 = 1 - MSE / Var(y)
+                rows.append(1 - rows[-1] / y.var(dim=1, unbiased=False))
+                continue
             hits = (logits.argmax(dim=-1) == y).to(self.dtype)
             rows.append(hits.mean(dim=1) if kept is None else weighted_mean(hits, kept.to(self.dtype)))
         rows.append(torch.sqrt(sum(p.square().flatten(1).sum(dim=1) for p in self.params.values())))
@@ -167,3 +176,8 @@ class Stack:
             eval_logits=[logits[index] for logits in self.eval_logits],
             buffers={n: b[index] for n, b in self.buffers.items()},
         )
+
+
+def _output_scale(config: RunConfig) -> float:
+    """model.output_scale of an MLP (1 for models without it)."""
+    return float(getattr(config.model, "output_scale", 1.0))

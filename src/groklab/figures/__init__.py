@@ -5,6 +5,7 @@
     analysis.py  Fourier spectra, IPR histograms, periodic neurons, t-SNE, weight KDEs, pruning curves
     theory.py    Liu et al.'s effective theory: predicted vs trained accuracy, steps to the representation
     slingshot.py Thilak et al.'s slingshots: norm, loss and accuracy with onsets marked; count over eps
+    sizes.py     Varma et al.'s ungrokking: final test accuracy and efficiency over the kept training fraction
 
 `plot(result)` returns {name: Figure} for every figure that applies; `save_figures` writes them.
 """
@@ -18,7 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from groklab.config import SpecError
-from groklab.figures import analysis, curves, slingshot, theory
+from groklab.figures import analysis, curves, sizes, slingshot, theory
 from groklab.store.reader import ExperimentResult, load
 
 FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
@@ -46,6 +47,10 @@ FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
         "Thilak et al.: slingshots per run and final test accuracy over the sweep",
         slingshot.slingshot_count,
     ),
+    "ungrokking": (
+        "Varma et al.: final test accuracy and efficiency over the kept training fraction, per variant",
+        sizes.ungrokking,
+    ),
     "fourier": ("Fourier power of embeddings and logits, key frequencies", analysis.fourier),
     "ipr": ("histograms of neuron IPR at several steps", analysis.ipr_histogram),
     "neurons": ("incoming weights of the largest neurons over the residues", analysis.neurons),
@@ -69,6 +74,7 @@ def applicable(result: ExperimentResult) -> list[str]:
         "effective_theory": swept and "predicted_acc" in result.metrics,
         "slingshots": "slingshot_steps" in result.runs and result.runs["slingshot_steps"].map(bool).any(),
         "slingshot_count": swept and "slingshot_steps" in result.runs,
+        "ungrokking": "task.on_generalized.train_fraction" in result.runs and "variant" in result.runs,
         "fourier": "embedding_spectrum" in series,
         "ipr": "neuron_ipr" in series,
         "neurons": "task.modulus" in result.runs,

@@ -36,7 +36,7 @@ def is_parity(config: RunConfig) -> bool:
 
 def is_noisy(config: RunConfig) -> bool:
     """Some training labels are corrupted (Doshi et al.)."""
-    return config.task.label_noise > 0
+    return getattr(config.task, "label_noise", 0.0) > 0  # the teacher's regression has no labels to corrupt
 
 
 def is_gromov_mlp(config: RunConfig) -> bool:

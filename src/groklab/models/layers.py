@@ -20,6 +20,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "sigmoid": torch.sigmoid,
     "silu": F.silu,
     "identity": lambda h: h,
+    "near_linear": lambda h: h + 0.01 * h * h,  # Kumar et al. 2024: linear but for a small quadratic part
 }
 
 

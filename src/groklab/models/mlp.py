@@ -112,6 +112,14 @@ class MLP:
                 bound = 1.0 / math.sqrt(fan_in)
                 values = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
             params[name] = (values * self.config.init_scale).to(dtype)
+        if self.config.paired:  # the output at init is exactly 0: neuron j + N/2 cancels neuron j
+            half, last = self.config.width // 2, self.layer_names[-1]
+            for name in (f"W_{last}", f"b_{last}"):
+                if name in params:
+                    params[name][..., half:] = params[name][..., :half].clone()
+            params["W_out"][half:] = -params["W_out"][:half]
+            if "b_out" in params:
+                params["b_out"].zero_()
         return params
 
     def buffers(self, seeds: list[int], device: torch.device, dtype: torch.dtype) -> Params:
@@ -169,6 +177,8 @@ class MLP:
             pre = linear(h, params[f"W_h{i}"], params.get(f"b_h{i}"))  # (run, batch, N)
             h = self._layer_output(params, i, pre, hooks, generators, buffers)
         out = linear(h, params["W_out"], params.get("b_out"))
+        if buffers is not None and "output_scale" in buffers:  # lazy vs rich training: alpha f(x), per run
+            out = out * buffers["output_scale"][:, None, None]
         if not self.templates:
             return out
         if buffers is None:

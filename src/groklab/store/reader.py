@@ -121,7 +121,7 @@ class ExperimentResult:
         config = self.run_config(run_id)
         model = build_model(config.model, make_data(config.task, config.seed))
         state = {name: p[None] for name, p in self.weights(run_id).items()}
-        buffers = {name: state.pop(name) for name in list(state) if name.startswith("running_")}
+        buffers = {n: state.pop(n) for n in list(state) if n.startswith("running_") or n == "output_scale"}
         return model, state, buffers
 
     def data(self, run_id: str) -> dict[str, np.ndarray]:
