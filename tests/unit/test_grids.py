@@ -83,3 +83,19 @@ def test_never_generalizes_at_one_sweep_point(tmp_path: Path) -> None:
     )
     assert never(result, key="task.train_fraction", value=0.5)[1] is False
     assert never(result, key="task.train_fraction", value=0.7)[1] is None
+
+
+def test_later_at_larger_and_moves_before(tmp_path: Path) -> None:
+    curves = {0.1: [1.0, 0.2, 0.1], 1.0: [1.0, 0.8, 0.2], 10.0: [1.0, 1.0, 1.0]}  # < 0.5 at 100, 200, never
+    change = {0.1: [0.0, 2.0, 3.0], 1.0: [0.0, 0.5, 1.5], 10.0: [0.0, 0.01, 0.02]}
+    runs = [{"value": v, "curve": {"test_loss": c, "ntk_change": change[v]}} for v, c in curves.items()]
+    result = _result(tmp_path, runs)
+    later = CHECKS["later_at_smaller"].fn
+    assert later(result, key="task.train_fraction", column="test_loss", level=0.5, toward="larger")[1] is True
+    assert later(result, key="task.train_fraction", column="test_loss", level=0.5)[1] is False
+    moves = CHECKS["moves_before"].fn
+    assert moves(result, column="ntk_change", level=1.0, other="test_loss", other_level=0.5) == (
+        "ntk_change >= 1 at step 150, test_loss < 0.5 at 150 (2 runs)",
+        True,
+    )
+    assert moves(result, column="ntk_change", level=2.5, other="test_loss", other_level=0.5)[1] is False

@@ -104,6 +104,13 @@ MLPS = {
         "template_dim": 5,
     },
     "summed depth 1 relu (addition, logits)": {"addition": True, "embedding": "summed"},
+    "parity depth 2 near-linear paired, output scale 3 (Kumar et al.)": {
+        "parity": True,
+        "depth": 2,
+        "activation": "near_linear",
+        "paired": True,
+        "output_scale": 3.0,
+    },
 }
 PARITY = {"name": "parity", "n_bits": 10, "k": 2, "n_train": 40, "n_test": 20}
 MODULAR = {"name": "modular", "modulus": 7, "train_fraction": 0.5}

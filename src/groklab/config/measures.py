@@ -35,6 +35,9 @@ class MeasuresConfig(Spec):
     (t-SNE / PCA panels); these steps are added to the evaluation schedule."""
     representation_inputs: int = Field(256, ge=1)
     """Number of test inputs whose representations are stored."""
+    ntk_examples: int = Field(128, ge=2)
+    """The ntk measure's empirical kernel is taken on the first this many training examples (its cost grows with
+    their square times the parameter count)."""
     prune_points: int = Field(21, ge=2)
     """Points on the neuron-pruning curve (0 .. all neurons pruned, in order of increasing IPR)."""
 

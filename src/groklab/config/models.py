@@ -40,7 +40,7 @@ class MLPModel(Spec):
     paired: bool = False
     """Draw the last hidden layer's neurons in pairs: the second half copies the first half's incoming weights
     and biases and negates its outgoing weights, and the output bias starts at 0, so the output at init is
-    exactly 0 (Chizat et al. 2019's doubling trick; needs an even width)."""
+    0, to rounding (Chizat et al. 2019's doubling trick; needs an even width)."""
     embedding: Literal["one_hot", "learned", "summed"] = "one_hot"
     """Token tasks only. one_hot: W_in acts on the concatenated one-hots of a and b (2p inputs);
     learned: a shared embedding W_E (p x embedding_dim) per operand, concatenated, then W_in;

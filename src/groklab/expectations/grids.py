@@ -21,10 +21,11 @@ def _median_or_never(values: pd.Series) -> float:
     return median if np.isfinite(median) else np.inf
 
 
-@checks("later_at_smaller", "median first step with {column} < {level:g} later at every smaller {key}")
-def later_at_smaller(result: ExperimentResult, key: str, column: str, level: float) -> Outcome:
-    """A curve reaches a level later and later as a swept key (e.g. the training fraction) falls: strictly later
-    at each smaller value, a run that never gets there counting as infinitely late."""
+@checks("later_at_smaller", "median first step with {column} < {level:g} later at every {toward} {key}")
+def later_at_smaller(result: ExperimentResult, key: str, column: str, level: float, toward: str = "smaller") -> Outcome:
+    """A curve reaches a level later and later as a swept key (e.g. the training fraction) falls (toward
+    "smaller"; "larger": as it grows, e.g. an output scale): strictly later at each value further that way, a
+    run that never gets there counting as infinitely late."""
     runs = result.runs.set_index("run_id")
     if key not in runs:
         return f"no sweep over {key}", None
@@ -33,7 +34,8 @@ def later_at_smaller(result: ExperimentResult, key: str, column: str, level: flo
     shown = ", ".join(f"{v:g}: {'never' if s == np.inf else f'{s:,.0f}'}" for v, s in by_value.items())
     if by_value.size < 2 or not np.isfinite(by_value).any():
         return f"{column} < {level:g} by {key}: {shown}", None
-    later = all(a > b or a == b == np.inf for a, b in zip(by_value.values[:-1], by_value.values[1:]))
+    ordered = by_value.values if toward == "smaller" else by_value.values[::-1]
+    later = all(a > b or a == b == np.inf for a, b in zip(ordered[:-1], ordered[1:]))
     return f"{column} < {level:g} first by {key}: {shown}", bool(later)
 
 
@@ -111,3 +113,25 @@ def never_generalizes_at(result: ExperimentResult, key: str, value: str | float)
     if mine.empty:
         return f"no run at {key} = {value}", None
     return f"generalized by {key}: {listed}", bool(int(mine["sum"].iloc[0]) == 0)
+
+
+@checks("moves_before", "median first step with {column} >= {level:g} <= the first with {other} < {other_level:g}")
+def moves_before(result: ExperimentResult, column: str, level: float, other: str, other_level: float) -> Outcome:
+    """One curve rises to a level (e.g. the kernel's change from init) no later than another falls to its level
+    (e.g. the test loss), in the median run of those where the second happens."""
+    metrics = result.metrics
+    if column not in metrics or other not in metrics:
+        return f"no {column} or {other} stored", None
+    pairs = []
+    for _, frame in metrics.groupby("run_id"):
+        falls = _first_below(frame, other, other_level)
+        if np.isfinite(falls):
+            rises = frame.loc[frame[column] >= level, "step"]
+            pairs.append((float(rises.iloc[0]) if len(rises) else np.inf, falls))
+    if not pairs:
+        return f"no run's {other} fell below {other_level:g}", None
+    first, second = (float(np.median(values)) for values in zip(*pairs))
+    shown = (
+        f"{column} >= {level:g} at step {first:,.0f}, {other} < {other_level:g} at {second:,.0f} ({len(pairs)} runs)"
+    )
+    return shown, bool(first <= second)

@@ -11,6 +11,7 @@
     analytic.py        Gromov's analytic solution and the comparison of trained weights with it
     collapse.py        Prieto et al.'s softmax collapse: one-hot softmax, zero loss terms, logit norm
     efficiency.py      Varma et al.'s circuit efficiency: logit scale per parameter norm
+    kernel.py          the empirical NTK: alignment with the target, change from init (lazy -> rich)
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
 `groklab measures` lists them; `measures.names` in a spec selects them.
@@ -21,6 +22,7 @@ from groklab.measures import (  # noqa: F401  (registers measures)
     analytic,
     collapse,
     efficiency,
+    kernel,
     modular,
     representation,
     weights,

@@ -57,6 +57,8 @@ class _Oracle(nn.Module):
         state = {**params, **(buffers or {})}
         with torch.no_grad():
             for name, path, to_module in self._layout():
+                if name not in state and name == "output_scale":  # a stack without output scales stores none: 1
+                    continue
                 target = self.get_parameter(path) if path in dict(self.named_parameters()) else self.get_buffer(path)
                 target.copy_(to_module(state[name][run].detach()))
 
@@ -100,6 +102,7 @@ class ReferenceMLP(_Oracle):
         self.readout = nn.Linear(c.width, model.n_out, bias=c.bias)
         if model.templates:
             self.register_buffer("label_templates", torch.zeros(model.n_classes, c.template_dim))
+        self.register_buffer("output_scale", torch.tensor(1.0))  # lazy training's alpha (model.output_scale)
         self.act = ACTIVATIONS[c.activation]
         self.layer_names = ["in"] + [f"h{i}" for i in range(1, c.depth)]
         self.eval()
@@ -121,7 +124,7 @@ class ReferenceMLP(_Oracle):
             rows += [(f"running_mean_{name}", f"norms.{i}.running_mean", _same)]
             rows += [(f"running_var_{name}", f"norms.{i}.running_var", _same)]
         rows += [("W_out", "readout.weight", _transposed), ("b_out", "readout.bias", _same)]
-        rows += [("T_labels", "label_templates", _same)]
+        rows += [("T_labels", "label_templates", _same), ("output_scale", "output_scale", _same)]
         paths = dict(self.named_parameters()) | dict(self.named_buffers())
         return [row for row in rows if row[1] in paths]
 
@@ -139,7 +142,7 @@ class ReferenceMLP(_Oracle):
             h = self.act(layer(h))
             if self.norms is not None:
                 h = self.norms[i](h)
-        y = self.readout(h)
+        y = self.readout(h) * self.output_scale
         if not hasattr(self, "label_templates"):
             return y
         templates = self.label_templates
