@@ -35,6 +35,7 @@ ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "silu": F.silu,
     "identity": lambda h: h,
+    "near_linear": lambda h: h + 0.01 * torch.square(h),
 }
 
 
