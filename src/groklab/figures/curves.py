@@ -14,7 +14,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from groklab.figures.style import TEST, TRAIN, colors_for, empty, figure, figure_grid, group_labels, log_steps
+from groklab.figures.style import (
+    TEST,
+    TRAIN,
+    colors_for,
+    empty,
+    figure,
+    figure_grid,
+    group_labels,
+    log_steps,
+    short,
+)
 from groklab.store.reader import ExperimentResult
 
 OVERVIEW = [  # (title, columns, log y): the measures panel, in this order, where present
@@ -241,8 +251,8 @@ def sweep(result: ExperimentResult, quantity: str = "generalized_step") -> Figur
         else:
             shade = "black" if image.norm(v) > 0.6 else "white"  # readable on viridis' light end
             ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color=shade)
-    ax.set_xticks(range(len(table.columns)), [f"{v:.3g}" for v in table.columns], rotation=45)
-    ax.set_yticks(range(len(table.index)), [f"{v:.3g}" for v in table.index])
+    ax.set_xticks(range(len(table.columns)), [short(v) for v in table.columns], rotation=45)
+    ax.set_yticks(range(len(table.index)), [short(v) for v in table.index])
     ax.set_xlabel(key_x)
     ax.set_ylabel(key_y)
     ax.grid(False)
@@ -295,7 +305,7 @@ def _sparse_ticks(set_ticks: Any, values: pd.Index, **style: Any) -> None:
     """Tick labels of a heat map's axis, every other one (or sparser) when more than 8 would crowd it."""
     every = max(1, -(-len(values) // 8))
     positions = list(range(0, len(values), every))
-    set_ticks(positions, [f"{values[i]:.3g}" for i in positions], **style)
+    set_ticks(positions, [short(values[i]) for i in positions], **style)
 
 
 def _never_cell(x: int, y: int) -> Any:

@@ -57,6 +57,8 @@ def slingshot_count(result: ExperimentResult) -> Figure:
     if not swept or "slingshot_steps" not in runs:
         return empty("no slingshot counts over a sweep")
     key = swept[0]
+    if not pd.api.types.is_numeric_dtype(runs[key]):
+        return empty(f"slingshot counts over a numeric sweep; {key} is not one")
     frame = runs.assign(
         count=[len(_onsets(v)) for v in runs["slingshot_steps"]],
         generalized=runs["generalized_step"].notna().astype(float),

@@ -73,7 +73,7 @@ def group_labels(runs: pd.DataFrame, swept: list[str]) -> dict[str, str]:
         return {r: f"seed {s}" for r, s in zip(runs["run_id"], runs["seed"])}
     labels = {}
     for _, row in runs.iterrows():
-        labels[row["run_id"]] = ", ".join(f"{k.split('.')[-1]}={_short(row[k])}" for k in swept)
+        labels[row["run_id"]] = ", ".join(f"{k.split('.')[-1]}={short(row[k])}" for k in swept)
     return labels
 
 
@@ -88,7 +88,12 @@ def colors_for(values: list[Any]) -> dict[Any, Any]:
     return {v: cmap(i % 10) for i, v in enumerate(distinct)}
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
+    """A swept value as a label: floats to 3 significant digits, integers and names (e.g. an operation) as they are.
+
+    >>> short(0.30000001), short(512), short("x3+xy2+y")
+    ('0.3', '512', 'x3+xy2+y')
+    """
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
