@@ -21,9 +21,13 @@ DOES_NOT_REPRODUCE = {  # (experiment, check) -> what was measured (docs/reprodu
     ("prieto-collapse", "variant_ends_above"): "float32 softmax collapse 0.17 at step 4,000 (the claim: >= 0.5)",
     ("prieto-collapse", "variant_reaches_by"): "float64 and StableMax at test accuracy <= 0.002 by step 4,000",
     ("prieto-parity", "variant_reaches_by"): "StableMax at test accuracy 0.52 at step 20,000",
+    ("omnigrok-digits", "test_lags_train"): "alpha 8: test 90% 8.1x after train 99% (the claim: 10x)",
+    ("varma-ungrokking", "ungrokks_below_critical"): "F = 0.15, just below D_crit = 0.2, settles at test 0.80",
 }
 NOT_REACHED = {  # (experiment, check) -> why the check has nothing to judge within the built-in's budget
     ("slingshot-mlp", "generalizes_at_slingshot"): "no run reaches 99% test accuracy in 50k steps (best 0.935)",
+    ("kumar-lazy-rich", "later_at_smaller"): "measured only to step 2,705: no run's test loss below 0.25 yet",
+    ("kumar-lazy-rich", "moves_before"): "measured only to step 2,705: no run's test loss below 0.25 yet",
 }
 SETS = {"nanda-modadd": ["train.steps=20000"]}  # test loss < 1 by 14k needs no 40k budget
 
@@ -34,7 +38,7 @@ def test_every_claim_of_the_builtin_is_met(name: str, tmp_path: Path) -> None:
     result = groklab.run(name, out=tmp_path / name, sets=SETS.get(name), progress=False)
     for claim, verdict in zip(result.spec["claims"], check(result)):  # every claim, several may share a check
         check_name = claim["check"]
-        if verdict.met is None and check_name in ("slingshots", "steps_to_level"):
+        if verdict.met is None and check_name in ("slingshots", "steps_to_level", "critical_size"):
             continue  # an observation, not a claim
         if (name, check_name) in NOT_REACHED:
             assert verdict.met is None, f"{verdict.claim} is now checked: {verdict.measured}"
