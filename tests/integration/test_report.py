@@ -29,7 +29,8 @@ SPEC = {
 }
 TOY_FIGURES = ["effective_theory"]  # Liu et al.'s addition toy only: drawn by the test below
 SLINGSHOT_FIGURES = ["slingshots"]  # runs with slingshots only: drawn in tests/unit/test_slingshot.py
-DRAWN = [name for name in FIGURES if name not in TOY_FIGURES + SLINGSHOT_FIGURES]
+SIZE_FIGURES = ["ungrokking"]  # variants over a shrinking training set only: drawn by the test below
+DRAWN = [name for name in FIGURES if name not in TOY_FIGURES + SLINGSHOT_FIGURES + SIZE_FIGURES]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def _ink(fig: plt.Figure) -> float:
 
 
 def test_every_figure_kind_is_drawn_and_not_empty(experiment: groklab.ExperimentResult) -> None:
-    assert applicable(experiment) == DRAWN  # data for every kind but the toy's and the slingshots' (none in 60 steps)
+    assert applicable(experiment) == DRAWN  # every kind but the toy's, the slingshots' (none in 60 steps), ungrokking's
     for name, fig in plot(experiment).items():
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
@@ -64,6 +65,14 @@ def test_the_addition_toys_figures_are_drawn(tmp_path: Path) -> None:
     result = groklab.run("liu-toy", out=tmp_path / "toy", progress=False, quick=True)
     assert set(TOY_FIGURES) <= set(applicable(result))
     for name, fig in plot(result, TOY_FIGURES).items():
+        assert _ink(fig) > 0.02, f"{name} is (nearly) blank"
+        plt.close(fig)
+
+
+def test_the_ungrokking_figure_is_drawn(tmp_path: Path) -> None:
+    result = groklab.run("varma-ungrokking", out=tmp_path / "varma", progress=False, quick=True)
+    assert set(SIZE_FIGURES) <= set(applicable(result))
+    for name, fig in plot(result, SIZE_FIGURES).items():
         assert _ink(fig) > 0.02, f"{name} is (nearly) blank"
         plt.close(fig)
 
