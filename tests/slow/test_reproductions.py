@@ -23,6 +23,7 @@ DOES_NOT_REPRODUCE = {  # (experiment, check) -> what was measured (docs/reprodu
     ("prieto-parity", "variant_reaches_by"): "StableMax at test accuracy 0.52 at step 20,000",
     ("omnigrok-digits", "test_lags_train"): "alpha 8: test 90% 8.1x after train 99% (the claim: 10x)",
     ("varma-ungrokking", "ungrokks_below_critical"): "F = 0.15, just below D_crit = 0.2, settles at test 0.80",
+    ("double-descent", "descends_twice"): "no run's test loss falls, rises 1.5x and falls again in 10,000 steps",
 }
 NOT_REACHED = {  # (experiment, check) -> why the check has nothing to judge within the built-in's budget
     ("slingshot-mlp", "generalizes_at_slingshot"): "no run reaches 99% test accuracy in 50k steps (best 0.935)",
