@@ -34,7 +34,8 @@ class MLPModel(Spec):
     """alpha: every parameter (weights and biases) is multiplied by this after init (Omnigrok, Liu 2023)."""
     output_scale: float = Field(1.0, gt=0.0)
     """alpha of lazy training (Chizat et al. 2019; Kumar et al. 2024): the network's output is multiplied by it,
-    and optimizer.lr is divided by its square, so that a large alpha trains lazily (near its linearization, the
+    and optimizer.lr is divided by its square (optimizer.lr only: param_groups and on_* switches set their lr as
+    written), so that a large alpha trains lazily (near its linearization, the
     kernel hardly moving) and a small one richly. Per run, inside a stack; pair it with `paired: true`, so a
     large alpha does not start from a large random function."""
     paired: bool = False
