@@ -61,18 +61,11 @@ def test_every_figure_kind_is_drawn_and_not_empty(experiment: groklab.Experiment
         plt.close(fig)
 
 
-def test_the_addition_toys_figures_are_drawn(tmp_path: Path) -> None:
-    result = groklab.run("liu-toy", out=tmp_path / "toy", progress=False, quick=True)
-    assert set(TOY_FIGURES) <= set(applicable(result))
-    for name, fig in plot(result, TOY_FIGURES).items():
-        assert _ink(fig) > 0.02, f"{name} is (nearly) blank"
-        plt.close(fig)
-
-
-def test_the_ungrokking_figure_is_drawn(tmp_path: Path) -> None:
-    result = groklab.run("varma-ungrokking", out=tmp_path / "varma", progress=False, quick=True)
-    assert set(SIZE_FIGURES) <= set(applicable(result))
-    for name, fig in plot(result, SIZE_FIGURES).items():
+@pytest.mark.parametrize(("builtin", "figures"), [("liu-toy", TOY_FIGURES), ("varma-ungrokking", SIZE_FIGURES)])
+def test_the_figures_of_one_kind_of_experiment_are_drawn(builtin: str, figures: list[str], tmp_path: Path) -> None:
+    result = groklab.run(builtin, out=tmp_path / builtin, progress=False, quick=True)
+    assert set(figures) <= set(applicable(result))
+    for name, fig in plot(result, figures).items():
         assert _ink(fig) > 0.02, f"{name} is (nearly) blank"
         plt.close(fig)
 
