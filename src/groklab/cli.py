@@ -8,14 +8,12 @@ import shlex
 import sys
 import warnings
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
-
-# typer vendors click; its usage errors are click exceptions, formatted here as one line.
-from typer._click import ClickException
 
 from groklab.config import SpecError, builtin_specs, field_reference
 from groklab.engine.interrupt import Terminated
@@ -30,6 +28,21 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"groklab {metadata.version('groklab')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """groklab: train, measure and compare grokking experiments."""
 
 
 def _load(directory: Path) -> ExperimentResult:
@@ -137,13 +150,14 @@ def plot(
     directory: Annotated[Path, typer.Argument(help="An experiment directory.")],
     what: Annotated[list[str] | None, typer.Option("--what", help="A figure (repeatable); default: all.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="png, svg or pdf.")] = "png",
+    dpi: Annotated[int, typer.Option("--dpi", help="Resolution of png figures, dots per inch.")] = 150,
 ) -> None:
     """Draw the experiment's figures into DIR/figures/: every kind it has data for (see docs/measures.md,
     figure table), or those named by --what."""
     from groklab.figures import save_figures
 
     try:
-        paths = save_figures(_load(directory), what, fmt)
+        paths = save_figures(_load(directory), what, fmt, dpi=dpi)
     except SpecError as error:
         _fail(str(error))
     for path in paths:
@@ -237,19 +251,28 @@ def finite(value: Any) -> Any:
     return value
 
 
+def _is_usage_error(error: Exception) -> bool:
+    """A click usage error (bad option, missing argument): click.ClickException, or the copy of it that newer typer
+    versions vendor. Recognized by its interface, as neither class is importable under every typer >= 0.12."""
+    return callable(getattr(error, "format_message", None)) and isinstance(getattr(error, "exit_code", None), int)
+
+
 def main() -> None:
     """Entry point: usage errors and SpecErrors become one line on stderr and exit status 2."""
     try:
         code = app(standalone_mode=False)
-    except ClickException as error:
-        if not error.format_message():  # bare `groklab`: the help was shown, nothing went wrong
+    except SpecError as error:  # pragma: no cover - commands catch their own
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except Exception as error:
+        if not _is_usage_error(error):
+            raise
+        message = error.format_message()  # type: ignore[attr-defined]
+        if not message:  # bare `groklab`: the help was shown, nothing went wrong
             sys.exit(0)
         ctx = getattr(error, "ctx", None)
         command = f" {ctx.info_name}" if ctx is not None and ctx.parent is not None else ""
-        typer.echo(f"error: {error.format_message()} (see: groklab{command} --help)", err=True)
-        sys.exit(2)
-    except SpecError as error:  # pragma: no cover - commands catch their own
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {message} (see: groklab{command} --help)", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -14,12 +14,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import yaml
 
 from groklab.config import SpecError, builtin_specs, flatten, parse_experiment
 from groklab.expectations import check
-from groklab.figures import FIGURES, plot
+from groklab.figures import DPI, FIGURES, plot
 from groklab.store.reader import ExperimentResult, load
 
 STYLE = """
@@ -31,6 +30,7 @@ th{cursor:pointer;background:#f6f6f6;position:sticky;top:0} td:first-child,th:fi
 .met{color:#1a7f37;font-weight:600} .unmet{color:#cf222e;font-weight:600} .na{color:#888}
 figure{margin:1em 0} figcaption{color:#555;font-size:13px} img{max-width:100%}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
+.wide{overflow-x:auto;max-width:100%} summary{cursor:pointer;color:#555}
 """
 SORT = """
 document.querySelectorAll('table.sortable th').forEach(function (th, col) {
@@ -47,6 +47,8 @@ document.querySelectorAll('table.sortable th').forEach(function (th, col) {
     rows.forEach(function (r) { body.appendChild(r); });
   });
 });
+// the page fits its window: nothing (a wide runs table) makes the whole page scroll sideways
+document.body.dataset.fits = document.documentElement.scrollWidth <= document.documentElement.clientWidth ? '1' : '0';
 document.body.dataset.ready = '1';  // the page's script ran to the end (checked by the browser test)
 """
 RUN_COLUMNS = ["run_id", "seed", "status", "steps", "memorized_step", "generalized_step", "grokking_delay"]
@@ -81,15 +83,35 @@ def _experiment_page(result: ExperimentResult) -> Path:
     if command := meta.get("command"):  # every --set, --sweep, --quick, --device that made it
         parts.append(f"<p>Made by <code>{_e(command)}</code></p>")
     parts += _expectations(result)
-    parts.append("<h2>Runs</h2>" + _runs_table(result) + _unfinished_table(result))
+    parts.append("<h2>Runs</h2><div class='wide'>" + _runs_table(result) + _unfinished_table(result) + "</div>")
     parts.append("<h2>Figures</h2>")
     for name, fig in plot(result).items():
         parts.append(f"<figure id='fig-{name}'><img alt='{name}' src='data:image/png;base64,{_png(fig)}'>"
                      f"<figcaption><b>{name}</b>: {_e(FIGURES[name][0])}</figcaption></figure>")  # fmt: skip
-        plt.close(fig)
-    parts.append("<h2>Spec</h2><pre>" + _e(yaml.safe_dump(spec, sort_keys=False)) + "</pre>")
-    parts.append("<h2>Environment</h2><pre>" + _e(json.dumps(meta, indent=1)) + "</pre>")
+    spec_text = yaml.safe_dump(spec, sort_keys=False)
+    parts.append(f"<h2>Spec</h2><details><summary>{len(spec_text.splitlines())} lines of YAML</summary><pre>"
+                 + _e(spec_text) + "</pre></details>")  # fmt: skip
+    environment = json.dumps(meta, indent=1)
+    parts.append(f"<h2>Environment</h2><details><summary>{_e(_environment_summary(meta))}</summary><pre>"
+                 + _e(environment) + "</pre></details>")  # fmt: skip
     return _write(result.root / "report.html", spec.get("name", "experiment"), "\n".join(parts))
+
+
+NOTEBOOK_ROWS = 20
+"""Runs a notebook's summary lists before it says how many more there are."""
+
+
+def summary_html(result: ExperimentResult) -> str:
+    """What a result shows in Jupyter (ExperimentResult._repr_html_): its name, the runs (the first NOTEBOOK_ROWS)
+    and the claims with their verdicts; the figures are a call away (result.plot())."""
+    name = _e(str(result.spec.get("name", "experiment")))
+    parts = [f"<b>{name}</b>: {_e(str(result.spec.get('description', '')))}<br>"]
+    parts.append(f"{len(result.rows)} of {result.meta.get('n_runs', '?')} runs finished, in {_e(str(result.root))}")
+    shown = ExperimentResult(result.root, result.spec, result.meta, result.rows[:NOTEBOOK_ROWS], result.progress)
+    parts.append(_runs_table(shown) + _unfinished_table(shown))
+    if len(result.rows) > NOTEBOOK_ROWS:
+        parts.append(f"<p>... and {len(result.rows) - NOTEBOOK_ROWS} more runs (result.runs has them all)</p>")
+    return "\n".join(parts + _expectations(result)[1:])  # the claims table, without the page's heading
 
 
 def _expectations(result: ExperimentResult) -> list[str]:
@@ -100,7 +122,7 @@ def _expectations(result: ExperimentResult) -> list[str]:
     for v in checks:
         verdict = {True: "<span class='met'>met</span>", False: "<span class='unmet'>not met</span>"}
         rows.append(f"<tr><td>{_e(v.claim)}</td><td>{_e(v.source)}</td><td>{_e(v.measured)}</td>"
-                    f"<td>{verdict.get(v.met, '<span class=na>n/a</span>')}</td></tr>")  # fmt: skip
+                    f"<td>{'<span class=na>n/a</span>' if v.met is None else verdict[v.met]}</td></tr>")  # fmt: skip
     changed = _changed_from_builtin(result)
     note = f"<p>This experiment changes the built-in settings: {_e(', '.join(changed))}.</p>" if changed else ""
     if spec_notes := str(result.spec.get("notes", "")).strip():
@@ -143,8 +165,7 @@ def _runs_table(result: ExperimentResult) -> str:
     for _, row in runs.iterrows():
         cells = "".join(_cell(row[c]) for c in columns)
         body.append(f"<tr>{cells}</tr>")
-    table = f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    return f"<div style='overflow-x:auto'>{table}</div>"
+    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def _cell(value: Any) -> str:
@@ -178,9 +199,15 @@ def _write(path: Path, title: str, body: str) -> Path:
     return path
 
 
+def _environment_summary(meta: dict[str, Any]) -> str:
+    """One line: the versions and the machine, the rest behind the click."""
+    named = ", ".join(f"{k} {meta[k]}" for k in ("groklab", "torch", "python") if meta.get(k))
+    return "; ".join(part for part in (named, meta.get("device_name") or meta.get("device")) if part)
+
+
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", dpi=DPI)
     return base64.b64encode(buffer.getvalue()).decode()
 
 

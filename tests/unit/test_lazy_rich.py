@@ -69,12 +69,36 @@ def test_output_scales_of_a_stack_equal_each_run_alone() -> None:
     assert (other.state_dict["W_in"] - stacked["a0.5"].state_dict["W_in"]).abs().max() > 1e-4
 
 
+def test_output_scale_divides_every_param_group_lr_and_mean_field_is_kumars_network() -> None:
+    config = _config(output_scale=2.0, init="mean_field", bias=False, width=6000)
+    config = config.model_copy(update={"optimizer": config.optimizer.model_copy(update={"param_groups": {
+        "W_out": {"lr": 0.0}, "W_in": {"lr": 0.4, "weight_decay": 0.0}}})})  # fmt: skip
+    stack = Stack([("r", config)])
+    hyper = stack.optimizer.hyper
+    assert float(hyper["lr"][0]) == pytest.approx(0.05 / 4)
+    assert float(hyper["W_in.lr"][0]) == pytest.approx(0.1) and float(hyper["W_out.lr"][0]) == 0.0
+    # mean_field: f = alpha * (1/N) sum_i phi(w_i . x) - (the paired half), w_i ~ N(0, I / D): h_i has variance |x|^2 / D
+    w_in, w_out = stack.params["W_in"][0].detach(), stack.params["W_out"][0].detach()
+    half = w_in.shape[1] // 2
+    assert torch.equal(w_out[:half], torch.full_like(w_out[:half], 1 / 6000)) and torch.equal(
+        w_out[half:], -w_out[:half]
+    )
+    assert float(w_in[:, :half].var()) == pytest.approx(1 / 8, rel=0.05)
+    x = stack.x_train[0, :3]
+    h = x @ w_in
+    by_hand = 2.0 * (h + 0.01 * h**2) @ w_out
+    torch.testing.assert_close(stack.forward(x[None])[0], by_hand, rtol=1e-9, atol=1e-12)
+    # the frozen readout stays where it started
+    (run,) = train_stack([("r", config)])
+    assert torch.equal(run.state_dict["W_out"], w_out) and not torch.equal(run.state_dict["W_in"], w_in)
+
+
 def test_the_empirical_ntk_is_the_jacobian_gram_matrix() -> None:
     config = _config(output_scale=2.0)
     stack = Stack([("r", config)])
     probe = stack.probe(0)
     x = stack.x_train[0, :5]
-    kernel = empirical_ntk(probe, probe.params, 0, x)
+    kernel = empirical_ntk(probe, probe.params, x[None])[0]
     # by hand: the Jacobian of each output through torch.autograd.functional, on the flattened parameters
     names = list(probe.params)
     shapes = [probe.params[n][0].shape for n in names]
@@ -91,3 +115,19 @@ def test_the_empirical_ntk_is_the_jacobian_gram_matrix() -> None:
     jacobian = torch.autograd.functional.jacobian(outputs, flat)
     torch.testing.assert_close(kernel, jacobian @ jacobian.T)
     assert float(centered_alignment(kernel, stack.y_train[0, :5])) <= 1.0 + 1e-12
+
+
+def test_the_ntk_measure_of_a_stack_equals_each_run_alone() -> None:
+    measures = {"names": ["ntk"], "ntk_examples": 6}
+    runs = [(f"a{alpha}", _config(output_scale=alpha).model_copy(update={"seed": i})) for i, alpha in
+            enumerate((0.5, 2.0))]  # fmt: skip
+    runs = [(run_id, c.model_copy(update={"measures": c.measures.model_copy(update=measures)})) for run_id, c in runs]
+    stacked = {r.run_id: r for r in train_stack(runs)}
+    for run_id, config in runs:
+        (alone,) = train_stack([(run_id, config)])
+        for name in ("ntk_alignment", "ntk_change"):
+            torch.testing.assert_close(stacked[run_id].metrics[name], alone.metrics[name], rtol=1e-9, atol=1e-12)
+        assert alone.metrics["ntk_change"][0] == 0.0  # K = K_0 at step 0 (K_0 is the cached kernel at init)
+        assert alone.metrics["ntk_change"][-1] > 0.0
+    # not vacuous: the rich run's kernel moves more than the lazy one's
+    assert stacked["a0.5"].metrics["ntk_change"][-1] > 2 * stacked["a2.0"].metrics["ntk_change"][-1]

@@ -177,4 +177,4 @@ def test_a_bad_group_rate_is_one_line_naming_its_key() -> None:
     spec = {**TOY, "optimizer": {**TOY["optimizer"], "param_groups": {"W_E": {"lr": -1}}}}
     with pytest.raises(SpecError) as error:
         parse_experiment(spec)
-    assert str(error.value) == "optimizer.param_groups.W_E.lr: -1.0; allowed: lr > 0, weight_decay >= 0"
+    assert str(error.value) == "optimizer.param_groups.W_E.lr: -1.0; allowed: lr >= 0 (0 freezes it), weight_decay >= 0"

@@ -26,18 +26,21 @@ class MLPModel(Spec):
     (z + 0.01 z^2: Kumar et al.'s weakly nonlinear activation)."""
     bias: bool = True
     """Whether the linear layers have biases (Gromov: no)."""
-    init: Literal["default", "gromov", "liu"] = "default"
+    init: Literal["default", "gromov", "liu", "mean_field"] = "default"
     """default: PyTorch nn.Linear init U(+-1/sqrt(fan_in)), embeddings N(0,1);
     gromov: N(0, 0.25 / (2N)^(2/3)) for W_in and W_out, as the fcn model of Gromov's repository;
-    liu: embeddings U(-1/2, 1/2), linear layers as default (Liu et al.'s toy, toy/train_add.py)."""
+    liu: embeddings U(-1/2, 1/2), linear layers as default (Liu et al.'s toy, toy/train_add.py);
+    mean_field: hidden weights N(0, 1 / fan_in), biases 0, W_out = 1 / width in every entry, so the output is the
+    mean over neurons, f = (1/N) sum_i phi(w_i . x) (Kumar et al. 2024's network; freeze the readout with
+    optimizer.param_groups.W_out.lr = 0 for their "no readout" training)."""
     init_scale: float = Field(1.0, gt=0.0)
     """alpha: every parameter (weights and biases) is multiplied by this after init (Omnigrok, Liu 2023)."""
     output_scale: float = Field(1.0, gt=0.0)
     """alpha of lazy training (Chizat et al. 2019; Kumar et al. 2024): the network's output is multiplied by it,
-    and optimizer.lr is divided by its square (optimizer.lr only: param_groups and on_* switches set their lr as
-    written), so that a large alpha trains lazily (near its linearization, the
-    kernel hardly moving) and a small one richly. Per run, inside a stack; pair it with `paired: true`, so a
-    large alpha does not start from a large random function."""
+    and optimizer.lr and every optimizer.param_groups lr are divided by its square (not the on_memorized /
+    on_generalized switches: they set their lr as written), so that a large alpha trains lazily (near its
+    linearization, the kernel hardly moving) and a small one richly. Per run, inside a stack; pair it with
+    `paired: true`, so a large alpha does not start from a large random function."""
     paired: bool = False
     """Draw the last hidden layer's neurons in pairs: the second half copies the first half's incoming weights
     and biases and negates its outgoing weights, and the output bias starts at 0, so the output at init is

@@ -59,8 +59,8 @@ class OptimizerConfig(Spec):
     """Parameters that train with their own lr and/or weight_decay instead of the ones above: parameter name
     (as `groklab` names them: W_E, W_in, W_out, ...) -> {lr, weight_decay}, e.g. {W_E: {lr: 0.001}}: Liu et al.'s
     representation learning rate, with optimizer.lr the decoder's. Per run, inside a stack: sweep
-    optimizer.param_groups.W_E.lr. Warmup scales them too; on_memorized / on_generalized switch only lr and
-    weight_decay above."""
+    optimizer.param_groups.W_E.lr. lr 0 freezes the parameter (Kumar et al.'s fixed readout: {W_out: {lr: 0}}).
+    Warmup scales them too; on_memorized / on_generalized switch only lr and weight_decay above."""
     grokfast: GrokfastConfig = Field(default_factory=GrokfastConfig)
     """Grokfast's gradient filter: optimizer.grokfast.filter, .alpha, .lamb, .window (keys below)."""
     orthogonal: bool = False
@@ -92,9 +92,9 @@ class OptimizerConfig(Spec):
     def _group_values(cls, groups: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
         for name, values in groups.items():
             for key, value in values.items():
-                if value < 0 or (key == "lr" and value == 0):
+                if value < 0:
                     where = f"optimizer.param_groups.{name}.{key}"
-                    raise ValueError(f"{where}: {value}; allowed: lr > 0, weight_decay >= 0")
+                    raise ValueError(f"{where}: {value}; allowed: lr >= 0 (0 freezes it), weight_decay >= 0")
         return groups
 
     @field_validator("on_memorized", "on_generalized")

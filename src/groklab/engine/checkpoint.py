@@ -10,6 +10,7 @@ import io
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +106,31 @@ def save(path: Path, state: dict) -> None:
         "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: torch.save(wrapped, tmp))
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Write via a temporary file in the same directory, then rename it over the target: a reader sees the old
+    file or the new one, never half of one. The file gets the mode a plain open() would give it (0666 less the
+    umask): mkstemp's 0600 would hide a shared experiment from the rest of a cluster group."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path))
     os.close(fd)
     try:
-        torch.save(wrapped, tmp)
+        write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # once, at import: reading it is not thread-safe
 
 
 def load(path: Path) -> dict:

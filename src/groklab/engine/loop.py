@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,7 +89,7 @@ def train_stack(
             shrink_steps.setdefault(when, []).append(run_id)
     results: list[RunResult] = []
     schedule = eval_steps(first, [c.train.steps for c in stack.configs])
-    loop = {"step": 0, "schedule": schedule, "last_eval": 0, "elapsed": 0.0}
+    loop: dict[str, Any] = {"step": 0, "schedule": schedule, "last_eval": 0, "elapsed": 0.0}
     if checkpoint is not None and checkpoint.is_file():
         loop = restore(stack, recorder, events, load_checkpoint(checkpoint))
         if on_progress is not None:  # the steps the checkpoint saved count as done

@@ -183,7 +183,8 @@ class StackOptimizer:
         """One group's Adam / AdamW update: the parameters `names`, at host-float lr and weight decay."""
         assert self.uniform is not None
         u, t = self.uniform, step + 1
-        p_list, g_list = [params[n] for n in names], [grads[n] for n in names]
+        p_list = [params[n] for n in names]
+        g_list = tuple(grads[n] for n in names)  # a tuple, as the _foreach_add that may replace it returns
         exp_avgs = [self.state[n] for n in names]
         exp_avg_sqs = [self.state[f"{n}.exp_avg_sq"] for n in names]
         if self.name == "adamw" and weight_decay:
@@ -220,11 +221,12 @@ class StackOptimizer:
         if self.uniform is not None:  # one fused (foreach) op per term for all parameters, as torch.optim does
             momentum = self.uniform["momentum"]
             for names, lr_value, decay in self._host_groups(step):
-                p_list, g_list = [params[n] for n in names], [grads[n] for n in names]
+                p_list = [params[n] for n in names]
+                g_list = tuple(grads[n] for n in names)
                 if decay:
                     g_list = torch._foreach_add(g_list, p_list, alpha=decay)
                 if momentum:
-                    buffers = [self.state[n] for n in names]
+                    buffers = tuple(self.state[n] for n in names)
                     torch._foreach_mul_(buffers, momentum)
                     torch._foreach_add_(buffers, g_list)
                     g_list = buffers

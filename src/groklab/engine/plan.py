@@ -29,6 +29,7 @@ import torch
 from groklab.config import (
     AdditionTask,
     ImageTask,
+    MLPModel,
     ParityTask,
     PermutationTask,
     RunConfig,
@@ -165,7 +166,8 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
     else:
         width = model.depth * 4 * model.width + (model.embedding_dim * 4 if model.embedding != "one_hot" else 0)
     # logits, the loss in float64, their gradient (with templates: the differences to every template too)
-    logits = n_classes * 8 * 3 * (model.template_dim if getattr(model, "readout", "linear") == "templates" else 1)
+    templates = model.template_dim if isinstance(model, MLPModel) and model.readout == "templates" else 1
+    logits = n_classes * 8 * 3 * templates
     return {
         "data": float(data),
         "parameters": float(parameters),

@@ -89,11 +89,11 @@ class Recorder:
         analysis: dict[str, float] = {}
         finals = [m for m in self.measures if m.when == "final"]
         if finals:
-            probe = stack.probe(self.history[run_id]["step"][-1], run=i)
+            probe = stack.probe(int(self.history[run_id]["step"][-1]), run=i)
             for measure in finals:
                 for name, value in measure.fn(probe)[0].items():
                     if np.ndim(value) == 0:
-                        analysis[name] = float(value)  # type: ignore[arg-type]
+                        analysis[name] = float(value)
                     else:
                         series[name] = np.asarray(value)
         history = self.history[run_id]

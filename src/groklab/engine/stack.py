@@ -6,9 +6,12 @@ equals run i trained alone (tests/unit/test_engine.py). Finished runs are cut ou
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import torch
 
-from groklab.config import RunConfig
+from groklab.config import ModularTask, OptimizerConfig, PermutationTask, RunConfig
 from groklab.data import make_data
 from groklab.data.dataset import RunData
 from groklab.engine.optim import StackOptimizer, hyperparameters
@@ -42,9 +45,8 @@ class Stack:
         per_run = [{n: p.to(device) for n, p in params.items()} for params in per_run]
         self.params = {n: p.requires_grad_() for n, p in self.model.layout(stack_params(per_run)).items()}
         self.init_params = {n: p.detach().clone() for n, p in self.params.items()}  # for init_distance
-        # model.output_scale alpha divides the learning rate by alpha^2 (lazy training's convention).
-        scaled = [c.optimizer.model_copy(update={"lr": c.optimizer.lr / _output_scale(c) ** 2}) for c in self.configs]
-        hyper = hyperparameters(scaled, device, self.dtype)
+        # model.output_scale alpha divides the learning rates by alpha^2 (lazy training's convention).
+        hyper = hyperparameters([_scaled_optimizer(c) for c in self.configs], device, self.dtype)
         self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper, first.optimizer.grokfast.window)
         n_train = self.x_train.shape[1]
         batch_size = first.train.batch_size
@@ -55,6 +57,8 @@ class Stack:
         self.cursor = n_train
         self.loss_dtype = torch.float64 if first.train.loss_dtype == "float64" else self.dtype
         self.eval_logits: list[torch.Tensor] = []  # (train, test) logits of the last evaluation
+        # What a measure derives from a run's init and data alone (the NTK at init), computed once per run: see Probe.
+        self.at_init: dict[tuple[str, str], torch.Tensor] = {}
         # A training set that shrinks (task.on_generalized) keeps its examples and weighs the dropped ones 0, so the
         # runs of a stack keep one shape: (run, n_train) 0/1, None until some run shrinks.
         self.kept: torch.Tensor | None = None
@@ -122,7 +126,8 @@ class Stack:
                 continue
             hits = (logits.argmax(dim=-1) == y).to(self.dtype)
             rows.append(hits.mean(dim=1) if kept is None else weighted_mean(hits, kept.to(self.dtype)))
-        rows.append(torch.sqrt(sum(p.square().flatten(1).sum(dim=1) for p in self.params.values())))
+        squares = [p.square().flatten(1).sum(dim=1) for p in self.params.values()]
+        rows.append(torch.sqrt(functools.reduce(operator.add, squares)))
         return torch.stack(rows)
 
     def select(self, keep: list[bool]) -> None:
@@ -146,14 +151,16 @@ class Stack:
     def shrink(self, run: int, step: int) -> None:
         """From this step on, train one run on a random subset of its training examples (task.on_generalized):
         round(F x the eligible pairs) of them, drawn from the run's seed (Varma et al. 2023's ungrokking)."""
-        config, data = self.configs[run], self.data[run]
+        task, data = self.configs[run].task, self.data[run]
+        assert isinstance(task, ModularTask | PermutationTask) and task.kept_fraction is not None  # config checks
         n_train = self.x_train.shape[1]
-        held_out = int(torch.isin(data.y_test, torch.tensor(config.task.holdout_labels, dtype=torch.long)).sum())
+        held_out = int(torch.isin(data.y_test, torch.tensor(task.holdout_labels, dtype=torch.long)).sum())
         eligible = n_train + len(data.y_test) - held_out
-        n_kept = max(1, round(config.task.kept_fraction * eligible))  # type: ignore[union-attr]
+        n_kept = max(1, round(task.kept_fraction * eligible))
         if self.kept is None:
             self.kept = torch.ones(len(self.ids), n_train, dtype=torch.bool, device=self.device)
-        chosen = torch.from_numpy(rng_for(config.seed, "shrink").choice(n_train, size=n_kept, replace=False))
+        rng = rng_for(self.configs[run].seed, "shrink")
+        chosen = torch.from_numpy(rng.choice(n_train, size=n_kept, replace=False))
         self.kept[run] = False
         self.kept[run, chosen.to(self.device)] = True
         self.shrunk_at[run] = step
@@ -167,6 +174,7 @@ class Stack:
         configs, data = (self.configs, self.data) if run is None else ([self.configs[run]], [self.data[run]])
         return Probe(
             step=step,
+            ids=self.ids[index],
             params={n: p[index] for n, p in self.params.items()},
             model=self.model,
             configs=configs,
@@ -175,7 +183,16 @@ class Stack:
             stacked={n: t[index] for n, t in tensors.items()},
             eval_logits=[logits[index] for logits in self.eval_logits],
             buffers={n: b[index] for n, b in self.buffers.items()},
+            at_init=self.at_init,
         )
+
+
+def _scaled_optimizer(config: RunConfig) -> OptimizerConfig:
+    """The run's optimizer with optimizer.lr and every param_groups lr divided by model.output_scale^2."""
+    square, optimizer = _output_scale(config) ** 2, config.optimizer
+    groups = {name: {k: v / square if k == "lr" else v for k, v in group.items()} for name, group in
+              optimizer.param_groups.items()}  # fmt: skip
+    return optimizer.model_copy(update={"lr": optimizer.lr / square, "param_groups": groups})
 
 
 def _output_scale(config: RunConfig) -> float:

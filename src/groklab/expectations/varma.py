@@ -34,7 +34,7 @@ def critical_value(result: ExperimentResult, key: str, reference: str) -> float 
     for value, ok in generalized[::-1].items():  # from the largest value down, while every one generalizes
         if not ok:
             break
-        critical = float(value)  # type: ignore[arg-type]
+        critical = float(value)
     return critical
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from groklab.config import SpecError
 from groklab.figures import analysis, curves, sizes, slingshot, theory
+from groklab.figures.style import DPI, empty, paper_style
 from groklab.store.reader import ExperimentResult, load
 
 FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
@@ -98,24 +98,32 @@ def plot(result: ExperimentResult | str | Path, what: list[str] | None = None) -
     figures = {}
     for name in what or applicable(result):
         kind, _, argument = name.partition(":")
-        if name in FIGURES:
-            figures[name] = FIGURES[name][1](result)
-        elif kind == "measure" and argument in result.metrics.columns:
-            figures[name] = curves.measure(result, argument)  # type: ignore[assignment]
-        elif kind == "sweep" and argument in result.runs.columns:
-            figures[name] = curves.sweep(result, argument)
-        else:
-            allowed = f"{', '.join(FIGURES)}, measure:COLUMN (a metrics column), sweep:QUANTITY (a runs column)"
-            raise SpecError(f"--what {name}: unknown figure; allowed: {allowed}")
+        with paper_style():
+            if name in FIGURES:
+                figures[name] = FIGURES[name][1](result)
+            elif kind == "measure" and argument in result.metrics.columns:
+                drawn = curves.measure(result, argument)
+                figures[name] = drawn or empty(f"{argument}: no values stored")
+            elif kind == "sweep" and argument in result.runs.columns:
+                figures[name] = curves.sweep(result, argument)
+            else:
+                allowed = f"{', '.join(FIGURES)}, measure:COLUMN (a metrics column), sweep:QUANTITY (a runs column)"
+                raise SpecError(f"--what {name}: unknown figure; allowed: {allowed}")
     return figures
 
 
 def save_figures(
-    result: ExperimentResult | str | Path, what: list[str] | None = None, fmt: str = "png", out: Path | None = None
+    result: ExperimentResult | str | Path,
+    what: list[str] | None = None,
+    fmt: str = "png",
+    out: Path | None = None,
+    dpi: int = DPI,
 ) -> list[Path]:
-    """Write the figures to DIR/figures/NAME.FMT (or `out`); returns the paths."""
+    """Write the figures to DIR/figures/NAME.FMT (or `out`) at `dpi` dots per inch; returns the paths."""
     if fmt not in ("png", "svg", "pdf"):
         raise SpecError(f"--format {fmt}: not a figure format; allowed: png, svg, pdf")
+    if not 20 <= dpi <= 1200:
+        raise SpecError(f"--dpi {dpi}: out of range; allowed: 20 to 1200")
     if not isinstance(result, ExperimentResult):
         result = load(result)
     folder = out or result.root / "figures"
@@ -125,11 +133,10 @@ def save_figures(
     for name, fig in figures.items():
         stem = name.replace(":", "-")
         path, partial = folder / f"{stem}.{fmt}", folder / f".{stem}.{fmt}.partial"
-        fig.savefig(partial, format=fmt)
-        plt.close(fig)
+        fig.savefig(partial, format=fmt, dpi=dpi)
         partial.replace(path)  # a figure file is whole or absent
         paths.append(path)
     return paths
 
 
-__all__ = ["FIGURES", "applicable", "plot", "save_figures"]
+__all__ = ["DPI", "FIGURES", "applicable", "plot", "save_figures"]

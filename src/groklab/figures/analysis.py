@@ -9,14 +9,18 @@ import torch
 from matplotlib.figure import Figure
 
 from groklab.data import make_data, modular_table
-from groklab.figures.style import TEST, TRAIN, empty, figure, figure_grid
+from groklab.figures.style import TEST, TRAIN, colormap, empty, figure, figure_grid
 from groklab.figures.tsne import tsne as embed_2d
 from groklab.measures.probe import Probe
 from groklab.store.reader import ExperimentResult
 
 
 def _run(result: ExperimentResult, run_id: str | None) -> str | None:
-    return run_id or (result.rows[0]["run_id"] if result.rows else None)
+    """The run a one-run figure shows: the one asked for, else the finished run that trained longest (the first of
+    them), so that a figure over stored steps is not cut short by a run that stopped early."""
+    if run_id or not result.rows:
+        return run_id or None
+    return str(max(result.rows, key=lambda row: row["steps"])["run_id"])
 
 
 def _pick_steps(steps: np.ndarray, n: int = 4) -> list[int]:
@@ -32,22 +36,26 @@ def fourier(result: ExperimentResult, run_id: str | None = None) -> Figure:
     cos/sin(w_k(a+b)), with the key frequencies marked (Nanda et al. Fig. 3; Gromov)."""
     run_id = _run(result, run_id)
     series = result.series(run_id) if run_id else {}
-    if "embedding_spectrum" not in series:
+    if run_id is None or "embedding_spectrum" not in series:
         return empty("no Fourier spectra stored (modular tasks, measure embedding_fourier)")
     panels = [("embedding_spectrum", "embeddings")] + (
         [("logit_spectrum", "logits")] if "logit_spectrum" in series else []
     )
+    if "key_frequencies" in series:  # the logits' top frequencies (restricted_excluded), or the configured ones
+        keys, which = series["key_frequencies"][-1].astype(int), "key k"
+    else:  # no logit measure (e.g. an MSE run): the embeddings' own top frequencies
+        n = result.run_config(run_id).measures.n_key_frequencies
+        keys, which = np.argsort(series["embedding_spectrum"][-1])[::-1][:n] + 1, f"top {n} embedding k"
     fig, axes = figure(len(panels), 3.6, 2.5)
     for ax, (name, what) in zip(axes, panels):
         spectrum = series[name][-1]
         k = np.arange(1, len(spectrum) + 1)
         ax.bar(k, spectrum / spectrum.sum(), color="grey", width=0.9)
-        if "key_frequencies" in series:
-            for key in series["key_frequencies"][-1].astype(int):
-                ax.bar(key, spectrum[key - 1] / spectrum.sum(), color=TEST, width=0.9)
+        for key in keys:
+            ax.bar(key, spectrum[key - 1] / spectrum.sum(), color=TEST, width=0.9)
         ax.set_xlabel("frequency k (w_k = 2 pi k / p)")
         ax.set_ylabel(f"share of the {what}' power")
-        ax.set_title(f"{what} of {run_id} at step {int(series[name + '.steps'][-1])}; red: key k", fontsize=8)
+        ax.set_title(f"{what} of {run_id} at step {int(series[name + '.steps'][-1])}; red: {which}", fontsize=8)
     return fig
 
 
@@ -60,7 +68,7 @@ def ipr_histogram(result: ExperimentResult, run_id: str | None = None) -> Figure
     values, steps = series["neuron_ipr"], series["neuron_ipr.steps"]
     chosen = _pick_steps(steps)
     fig, axes = figure(len(chosen), 2.2, 2.1)
-    bins = np.linspace(0, 1, 26)
+    bins = np.linspace(0, 1, 26).tolist()
     for ax, i in zip(axes, chosen):
         ax.hist(values[i], bins=bins, color=TRAIN)
         ax.set_title(f"step {int(steps[i])}")
@@ -99,7 +107,7 @@ def tsne(result: ExperimentResult, run_id: str | None = None) -> Figure:
     """t-SNE of the stored test representations at each stored step, colored by the test label (seed 001 Fig. 2)."""
     run_id = _run(result, run_id)
     series = result.series(run_id) if run_id else {}
-    if "representations" not in series:
+    if run_id is None or "representations" not in series:
         return empty("no representations stored (set measures.representation_steps)")
     reps, steps = series["representations"], series["representations.steps"]
     labels = result.data(run_id)["y_test"][: reps.shape[1]]
@@ -155,16 +163,14 @@ def pruning(result: ExperimentResult, run_id: str | None = None) -> Figure:
 
 def _kde(sample: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Gaussian kernel density with Silverman's bandwidth."""
-    sample = torch.as_tensor(sample, dtype=torch.float64)
-    bandwidth = 1.06 * float(sample.std()) * len(sample) ** (-1 / 5) or 1e-3
-    z = (torch.as_tensor(grid)[:, None] - sample[None, :]) / bandwidth
+    points = torch.as_tensor(sample, dtype=torch.float64)
+    bandwidth = 1.06 * float(points.std()) * len(points) ** (-1 / 5) or 1e-3
+    z = (torch.as_tensor(grid)[:, None] - points[None, :]) / bandwidth
     return (torch.exp(-0.5 * z**2).mean(1) / (bandwidth * np.sqrt(2 * np.pi))).numpy()
 
 
 def _sequential(n: int) -> list[tuple[float, ...]]:
-    import matplotlib.pyplot as plt
-
-    return [plt.get_cmap("viridis")(0.9 * i / max(1, n - 1)) for i in range(n)]
+    return [colormap("viridis")(0.9 * i / max(1, n - 1)) for i in range(n)]
 
 
 def batchnorm(result: ExperimentResult, count: int = 4) -> Figure:

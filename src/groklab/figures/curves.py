@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.colors import ListedColormap
+from matplotlib.colors import Colormap, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -17,6 +16,7 @@ from matplotlib.patches import Patch
 from groklab.figures.style import (
     TEST,
     TRAIN,
+    colormap,
     colors_for,
     empty,
     figure,
@@ -128,7 +128,8 @@ def curves(result: ExperimentResult) -> Figure:
         handles, _ = acc_ax.get_legend_handles_labels()
         acc_ax.legend(handles=[*handles, events, *partial], loc="best", frameon=False)
     else:  # one entry per sweep point, and the line styles once: beside the panels, not over them
-        styles = [Line2D([], [], color="grey", linestyle=d, label=s) for d, s in (("--", "train"), ("-", "test"))]
+        styles = [Line2D([], [], color="grey", linestyle="--", label="train"),
+                  Line2D([], [], color="grey", linestyle="-", label="test")]  # fmt: skip
         fig.legend(handles=_group_handles(point_groups, colors) + styles + [events, *partial],
                    loc="outside right upper", frameon=False)  # fmt: skip
     if result.progress:
@@ -177,8 +178,11 @@ def measure(result: ExperimentResult, column: str, ax: Axes | None = None, log_y
 def measures_overview(result: ExperimentResult) -> Figure:
     """The main progress measures of the runs, one panel each (those the runs stored)."""
     metrics = result.metrics
-    panels = [(t, [c for c in cols if c in metrics and not metrics[c].isna().all()], log) for t, cols, log in OVERVIEW]
-    panels = [p for p in panels if p[1] and (p[1][0] in metrics)]
+    panels = []
+    for title, columns, log_y in OVERVIEW:  # a panel is there when its own measure is (the others are context)
+        present = [c for c in columns if c in metrics and not metrics[c].isna().all()]
+        if columns[0] in present:
+            panels.append((title, present, log_y))
     panels += [(c, [c], False) for c in metrics.columns if c.startswith("spectral.")]
     if not panels:
         return empty("no measures stored (measures.names: none?)")
@@ -249,7 +253,7 @@ def sweep(result: ExperimentResult, quantity: str = "generalized_step") -> Figur
         if math.isnan(v):
             ax.add_patch(_never_cell(j, i))
         else:
-            shade = "black" if image.norm(v) > 0.6 else "white"  # readable on viridis' light end
+            shade = "black" if float(np.asarray(image.norm(v))) > 0.6 else "white"  # readable on viridis' light end
             ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color=shade)
     ax.set_xticks(range(len(table.columns)), [short(v) for v in table.columns], rotation=45)
     ax.set_yticks(range(len(table.index)), [short(v) for v in table.index])
@@ -273,10 +277,11 @@ def _categorical_sweep(result: ExperimentResult, quantity: str) -> Figure:
     table = table.unstack(key_x) if key_y else table.to_frame().T
     codes = table.apply(lambda column: column.map(categories.index)).to_numpy(dtype=float)
     fig, (ax,) = figure(1, 4.6, 3.4 if key_y else 1.6)
+    cmap: Colormap
     if set(categories) <= set(PHASE_COLORS):
         cmap = ListedColormap([PHASE_COLORS[c] for c in categories])
     else:
-        cmap = plt.get_cmap("tab10", len(categories))
+        cmap = colormap("tab10", len(categories))
     ax.imshow(codes, origin="lower", aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(categories) - 0.5)
     _sparse_ticks(ax.set_xticks, table.columns, rotation=45)
     ax.set_xlabel(key_x)

@@ -6,19 +6,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import matplotlib
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files, never windows: works headless and in worker processes
+# Figures are matplotlib.figure.Figure objects, never pyplot's: drawing one neither switches the backend nor
+# registers a window, so a notebook's own plt.show() keeps working and nothing stays open (Jupyter displays a
+# returned Figure itself; savefig renders it with the Agg canvas).
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
+DPI = 150
+"""Resolution of saved and embedded figures (dots per inch): `groklab plot --dpi`."""
 PAPER = {
-    "figure.dpi": 110,
-    "savefig.dpi": 150,
+    "figure.dpi": 110,  # on screen
+    "savefig.dpi": DPI,
     "font.size": 9,
     "axes.titlesize": 9,
     "axes.labelsize": 9,
@@ -36,15 +39,22 @@ TRAIN, TEST = "#1f77b4", "#d62728"  # train blue, test red, as in Power et al. a
 
 @contextmanager
 def paper_style() -> Iterator[None]:
-    """matplotlib settings for every groklab figure (restored afterwards)."""
-    with plt.rc_context(PAPER):
+    """matplotlib settings for every groklab figure, while one is drawn (restored afterwards): artists read them
+    when they are created, so a figure function runs inside it from its first axes to its last label."""
+    with mpl.rc_context(PAPER):  # type: ignore[arg-type]  # its stub wants the rcParams keys as Literal types
         yield
+
+
+def colormap(name: str, n: int | None = None) -> Colormap:
+    """A named colormap (resampled to n colors), without pyplot."""
+    cmap = mpl.colormaps[name]
+    return cmap if n is None else cmap.resampled(n)
 
 
 def figure(n_panels: int = 1, width: float = 3.4, height: float = 2.6) -> tuple[Figure, list[Axes]]:
     """A row of n panels, each width x height inches (a paper column is ~3.4 in)."""
-    with paper_style():
-        fig, axes = plt.subplots(1, n_panels, figsize=(width * n_panels, height), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(width * n_panels, height), layout="constrained")
+    axes = fig.subplots(1, n_panels, squeeze=False)
     return fig, list(axes[0])
 
 
@@ -52,8 +62,8 @@ def figure_grid(n_panels: int, max_cols: int = 3, width: float = 3.0, height: fl
     """n panels in rows of at most max_cols; unused cells are hidden."""
     cols = max(1, min(max_cols, n_panels))
     rows = -(-n_panels // cols)
-    with paper_style():
-        fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n_panels:]:
         ax.axis("off")
@@ -61,8 +71,11 @@ def figure_grid(n_panels: int, max_cols: int = 3, width: float = 3.0, height: fl
 
 
 def log_steps(ax: Axes) -> None:
-    """Log step axis that still shows step 0 (linear below 1), labelled."""
-    ax.set_xscale("symlog", linthresh=1.0)
+    """Log step axis that still shows step 0, labelled: linear from 0 to the first evaluation after it and log
+    beyond, so the segment from step 0 to that evaluation is drawn to scale, not bent across decades of a log
+    axis it has no points in. Call it once the lines are drawn."""
+    firsts = [x[x > 0].min() for line in ax.get_lines() if ((x := np.asarray(line.get_xdata(), float)) > 0).any()]
+    ax.set_xscale("symlog", linthresh=max(1.0, min(firsts, default=1.0)))
     ax.set_xlim(left=0)
     ax.set_xlabel("optimization step")
 
@@ -82,9 +95,9 @@ def colors_for(values: list[Any]) -> dict[Any, Any]:
     distinct = list(dict.fromkeys(values))
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct) and len(distinct) > 1:
         order = np.argsort(np.argsort(distinct))
-        cmap = plt.get_cmap("viridis")
+        cmap = colormap("viridis")
         return {v: cmap(0.9 * o / (len(distinct) - 1)) for v, o in zip(distinct, order)}
-    cmap = plt.get_cmap("tab10")
+    cmap = colormap("tab10")
     return {v: cmap(i % 10) for i, v in enumerate(distinct)}
 
 

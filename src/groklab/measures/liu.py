@@ -77,7 +77,7 @@ def implied(p: int, train: np.ndarray) -> tuple[np.ndarray, int]:
     (True, 2)
     """
     P0, A = parallelograms(p)
-    in_train = np.isin(P0, train).all(axis=1)
+    in_train = np.asarray(np.isin(P0, train).all(axis=1))
     rank = np.linalg.matrix_rank(A[in_train]) if in_train.any() else 0
     mask = in_train.copy()
     for k in np.flatnonzero(~in_train):

@@ -152,7 +152,7 @@ def ipr_pruning(probe: Probe) -> list[dict[str, object]]:
 
 def has_batchnorm(config: RunConfig) -> bool:
     """An MLP with BatchNorm after its hidden layers (model.batchnorm)."""
-    return config.model.name == "mlp" and config.model.batchnorm  # type: ignore[union-attr]
+    return config.model.name == "mlp" and config.model.batchnorm
 
 
 def _modular_batchnorm(config: RunConfig) -> bool:

@@ -72,6 +72,11 @@ class Probe:
     """(train, test) logits of this step's evaluation, if it just ran (reused, not recomputed)."""
     buffers: Params = field(default_factory=dict)
     """The model's running statistics (BatchNorm), if it has any."""
+    ids: list[str] = field(default_factory=list)
+    """The runs' ids, in stack order (keys of at_init)."""
+    at_init: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
+    """(what, run id) -> a tensor that depends only on the run's init and data (the NTK at init): the stack keeps
+    this dict for its whole life, so a measure computes such a tensor once per run, not at every evaluation."""
 
     def __post_init__(self) -> None:
         self.params = {name: p.detach() for name, p in self.params.items()}

@@ -50,7 +50,7 @@ def weight_sparsity(probe: Probe) -> dict[str, torch.Tensor]:
     threshold = probe.options.sparsity_threshold
     small = sum((p.abs() < threshold).flatten(1).sum(dim=1) for p in probe.params.values())
     total = sum(p[0].numel() for p in probe.params.values())
-    return {"weight_sparsity": small / total}  # type: ignore[operator]
+    return {"weight_sparsity": torch.as_tensor(small) / total}
 
 
 @register(

@@ -57,7 +57,7 @@ class MLP:
         self.n_out = config.template_dim if self.templates else n_classes  # W_out's outputs
         self.act = ACTIVATIONS[config.activation]
         self.layer_names = ["in"] + [f"h{i}" for i in range(1, config.depth)]  # parameter suffix of each layer
-        self.readout = ("W_out", "b_out") if config.bias else ("W_out",)
+        self.readout: tuple[str, ...] = ("W_out", "b_out") if config.bias else ("W_out",)
         self.readout_input = f"blocks.{config.depth - 1}.hook_out"
         self.neuron_output = "W_out" if config.depth == 1 else "W_h1"
         self.neurons_from_weights = vocab is not None and config.embedding == "one_hot"
@@ -74,12 +74,14 @@ class MLP:
             return x
         a, b = x[..., :1], x[..., 1:]
         p = self.operands
+        assert p is not None  # a sequence is made of operand tokens
         return torch.cat([a, torch.full_like(a, p), b, torch.full_like(a, p + 1)], dim=-1)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Parameter name -> shape of one run (no run axis)."""
-        c, shapes = self.config, {}
+        c, shapes = self.config, dict[str, tuple[int, ...]]()
         if self.embeds:
+            assert self.vocab is not None  # only token inputs are embedded
             shapes["W_E"] = (self.vocab, c.embedding_dim)
         dims = [self.d_in] + [c.width] * c.depth
         for name, fan_in, fan_out in zip(self.layer_names, dims[:-1], dims[1:]):
@@ -108,6 +110,13 @@ class MLP:
             elif self.config.init == "gromov" and name in ("W_in", "W_out"):
                 std = 0.25**0.5 / (2 * self.config.width) ** (1 / 3)
                 values = torch.randn(shape, generator=generator, dtype=torch.float64) * std
+            elif self.config.init == "mean_field":  # h_i = w_i . x ~ N(0, |x|^2 / D), f = mean_i phi(h_i)
+                if name == "W_out":
+                    values = torch.full(shape, 1.0 / self.config.width, dtype=torch.float64)
+                elif name.startswith("W_"):
+                    values = torch.randn(shape, generator=generator, dtype=torch.float64) / math.sqrt(fan_in)
+                else:
+                    values = torch.zeros(shape, dtype=torch.float64)
             else:  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
                 bound = 1.0 / math.sqrt(fan_in)
                 values = (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound

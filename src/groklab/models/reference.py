@@ -27,7 +27,7 @@ from groklab.models.transformer import Transformer
 Convert = Callable[[torch.Tensor], torch.Tensor]
 """A groklab tensor of one run -> the module's tensor (a reshape or transpose)."""
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "quadratic": torch.square,
     "relu": F.relu,
     "gelu": F.gelu,
@@ -96,6 +96,7 @@ class ReferenceMLP(_Oracle):
         c = model.config
         self.vocab, self.embedding, self._shapes = model.vocab, c.embedding, model.shapes()
         if model.embeds:
+            assert model.vocab is not None  # only token inputs are embedded
             self.embed = nn.Embedding(model.vocab, c.embedding_dim)
         widths = [model.d_in] + [c.width] * c.depth
         self.layers = nn.ModuleList(nn.Linear(a, b, bias=c.bias) for a, b in zip(widths[:-1], widths[1:]))
@@ -104,7 +105,7 @@ class ReferenceMLP(_Oracle):
         if model.templates:
             self.register_buffer("label_templates", torch.zeros(model.n_classes, c.template_dim))
         self.register_buffer("output_scale", torch.tensor(1.0))  # lazy training's alpha (model.output_scale)
-        self.act = ACTIVATIONS[c.activation]
+        self.act: Callable[[torch.Tensor], torch.Tensor] = ACTIVATIONS[c.activation]
         self.layer_names = ["in"] + [f"h{i}" for i in range(1, c.depth)]
         self.eval()
 
@@ -235,7 +236,7 @@ class _Block(nn.Module):
         self.o = nn.Linear(H * d_head, D, bias=c.attn_bias)
         self.mlp_in = nn.Linear(D, c.d_mlp, bias=c.mlp_bias)
         self.mlp_out = nn.Linear(c.d_mlp, D, bias=c.mlp_bias)
-        self.act = ACTIVATIONS[c.activation]
+        self.act: Callable[[torch.Tensor], torch.Tensor] = ACTIVATIONS[c.activation]
         if self.layernorm != "none":
             self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
 

@@ -48,7 +48,7 @@ class Transformer:
         self.act = ACTIVATIONS[config.activation]
         self.final_norm = config.layernorm in PRE  # a LayerNorm before the unembedding
         last = "ln_final.hook_normalized" if self.final_norm else f"blocks.{config.n_layers - 1}.hook_resid_post"
-        self.readout = ("W_U", "b_U") if config.unembed_bias else ("W_U",)
+        self.readout: tuple[str, ...] = ("W_U", "b_U") if config.unembed_bias else ("W_U",)
         self.readout_input = last  # the residual stream the unembedding reads (at "=")
         self.neuron_output = "blocks.0.mlp.W_out"
         self.neurons_from_weights = False  # attention mixes the operands before the first MLP

@@ -185,6 +185,12 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
     # spawn, never fork: torch's thread pools do not survive a fork.
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()
+    # The pool's workers are the child processes started from here on (a caller's own children are left alone):
+    # ProcessPoolExecutor offers no public handle on its processes.
+    others = {process.pid for process in multiprocessing.active_children()}
+
+    def workers() -> list[multiprocessing.process.BaseProcess]:
+        return [process for process in multiprocessing.active_children() if process.pid not in others]
 
     def new_pool() -> ProcessPoolExecutor:
         args = (progress_queue, plan.threads, os.getpid())
@@ -199,13 +205,15 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
             # Claim a stack as a worker frees up (waiting for other processes' stacks only when none of ours
             # runs), and none once a stop was asked for: a worker started then would miss the signal.
             while interrupt.requested is None and len(running) < plan.workers:
-                if not again and (stack := work.next(wait=not running)) is None:
-                    break
                 if again:
                     stack = work.store.resume_members(held := again.pop(0), work.store.finished_run_ids())
                     if not stack:  # its runs were all on disk when the worker died
                         work.done(held)
                         continue
+                elif (claimed := work.next(wait=not running)) is None:
+                    break
+                else:
+                    stack = claimed
                 running[pool.submit(_train_in_worker, stack, plan.device, str(work.store.root))] = stack
             if not running:
                 if interrupt.requested is not None:
@@ -213,7 +221,7 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
                 break
             done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
             if interrupt.requested is not None:  # Ctrl-C or SIGTERM: every worker checkpoints, then all stop
-                for process in list(getattr(pool, "_processes", {}).values()):
+                for process in workers():
                     process.terminate()
                 wait(running, timeout=WORKER_GRACE_SECONDS)
                 _drain(progress_queue, work.bar)
@@ -242,7 +250,7 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
                 work.done(stack, error)
         _drain(progress_queue, work.bar)
     except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in workers():
             process.kill()  # every file they write is atomic: a kill loses no finished run
         pool.shutdown(wait=False, cancel_futures=True)
         raise

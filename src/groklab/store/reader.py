@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -17,14 +19,17 @@ import yaml
 
 from groklab.config import RunConfig, SpecError, set_dotted
 from groklab.data import make_data
-from groklab.models import MLP, Transformer, build_model
+from groklab.models import Model, build_model
 from groklab.store.claims import holder
 from groklab.store.writer import META_FILE, PROGRESS_FILE, PROGRESS_METRICS, RESULT_FILE, RUNS_DIR, SPEC_FILE
 
 
-@dataclass
+@dataclass(repr=False)
 class ExperimentResult:
-    """A stored experiment: its spec, metadata, one row per finished run, and metrics over steps."""
+    """A stored experiment: its spec, metadata, one row per finished run, and metrics over steps.
+
+    In a notebook it shows itself as its runs table and its claims (`_repr_html_`); `plot()` returns its figures.
+    """
 
     root: Path
     spec: dict[str, Any]
@@ -90,6 +95,20 @@ class ExperimentResult:
             return pd.Series(dtype=float)
         return metrics.dropna(subset=[column]).sort_values("step").groupby("run_id")[column].last()
 
+    def __repr__(self) -> str:
+        name = self.spec.get("name", "experiment")
+        counts = f"{len(self.rows)} of {self.meta.get('n_runs', '?')} runs finished"
+        generalized = sum(row.get("generalized_step") is not None for row in self.rows)
+        return f"<ExperimentResult {name!r}: {counts}, {generalized} generalized; {self.root}>"
+
+    def _repr_html_(self) -> str:
+        """The runs table and the claims, for Jupyter."""
+        return _presentation().summary_html(self)
+
+    def plot(self, what: list[str] | None = None) -> dict[str, Any]:
+        """{name: matplotlib Figure} of this experiment (groklab.figures.plot): every applicable figure, or `what`."""
+        return importlib.import_module("groklab.figures").plot(self, what)
+
     def run_dir(self, run_id: str) -> Path:
         """Directory of one run."""
         return self.root / RUNS_DIR / run_id
@@ -115,7 +134,7 @@ class ExperimentResult:
             set_dotted(nested, key, value)
         return RunConfig.model_validate(nested)
 
-    def model(self, run_id: str) -> tuple[MLP | Transformer, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def model(self, run_id: str) -> tuple[Model, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The run's model, its final parameters and its buffers (BatchNorm running statistics; {} if none),
         each with a run axis of 1: `model.forward(params, x, buffers=buffers)` (MLP) evaluates it."""
         config = self.run_config(run_id)
@@ -207,3 +226,9 @@ def _read_row(path: Path) -> tuple[dict[str, Any], str | None]:
     except (OSError, ValueError, pa.ArrowException) as error:
         return {}, f"{metrics}: damaged ({type(error).__name__})"
     return row, None
+
+
+def _presentation() -> ModuleType:
+    """groklab.html_report, which draws on the figures and the claims' checks: both sit above the store, so a
+    result reaches them when asked to show itself, not at import (as pandas' DataFrame.plot finds its backend)."""
+    return importlib.import_module("groklab.html_report")

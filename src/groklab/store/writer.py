@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 import yaml
 
 from groklab.config import Experiment, SpecError, run_params
-from groklab.engine.checkpoint import DamagedCheckpoint, host_tag, temporary_prefix
+from groklab.engine.checkpoint import DamagedCheckpoint, atomic_write, host_tag
 from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.result import RunResult
 from groklab.store.claims import STALE_SECONDS, alive
@@ -27,18 +26,6 @@ from groklab.store.claims import STALE_SECONDS, alive
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
 PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
 CHECKPOINT_DIR, SESSIONS_DIR = "checkpoints", "sessions"
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a temporary file in the same directory, then rename over the target."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path))
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def spec_text(experiment: Experiment) -> str:
@@ -84,7 +71,7 @@ class ExperimentStore:
             store.resumed = spec_path.exists() and spec_path.read_text() == text
             if not store.resumed:
                 shutil.rmtree(root / CHECKPOINT_DIR, ignore_errors=True)  # another spec's stacks: never resumed
-                _atomic(spec_path, lambda p: p.write_text(text))
+                atomic_write(spec_path, lambda p: p.write_text(text))
         except OSError as error:
             raise SpecError(f"--out {root}: cannot write there ({error.strerror or error})") from None
         return store
@@ -161,9 +148,9 @@ class ExperimentStore:
             if (run_dir / RESULT_FILE).is_file():
                 continue  # finished meanwhile (in another process)
             metrics = pd.DataFrame(result.metrics)
-            _atomic(run_dir / PROGRESS_METRICS, lambda p, m=metrics: m.to_parquet(p, index=False))
+            atomic_write(run_dir / PROGRESS_METRICS, functools.partial(_write_parquet, metrics))
             row = json.dumps(result.row() | {"updated": _now()}, indent=1, default=_json_default)
-            _atomic(run_dir / PROGRESS_FILE, lambda p, text=row: p.write_text(text))
+            atomic_write(run_dir / PROGRESS_FILE, functools.partial(_write_text, row))
 
     def mark_failed(self, stack: list[tuple[str, Any]], error: str, trained_by: dict[str, Any]) -> None:
         """Mark the unfinished runs of a stack that raised as failed, with the error, keeping their progress."""
@@ -179,7 +166,7 @@ class ExperimentStore:
                 row |= {"memorized_step": None, "generalized_step": None, "wall_time_s": 0.0}
             row |= {"status": "failed", "error": error, "trained_by": trained_by, "updated": _now()}
             text = json.dumps(row, indent=1, default=_json_default)
-            _atomic(run_dir / PROGRESS_FILE, lambda p, text=text: p.write_text(text))
+            atomic_write(run_dir / PROGRESS_FILE, functools.partial(_write_text, text))
 
     def _run_dir(self, run_id: str) -> Path:
         run_dir = self.root / RUNS_DIR / run_id
@@ -214,12 +201,12 @@ class ExperimentStore:
         progress files go)."""
         run_dir = self._run_dir(result.run_id)
         metrics = pd.DataFrame(result.metrics)
-        _atomic(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))
-        _atomic(run_dir / "weights.pt", lambda p: torch.save(result.state_dict, p))
-        _atomic(run_dir / "data.npz", lambda p: _save_npz(p, result.data))
-        _atomic(run_dir / "measures.npz", lambda p: _save_npz(p, result.series))
+        atomic_write(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))
+        atomic_write(run_dir / "weights.pt", lambda p: torch.save(result.state_dict, p))
+        atomic_write(run_dir / "data.npz", lambda p: _save_npz(p, result.data))
+        atomic_write(run_dir / "measures.npz", lambda p: _save_npz(p, result.series))
         row = json.dumps(result.row(), indent=1, default=_json_default)
-        _atomic(run_dir / RESULT_FILE, lambda p: p.write_text(row))
+        atomic_write(run_dir / RESULT_FILE, lambda p: p.write_text(row))
         for name in (PROGRESS_FILE, PROGRESS_METRICS):
             (run_dir / name).unlink(missing_ok=True)
 
@@ -228,7 +215,7 @@ class ExperimentStore:
         directory = self.root / SESSIONS_DIR
         directory.mkdir(exist_ok=True)
         text = json.dumps(session, indent=1, default=_json_default)
-        _atomic(directory / f"{session['host']}-{session['pid']}.json", lambda p: p.write_text(text))
+        atomic_write(directory / f"{session['host']}-{session['pid']}.json", lambda p: p.write_text(text))
 
     def read_meta(self) -> dict[str, Any]:
         """meta.json as an earlier run of this experiment left it ({} if none)."""
@@ -238,7 +225,7 @@ class ExperimentStore:
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Write (or overwrite) meta.json."""
         text = json.dumps(meta, indent=1, default=_json_default)
-        _atomic(self.root / META_FILE, lambda p: p.write_text(text))
+        atomic_write(self.root / META_FILE, lambda p: p.write_text(text))
 
 
 def _being_created(path: Path) -> bool:
@@ -261,7 +248,15 @@ def _now() -> str:
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+
+
+def _write_text(text: str, path: Path) -> None:
+    path.write_text(text)
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_parquet(path, index=False)
 
 
 def _json_default(value: Any) -> Any:
