@@ -188,9 +188,32 @@ def report(
 
 @app.command(name="measures")
 def list_measures(
-    name: Annotated[str | None, typer.Argument(help="A measure: show its formula and source.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="A measure: show its formula and source. With --recompute: an experiment directory."),
+    ] = None,
+    recompute: Annotated[
+        str | None,
+        typer.Option(
+            "--recompute",
+            help="Compute this measure from the weights the experiment stored over training "
+            "(measures.checkpoint_steps), into DIR/recomputed/NAME.parquet, and print it.",
+        ),
+    ] = None,
 ) -> None:
-    """The progress measures, one line each (select them with --set measures.names=[...])."""
+    """The progress measures, one line each (select them with --set measures.names=[...]); with DIR --recompute
+    NAME, a measure computed later from the stored checkpoints, without retraining."""
+    if recompute is not None:
+        from groklab.store.recompute import recompute as compute
+
+        if name is None:
+            _fail("--recompute needs the experiment directory: groklab measures DIR --recompute NAME")
+        try:
+            frame = compute(_load(Path(str(name))), recompute)
+        except SpecError as error:
+            _fail(str(error))
+        typer.echo(frame.to_string(index=False))
+        return
     if name is not None:
         if name not in MEASURES:
             _fail(f"measures {name}: unknown measure; allowed: {', '.join(sorted(MEASURES))}")

@@ -160,7 +160,7 @@ def _state(pid: int) -> str:
 def test_a_kill_between_writes_leaves_no_stale_temporary_after_the_resume(spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "exp"
     groklab.run(SPEC | {"sweep": {}, "seeds": 1}, out=out, progress=False)
-    stale = [out / ".meta.json.k1ll3d", out / "runs" / "run-0000" / ".weights.pt.k1ll3d"]
+    stale = [out / ".meta.json.k1ll3d", out / "runs" / "run-0000" / ".weights.safetensors.k1ll3d"]
     for path in stale:  # what a kill between a temporary file's creation and its rename leaves
         path.write_bytes(b"half")
     groklab.run(SPEC | {"sweep": {}, "seeds": 1}, out=out, progress=False)  # the same command: resume

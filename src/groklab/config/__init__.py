@@ -4,7 +4,7 @@ base.py        strict settings, SpecError
 tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask
 models.py      MLPModel, TransformerModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
-measures.py    MeasuresConfig
+measures.py    MeasuresConfig, checkpoint_schedule
 experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
 overrides.py   YAML files and --set / --sweep overrides
 specs.py       the built-in experiments; a spec by name or path, with its quick variant and overrides
@@ -22,7 +22,7 @@ from groklab.config.experiment import (
     parse_experiment,
     run_params,
 )
-from groklab.config.measures import MeasuresConfig
+from groklab.config.measures import MeasuresConfig, checkpoint_schedule
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
 from groklab.config.specs import builtin_specs, resolve_spec
@@ -47,6 +47,7 @@ __all__ = [
     "TrainConfig",
     "TransformerModel",
     "apply_overrides",
+    "checkpoint_schedule",
     "builtin_specs",
     "expand_runs",
     "field_reference",

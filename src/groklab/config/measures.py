@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import Field, field_validator
 
 from groklab.config.base import STRICT, Spec
@@ -33,6 +34,11 @@ class MeasuresConfig(Spec):
     representation_steps: list[int] = []
     """Steps at which hidden representations of the first representation_inputs test inputs are stored
     (t-SNE / PCA panels); these steps are added to the evaluation schedule."""
+    checkpoint_steps: list[int] | int = []
+    """Steps at which each run's weights are stored (DIR/runs/ID/weights/step-STEP.safetensors), to analyse or
+    measure later without retraining (`result.weights(run_id, step=...)`, `groklab measures DIR --recompute
+    NAME`): a list of steps, or a count N for step 0 and N - 1 more, log-spaced up to train.steps. These steps
+    are added to the evaluation schedule. The final weights are always stored."""
     representation_inputs: int = Field(256, ge=1)
     """Number of test inputs whose representations are stored."""
     ntk_examples: int = Field(128, ge=2)
@@ -54,3 +60,20 @@ class MeasuresConfig(Spec):
         if any(k < 1 for k in frequencies):
             raise ValueError(f"measures.key_frequencies: {frequencies} must be frequencies >= 1")
         return frequencies
+
+
+def checkpoint_schedule(measures: MeasuresConfig, steps: int) -> list[int]:
+    """The steps measures.checkpoint_steps names: its list, or N steps from 0, log-spaced up to `steps`.
+
+    >>> checkpoint_schedule(MeasuresConfig(checkpoint_steps=5), 1000)
+    [0, 6, 32, 178, 1000]
+    >>> checkpoint_schedule(MeasuresConfig(checkpoint_steps=[100, 0]), 1000)
+    [0, 100]
+    """
+    wanted = measures.checkpoint_steps
+    if isinstance(wanted, list):
+        return sorted(set(wanted))
+    if wanted <= 1:
+        return [0][:wanted]
+    spaced = np.round(np.logspace(0, np.log10(max(steps, 1)), wanted - 1)).astype(int).tolist()
+    return sorted({0, *spaced})

@@ -47,6 +47,7 @@ def stack_state(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], 
             },
             "columns": recorder.columns,
             "evaluations": recorder.evaluations,
+            "snapshots": {run: steps for run, steps in recorder.snapshots.items() if run in live},
         },
         "events": {run_id: vars(e) for run_id, e in events.items() if run_id in live},
         "loop": loop,
@@ -69,6 +70,7 @@ def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], stat
     saved = state["recorder"]
     recorder.history.update(saved["history"])
     recorder.columns, recorder.evaluations = saved["columns"], saved["evaluations"]
+    recorder.snapshots.update(saved.get("snapshots", {}))  # a checkpoint from before checkpoint_steps has none
     recorder.series.update(
         {
             run: {name: [(step, array.numpy()) for step, array in points] for name, points in named.items()}

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from groklab.config import RunConfig, run_params
+from groklab.config import RunConfig, checkpoint_schedule, run_params
 from groklab.engine import interrupt
 from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.checkpoint import restore, stack_state
@@ -43,6 +43,7 @@ def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
     else:
         schedule = list(range(0, last + 1, every))
     extra = {s for s in config.measures.representation_steps if s <= last}
+    extra |= {s for s in checkpoint_schedule(config.measures, config.train.steps) if s <= last}
     return sorted(set(schedule) | {0} | set(budgets) | extra)
 
 
@@ -221,6 +222,7 @@ def _result(stack: Stack, i: int, step: int, events: RunEvents, recorder: Record
         series=series,
         analysis=analysis,
         events=curve_events | ({"shrunk_step": stack.shrunk_at[i]} if _shrinks_at(config) is not None else {}),
+        checkpoints=recorder.snapshots.pop(stack.ids[i], {}),
     )
 
 

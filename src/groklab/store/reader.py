@@ -16,12 +16,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from groklab.config import RunConfig, SpecError, set_dotted
 from groklab.data import make_data
 from groklab.models import Model, build_model
 from groklab.store.claims import holder
-from groklab.store.writer import META_FILE, PROGRESS_FILE, PROGRESS_METRICS, RESULT_FILE, RUNS_DIR, SPEC_FILE
+from groklab.store.writer import (
+    LEGACY_WEIGHTS_FILE,
+    META_FILE,
+    PROGRESS_FILE,
+    PROGRESS_METRICS,
+    RESULT_FILE,
+    RUNS_DIR,
+    SPEC_FILE,
+    WEIGHTS_DIR,
+    WEIGHTS_FILE,
+    checkpoint_name,
+)
 
 
 @dataclass(repr=False)
@@ -113,9 +125,25 @@ class ExperimentResult:
         """Directory of one run."""
         return self.root / RUNS_DIR / run_id
 
-    def weights(self, run_id: str) -> dict[str, torch.Tensor]:
-        """Final state_dict of one run (read with weights_only=True: tensors only, never code)."""
-        return torch.load(self.run_dir(run_id) / "weights.pt", weights_only=True)
+    def weights(self, run_id: str, step: int | None = None) -> dict[str, torch.Tensor]:
+        """One run's state_dict (no run axis): its final weights, or those stored at `step`
+        (measures.checkpoint_steps; `checkpoint_steps(run_id)` lists them). safetensors files, or a torch file
+        read with weights_only=True (tensors only, never code) for stores written before safetensors."""
+        run_dir = self.run_dir(run_id)
+        if step is not None:
+            path = run_dir / WEIGHTS_DIR / checkpoint_name(step)
+            if not path.is_file():
+                stored = ", ".join(map(str, self.checkpoint_steps(run_id))) or "none (set measures.checkpoint_steps)"
+                raise SpecError(f"step {step}: no weights of {run_id} stored at that step; stored: {stored}")
+            return load_file(str(path))
+        if (run_dir / WEIGHTS_FILE).is_file():
+            return load_file(str(run_dir / WEIGHTS_FILE))
+        return torch.load(run_dir / LEGACY_WEIGHTS_FILE, weights_only=True)
+
+    def checkpoint_steps(self, run_id: str) -> list[int]:
+        """The steps at which the run's weights were stored (measures.checkpoint_steps), ascending."""
+        folder = self.run_dir(run_id) / WEIGHTS_DIR
+        return sorted(int(p.name[5:14]) for p in folder.glob("step-*.safetensors")) if folder.is_dir() else []
 
     def series(self, run_id: str) -> dict[str, np.ndarray]:
         """Vector-valued measures of one run: name -> (n_evaluations, ...) with name.steps -> their steps,

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from groklab.config import Experiment, SpecError, run_params
 from groklab.engine.checkpoint import DamagedCheckpoint, atomic_write, host_tag
@@ -26,6 +27,8 @@ from groklab.store.claims import STALE_SECONDS, alive
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
 PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
 CHECKPOINT_DIR, SESSIONS_DIR = "checkpoints", "sessions"
+WEIGHTS_FILE, WEIGHTS_DIR = "weights.safetensors", "weights"  # final weights; weights at checkpoint_steps
+LEGACY_WEIGHTS_FILE = "weights.pt"  # what stores before safetensors hold (read, never written)
 
 
 def spec_text(experiment: Experiment) -> str:
@@ -202,7 +205,12 @@ class ExperimentStore:
         run_dir = self._run_dir(result.run_id)
         metrics = pd.DataFrame(result.metrics)
         atomic_write(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))
-        atomic_write(run_dir / "weights.pt", lambda p: torch.save(result.state_dict, p))
+        for step, weights in result.checkpoints.items():  # first, so that a run with result.json has them all
+            (run_dir / WEIGHTS_DIR).mkdir(exist_ok=True)
+            path = run_dir / WEIGHTS_DIR / checkpoint_name(step)
+            atomic_write(path, functools.partial(_save_safetensors, weights, {"step": str(step)}))
+        final = {"step": str(result.steps)}
+        atomic_write(run_dir / WEIGHTS_FILE, functools.partial(_save_safetensors, result.state_dict, final))
         atomic_write(run_dir / "data.npz", lambda p: _save_npz(p, result.data))
         atomic_write(run_dir / "measures.npz", lambda p: _save_npz(p, result.series))
         row = json.dumps(result.row(), indent=1, default=_json_default)
@@ -249,6 +257,16 @@ def _now() -> str:
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+
+
+def checkpoint_name(step: int) -> str:
+    """The file of a run's weights at one step, in DIR/runs/ID/weights/ (names sort by step)."""
+    return f"step-{step:09d}.safetensors"
+
+
+def _save_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
+    """safetensors: tensors and string metadata only, readable without torch's unpickler (and by other tools)."""
+    save_file({name: t.contiguous() for name, t in tensors.items()}, str(path), metadata=metadata)
 
 
 def _write_text(text: str, path: Path) -> None:

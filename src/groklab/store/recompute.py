@@ -1,0 +1,73 @@
+"""A measure computed after training, from the weights each run stored at measures.checkpoint_steps.
+
+Each run is rebuilt as a stack of one (its data, model and initialization come back from its config and seed,
+as in training), its parameters are set to the stored ones step by step, and the measure reads the same probe
+it would have read during training. Scalars land in DIR/recomputed/NAME.parquet (run_id, step, columns) and
+vectors in DIR/recomputed/NAME.npz (RUN_ID/COLUMN, RUN_ID/COLUMN.steps), next to nothing else: the
+experiment's own files are not touched.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from groklab.config import SpecError
+from groklab.engine.checkpoint import atomic_write
+from groklab.engine.stack import Stack
+from groklab.measures import MEASURES
+from groklab.store.reader import ExperimentResult
+
+RECOMPUTED_DIR = "recomputed"
+
+
+def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
+    """Compute measure `name` at every stored checkpoint of every finished run; store and return its scalars
+    as a frame (run_id, step, one column each). Raises SpecError for an unknown measure, a measure computed
+    once after training, or an experiment that stored no checkpoints."""
+    measure = MEASURES.get(name)
+    per_step = sorted(n for n, m in MEASURES.items() if m.when != "final")
+    if measure is None or measure.when == "final":
+        raise SpecError(f"--recompute {name}: not a measure taken over steps; allowed: {', '.join(per_step)}")
+    runs = [row["run_id"] for row in result.rows if result.checkpoint_steps(row["run_id"])]
+    if not runs:
+        raise SpecError(f"--recompute {name}: {result.root} stored no weights over training; rerun it with "
+                        "--set measures.checkpoint_steps=N (or a list of steps)")  # fmt: skip
+    rows: list[dict[str, object]] = []
+    vectors: dict[str, list[np.ndarray]] = {}
+    for run_id in runs:
+        config = result.run_config(run_id)
+        if not measure.applies(config):
+            raise SpecError(f"--recompute {name}: does not apply to {run_id} ({config.task.name}, {config.model.name})")
+        stack = Stack([(run_id, config)])
+        for step in result.checkpoint_steps(run_id):
+            stored = result.weights(run_id, step)
+            stack.params = stack.model.layout({n: stored[n][None].to(stack.dtype) for n in stack.params})
+            stack.buffers = {n: stored[n][None] for n in stack.buffers}
+            with torch.no_grad():
+                values = {k: v.detach().cpu().numpy()[0] for k, v in measure.fn(stack.probe(step)).items()}
+            rows.append({"run_id": run_id, "step": step} | {k: float(v) for k, v in values.items() if v.ndim == 0})
+            for key, value in values.items():
+                if value.ndim > 0:
+                    vectors.setdefault(f"{run_id}/{key}", []).append(value)
+                    vectors.setdefault(f"{run_id}/{key}.steps", []).append(np.asarray(step))
+    frame = pd.DataFrame(rows)
+    folder = result.root / RECOMPUTED_DIR
+    folder.mkdir(exist_ok=True)
+    atomic_write(folder / f"{name}.parquet", functools.partial(_parquet, frame))
+    if vectors:
+        atomic_write(folder / f"{name}.npz", functools.partial(_npz, {k: np.stack(v) for k, v in vectors.items()}))
+    return frame
+
+
+def _parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_parquet(path, index=False)
+
+
+def _npz(arrays: dict[str, np.ndarray], path: Path) -> None:
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
