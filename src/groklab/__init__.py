@@ -71,6 +71,14 @@ def save_figures(result: Any, what: list[str] | None = None, fmt: str = "png") -
     return save(result, what, fmt)
 
 
+def catalog(root: str | Path = ".") -> Any:
+    """Every experiment under root as a DuckDB database: tables experiments, runs, events; view metrics
+    (groklab[query]; see groklab.store.catalog)."""
+    from groklab.store.catalog import catalog as connect
+
+    return connect(root)
+
+
 def report(directory: str | Path) -> Path:
     """Write DIR/report.html (or DIR/index.html for a directory of experiments); returns the page."""
     from groklab.html_report import report as write
@@ -105,6 +113,7 @@ __all__ = [
     "TransformerModel",
     "__version__",
     "builtin_specs",
+    "catalog",
     "expand_runs",
     "gromov_solution",
     "load",

@@ -226,6 +226,27 @@ def list_measures(
         typer.echo(f"{measure.name:<20} {measure.when:<15} {default:<8} {measure.summary}")
 
 
+@app.command(name="query")
+def query_experiments(
+    sql: Annotated[str, typer.Argument(help="One SQL statement over the tables experiments, runs, metrics, events.")],
+    root: Annotated[Path, typer.Argument(help="A directory: every experiment in it or below it.")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="The answer as JSON records.")] = False,
+) -> None:
+    """Ask across every experiment under ROOT in SQL (DuckDB: pip install 'groklab[query]'), e.g.
+    groklab query 'SELECT experiment, run_id FROM runs WHERE "optimizer.weight_decay" >= 1 AND generalized_step IS
+    NULL' runs/"""
+    from groklab.store.catalog import query
+
+    try:
+        answer = query(sql, root)
+    except SpecError as error:
+        _fail(str(error))
+    if as_json:
+        typer.echo(answer.to_json(orient="records"))
+    else:
+        typer.echo(answer.to_string(index=False) if len(answer) else "(no rows)")
+
+
 @app.command(name="list")
 def list_experiments() -> None:
     """The built-in experiments, one line each."""

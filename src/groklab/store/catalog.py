@@ -1,0 +1,131 @@
+"""Every experiment under a directory as one SQL database (DuckDB, the `query` extra): ask across experiments.
+
+    experiments  one row per experiment: experiment (its directory, relative to the root), name, state, runs
+    runs         one row per finished run: experiment, run_id, the columns of ExperimentResult.runs (status,
+                 steps, memorized_step, generalized_step, final_*, events, and every param by its dotted key)
+    metrics      a view over every run's metrics.parquet: experiment, run_id, step, losses, accuracies, measures
+    events       one row per event of a run: experiment, run_id, event, step (memorized, generalized, and the
+                 step-valued events of measures/curve_events.py)
+
+Parameters are columns named by their dotted keys, so they are quoted in SQL:
+
+    SELECT experiment, run_id FROM runs WHERE "optimizer.weight_decay" >= 1 AND generalized_step IS NULL
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from groklab.config import SpecError
+from groklab.store.reader import DamagedRunWarning, ExperimentResult, load
+from groklab.store.writer import RUNS_DIR, SPEC_FILE
+
+EVENT_STEPS = ("memorized_step", "generalized_step")
+"""Columns of the runs table that are steps at which something happened, besides the curve events'."""
+
+
+def experiments_under(root: Path) -> list[Path]:
+    """Every experiment directory at or below root (a directory holding experiment.yaml), sorted."""
+    return sorted(path.parent for path in root.rglob(SPEC_FILE) if (path.parent / RUNS_DIR).is_dir())
+
+
+def catalog(root: str | Path = ".") -> Any:
+    """A DuckDB connection (in memory) with the tables experiments, runs, events and the view metrics over every
+    experiment under root. Raises SpecError when DuckDB is missing or root holds no experiment."""
+    try:
+        import duckdb
+    except ImportError:
+        raise SpecError("groklab query needs DuckDB; install it with: pip install 'groklab[query]'") from None
+    root = Path(root)
+    folders = experiments_under(root) if root.is_dir() else []
+    if not folders:
+        raise SpecError(f"{root}: no groklab experiment in it or below it")
+    results = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedRunWarning)  # a damaged run is left out, as `groklab summary` does
+        results = [(str(folder.relative_to(root)) or ".", load(folder)) for folder in folders]
+    connection = duckdb.connect()
+    connection.register("experiments_frame", _experiments(results))
+    connection.execute("CREATE TABLE experiments AS SELECT * FROM experiments_frame")
+    runs = _runs(results)
+    connection.register("runs_frame", runs)
+    connection.execute("CREATE TABLE runs AS SELECT * FROM runs_frame")
+    connection.register("events_frame", _events(runs))
+    connection.execute("CREATE TABLE events AS SELECT * FROM events_frame")
+    for frame in ("experiments_frame", "runs_frame", "events_frame"):
+        connection.unregister(frame)
+    # metrics stay in their Parquet files: a view, with each file's experiment and run from a table of the files
+    files = pd.DataFrame(
+        [
+            {"filename": str(path.resolve()), "experiment": where, "run_id": path.parent.name}
+            for (where, _), folder in zip(results, folders)
+            for path in sorted((folder / RUNS_DIR).glob("*/metrics.parquet"))
+        ],
+        columns=["filename", "experiment", "run_id"],
+    )
+    connection.register("files_frame", files)
+    connection.execute("CREATE TABLE metric_files AS SELECT * FROM files_frame")
+    connection.unregister("files_frame")
+    if len(files):
+        listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files["filename"])
+        connection.execute(
+            "CREATE VIEW metrics AS SELECT f.experiment, f.run_id, m.* EXCLUDE (filename) FROM "
+            f"read_parquet([{listed}], filename = true, union_by_name = true) AS m JOIN metric_files AS f USING (filename)"
+        )
+    else:
+        connection.execute("CREATE VIEW metrics AS SELECT experiment, run_id FROM metric_files")
+    return connection
+
+
+def query(sql: str, root: str | Path = ".") -> pd.DataFrame:
+    """Run one SQL statement over the catalog of root; the answer as a frame. Raises SpecError for bad SQL."""
+    connection = catalog(root)
+    try:
+        return connection.execute(sql).df()
+    except Exception as error:  # duckdb's errors (parser, binder, catalog) share no importable base class
+        first = str(error).strip().splitlines()[0]
+        raise SpecError(f"query: {first}; the tables are experiments, runs, metrics, events") from None
+
+
+def _experiments(results: list[tuple[str, ExperimentResult]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "experiment": where,
+                "name": result.spec.get("name"),
+                "state": result.meta.get("state"),
+                "runs": result.meta.get("n_runs"),
+                "finished_runs": len(result.rows),
+                "description": result.spec.get("description"),
+            }
+            for where, result in results
+        ]
+    )
+
+
+def _runs(results: list[tuple[str, ExperimentResult]]) -> pd.DataFrame:
+    frames = [result.runs.assign(experiment=where) for where, result in results if result.rows]
+    if not frames:
+        return pd.DataFrame(columns=["experiment", "run_id"])
+    runs = pd.concat(frames, ignore_index=True)
+    for column in runs.columns:  # lists and dicts (slingshot steps, phases) as text: DuckDB wants one type
+        if runs[column].map(lambda v: isinstance(v, list | dict)).any():
+            runs[column] = runs[column].map(lambda v: None if v is None else str(v))
+    return runs[["experiment", *[c for c in runs.columns if c != "experiment"]]]
+
+
+def _events(runs: pd.DataFrame) -> pd.DataFrame:
+    """Long format: one row per (run, event) whose value is a step."""
+    columns = [c for c in runs.columns if c in EVENT_STEPS or (c.endswith("_step") and c != "steps")]
+    rows = []
+    for _, run in runs.iterrows():
+        for column in columns:
+            value = run[column]
+            if value is not None and not pd.isna(value):
+                rows.append({"experiment": run["experiment"], "run_id": run["run_id"],
+                             "event": column.removesuffix("_step"), "step": int(value)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["experiment", "run_id", "event", "step"])

@@ -1,0 +1,82 @@
+"""SQL across experiments (DuckDB): the catalog's tables hold what each experiment's files hold, and a question
+across experiments gets the answer pandas gives on the same stores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import groklab
+from groklab.config import SpecError
+from groklab.store.catalog import query
+
+SPEC = {
+    "task": {"modulus": 23, "train_fraction": 0.5},
+    "model": {"width": 64, "activation": "quadratic", "bias": False, "init": "gromov"},
+    "optimizer": {"lr": 0.01},
+    "train": {"steps": 150, "loss": "mse", "eval_every": 10},
+    "measures": {"names": "none"},
+}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("catalog")
+    groklab.run({**SPEC, "name": "decay", "sweep": {"optimizer.weight_decay": [0.0, 1.0, 5.0]}},
+                out=root / "decay", progress=False)  # fmt: skip
+    groklab.run({**SPEC, "name": "fraction", "sweep": {"task.train_fraction": [0.3, 0.6]},
+                 "optimizer": {"lr": 0.01, "weight_decay": 2.0}}, out=root / "nested" / "fraction", progress=False)  # fmt: skip
+    return root
+
+
+def test_a_question_across_experiments_gets_the_answer_pandas_gives(root: Path) -> None:
+    answer = query(
+        'SELECT experiment, run_id FROM runs WHERE "optimizer.weight_decay" >= 1 AND generalized_step IS NULL '
+        "ORDER BY experiment, run_id",
+        root,
+    )
+    expected = []
+    for where in ("decay", "nested/fraction"):
+        runs = groklab.load(root / where).runs
+        chosen = runs[(runs["optimizer.weight_decay"] >= 1) & runs["generalized_step"].isna()]
+        expected += [(where, run_id) for run_id in chosen["run_id"]]
+    assert list(answer.itertuples(index=False, name=None)) == sorted(expected)
+    total = query("SELECT count(*) AS n FROM runs", root)["n"][0]
+    assert total == 5 and 0 < len(expected) < total  # not vacuous: the condition keeps some runs and drops others
+
+
+def test_the_tables_hold_what_the_files_hold(root: Path) -> None:
+    experiments = query("SELECT experiment, name, finished_runs FROM experiments ORDER BY experiment", root)
+    assert experiments.values.tolist() == [["decay", "decay", 3], ["nested/fraction", "fraction", 2]]
+    counts = query("SELECT experiment, run_id, count(*) AS n, max(step) AS last FROM metrics GROUP BY ALL", root)
+    for _, row in counts.iterrows():
+        metrics = groklab.load(root / row["experiment"]).metrics
+        steps = metrics[metrics["run_id"] == row["run_id"]]["step"]
+        assert row["n"] == len(steps) and row["last"] == steps.max()
+    memorized = query("SELECT experiment, run_id, step FROM events WHERE event = 'memorized'", root)
+    for _, row in memorized.iterrows():
+        runs = groklab.load(root / row["experiment"]).runs.set_index("run_id")
+        assert row["step"] == runs.loc[row["run_id"], "memorized_step"]
+    assert len(memorized) >= 1
+    connection = groklab.catalog(root)
+    frame = connection.execute("SELECT * FROM metrics WHERE experiment = 'decay' AND run_id = 'run-0001'").df()
+    stored = pd.read_parquet(root / "decay" / "runs" / "run-0001" / "metrics.parquet")
+    pd.testing.assert_series_equal(frame["test_acc"].reset_index(drop=True), stored["test_acc"], check_names=False)
+
+
+def test_bad_queries_and_roots_are_one_line(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="^query: Parser Error"):
+        query("SELEC 1", root)
+    with pytest.raises(SpecError, match="no groklab experiment in it or below it"):
+        query("SELECT 1", tmp_path)
+    shown = subprocess.run([sys.executable, "-m", "groklab", "query", "SELECT * FROM nowhere", str(root)],
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1
+    assert "the tables are experiments, runs, metrics, events" in shown.stderr
+    listed = subprocess.run([sys.executable, "-m", "groklab", "query", "SELECT name FROM experiments", str(root),
+                             "--json"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert listed.returncode == 0 and listed.stdout.strip() == '[{"name":"decay"},{"name":"fraction"}]'
