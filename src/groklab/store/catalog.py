@@ -74,7 +74,8 @@ def catalog(root: str | Path = ".") -> Any:
         listed = ", ".join("'" + name.replace("'", "''") + "'" for name in files["filename"])
         connection.execute(
             "CREATE VIEW metrics AS SELECT f.experiment, f.run_id, m.* EXCLUDE (filename) FROM "
-            f"read_parquet([{listed}], filename = true, union_by_name = true) AS m JOIN metric_files AS f USING (filename)"
+            f"read_parquet([{listed}], filename = true, union_by_name = true) AS m "
+            "JOIN metric_files AS f USING (filename)"
         )
     else:
         connection.execute("CREATE VIEW metrics AS SELECT experiment, run_id FROM metric_files")
