@@ -51,6 +51,7 @@ from groklab.expectations import CHECKS
 from groklab.measures import MEASURES, gromov_solution
 from groklab.models import MLP, Model, Transformer, reference_model
 from groklab.runner import run
+from groklab.runner.trackers import Evaluation
 from groklab.store import ExperimentResult, load
 
 __version__ = metadata.version("groklab")
@@ -92,6 +93,7 @@ __all__ = [
     "MEASURES",
     "MLP",
     "Claim",
+    "Evaluation",
     "Experiment",
     "ExperimentResult",
     "ImageTask",

@@ -91,13 +91,18 @@ def run(
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Train on a Dask cluster: tcp://HOST:PORT (docs/cluster.md).")
     ] = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option("--log", help="Log every evaluation to tensorboard, wandb or mlflow (repeatable; spec key log)."),
+    ] = None,
 ) -> None:
+    sets = [*(set_ or []), *([f"log=[{','.join(log)}]"] if log else [])]
     try:
         result = run_experiment(
             spec,
             out=out,
             device=device,
-            sets=set_,
+            sets=sets or None,
             sweeps=sweep,
             progress=not quiet,
             workers=workers,

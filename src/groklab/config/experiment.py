@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -170,6 +170,12 @@ class Experiment(Spec):
     claims: list[Claim] = []
     """What the sources report, checked against the stored runs in the report (a copy of a spec keeps them):
     a list of {claim, source, check, params}; see docs/claims.md for the checks."""
+    log: list[Literal["tensorboard", "wandb", "mlflow"]] = []
+    """Trackers that hear every evaluation of every run as it trains (`groklab run --log NAME`, repeatable): one
+    tracker run per groklab run, with its params, metrics, scalar measures and events. tensorboard writes to
+    DIR/logs/tensorboard/RUN_ID; wandb to the project named after the experiment (WANDB_MODE=offline keeps it
+    in DIR/logs/wandb); mlflow to MLFLOW_TRACKING_URI, or else DIR/logs/mlflow.db. Extras: groklab[tensorboard],
+    groklab[wandb], groklab[mlflow]."""
     quick: dict[str, Any] = {}
     """The spec's quick variant: dotted key -> value applied by `groklab run --quick` (a smaller grid or
     budget that runs in CI-sized time; `sweep.KEY` replaces one sweep axis)."""

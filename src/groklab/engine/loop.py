@@ -32,6 +32,8 @@ from groklab.engine.stack import Stack
 
 ProgressFn = Callable[[int, list[tuple[str, str]]], None]
 """on_progress(run_steps_done_since_last_call, [(run_id, event), ...])."""
+EvaluationFn = Callable[[str, int, dict[str, float], list[str]], None]
+"""on_evaluation(run_id, step, {metric or scalar measure: value at this step}, [events at this step])."""
 
 
 def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
@@ -62,6 +64,7 @@ def train_stack(
     on_progress: ProgressFn | None = None,
     checkpoint: Path | None = None,
     on_save: Callable[[list[RunResult]], None] | None = None,
+    on_evaluation: EvaluationFn | None = None,
 ) -> list[RunResult]:
     """Train runs (run_id, config) that share a stack key in lockstep; return their results.
 
@@ -69,7 +72,7 @@ def train_stack(
     train.checkpoint_every steps (or ~5 minutes), and before stopping when interrupt.requested is set
     (Ctrl-C, SIGTERM); the file is removed when the stack is done. `on_save` receives the unfinished runs'
     progress (status running, or interrupted; their curves so far, no weights) when the stack starts and
-    after each checkpoint.
+    after each checkpoint. `on_evaluation` hears every run's metrics and events at each evaluation (trackers).
     """
     stack = Stack(runs, torch.device(device))
     trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device)}
@@ -135,6 +138,11 @@ def train_stack(
                     stack.optimizer.switch(i, switch)
                 if event == "generalized" and shrinks.get(run_id) == "generalized":
                     stack.shrink(i, step)
+            if on_evaluation is not None:  # trackers, users' callbacks: every run's row, with its measures
+                for run_id in stack.ids:
+                    row = {k: v[-1] for k, v in recorder.history[run_id].items() if k != "step" and v}
+                    happened = [event for r, event in news if r == run_id]
+                    on_evaluation(run_id, step, {k: v for k, v in row.items() if not math.isnan(v)}, happened)
             done = [events[run_id].status is not None for run_id in stack.ids]
             if on_progress is not None:
                 # Runs that stop early count their unused budget as done, so the bar ends full.

@@ -24,6 +24,7 @@ from groklab.expectations import validate_claims
 from groklab.measures import selected
 from groklab.runner.distributed import connect, execute_on_dask
 from groklab.runner.local import Progress, Stack, Work, execute, owner
+from groklab.runner.trackers import Callback, check_trackers
 from groklab.store import ExperimentResult, ExperimentStore, load
 from groklab.store.claims import Claims
 
@@ -55,6 +56,7 @@ def run(
     quick: bool = False,
     command: str | None = None,
     scheduler: str | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> ExperimentResult:
     """Train every run of an experiment and store it; returns the stored experiment.
 
@@ -62,13 +64,15 @@ def run(
     the same directory resumes it: finished runs are kept, the rest are trained. meta.json keeps the
     command line that made it (`command`, as the CLI received it; from Python, the equivalent command)
     and its overrides, as Hydra keeps overrides.yaml. `scheduler` (tcp://HOST:PORT) trains the stacks on
-    that Dask cluster (runner/distributed.py), whose workers share the directory's filesystem.
+    that Dask cluster (runner/distributed.py), whose workers share the directory's filesystem. `callbacks`
+    hear every evaluation of every run (runner/trackers.py: Evaluation), in the process that trains it.
     """
     # Everything is checked before the directory exists: the spec, its claims and measures, the memory
     # each stack needs, and that every run's data can be made.
     experiment = resolve_spec(spec, sets, sweeps, quick)
     validate_claims(experiment)
     device = check_device(device, here=scheduler is None)  # with a scheduler, the workers' device
+    check_trackers(experiment.log)
     root = check_out(out, experiment.name)
     runs = expand_runs(experiment)
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written
@@ -100,7 +104,7 @@ def run(
     bar = Progress(stacks, progress, finished)
     session = owner(device) | {"command": command, "started": _now(), "state": "running"}
     claims = Claims(root, owner(device))
-    work = Work(stacks, store, claims, bar)
+    work = Work(stacks, store, claims, bar, list(callbacks or []))
     try:
         with claims, interrupt.at_step_boundaries():
             if client is not None:

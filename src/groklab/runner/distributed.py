@@ -23,6 +23,7 @@ from groklab.config import SpecError
 from groklab.engine import interrupt
 from groklab.engine.plan import Plan
 from groklab.runner.local import WORKER_GRACE_SECONDS, Stack, Work, train_here
+from groklab.runner.trackers import Callback
 from groklab.store import ExperimentStore
 
 CONNECT_SECONDS = 10.0
@@ -65,7 +66,7 @@ def execute_on_dask(plan: Plan, work: Work, client: Any) -> None:
             while interrupt.requested is None and len(running) < capacity:
                 if (stack := work.next(wait=not running)) is None:
                     break
-                future = client.submit(_train_task, stack, plan.device, root, stop.name, pure=False,
+                future = client.submit(_train_task, stack, plan.device, root, stop.name, work.callbacks, pure=False,
                                        key=f"groklab-{stack[0][0]}-{uuid.uuid4().hex[:8]}")  # fmt: skip
                 running[future] = stack
             if not running:
@@ -98,7 +99,7 @@ def _wait(futures: list[Any], seconds: float, any_done: bool) -> list[Any]:
         time.sleep(0.05)
 
 
-def _train_task(stack: Stack, device: str, root: str, stop_name: str) -> None:
+def _train_task(stack: Stack, device: str, root: str, stop_name: str, callbacks: list[Callback]) -> None:
     """On a worker: train one stack into the shared directory; stop at a step boundary (after checkpointing)
     when the client sets the stop event."""
     from distributed import Event, get_client
@@ -116,7 +117,7 @@ def _train_task(stack: Stack, device: str, root: str, stop_name: str) -> None:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        train_here(stack, device, ExperimentStore(Path(root)), lambda steps, events: None)
+        train_here(stack, device, ExperimentStore(Path(root)), lambda steps, events: None, callbacks)
     except KeyboardInterrupt:
         pass  # stopped by the client: the checkpoint is on disk, the next command resumes it
     finally:

@@ -25,6 +25,8 @@ from groklab.config import RunConfig
 from groklab.engine import interrupt
 from groklab.engine.loop import train_stack
 from groklab.engine.plan import Plan
+from groklab.engine.result import RunResult
+from groklab.runner.trackers import Callback, Sinks
 from groklab.store import ExperimentStore
 from groklab.store.claims import HEARTBEAT_SECONDS, Claims
 
@@ -62,7 +64,10 @@ class Progress:
 class Work:
     """The stacks of the plan, handed out one at a time as this process claims them."""
 
-    def __init__(self, stacks: list[Stack], store: ExperimentStore, claims: Claims, bar: Progress) -> None:
+    def __init__(
+        self, stacks: list[Stack], store: ExperimentStore, claims: Claims, bar: Progress, callbacks: list[Callback]
+    ) -> None:
+        self.callbacks = callbacks  # users' sinks for every evaluation (runner/trackers.py)
         self.pending = list(stacks)
         self.waiting: list[Stack] = []  # held by other processes: taken over if they die
         self.store, self.claims, self.bar = store, claims, bar
@@ -122,10 +127,22 @@ def owner(device: str) -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "device": device}
 
 
-def train_here(stack: Stack, device: str, store: ExperimentStore, report: Callable[..., None]) -> None:
-    """Train one stack in this process, its progress and finished runs written as they come."""
+def train_here(
+    stack: Stack, device: str, store: ExperimentStore, report: Callable[..., None], callbacks: list[Callback]
+) -> None:
+    """Train one stack in this process, its progress and finished runs written as they come, every evaluation
+    told to the spec's trackers and to the callbacks."""
     checkpoint = store.checkpoint_path(stack)
-    train_stack(stack, device, store.write_new_run, report, checkpoint, on_save=store.write_progress)
+    sinks = Sinks(store, stack, callbacks)
+
+    def finished(result: RunResult) -> None:
+        store.write_new_run(result)
+        sinks.finish(result.run_id)
+
+    try:
+        train_stack(stack, device, finished, report, checkpoint, store.write_progress, sinks if sinks.active else None)
+    finally:
+        sinks.close()
 
 
 def execute(plan: Plan, work: Work) -> None:
@@ -136,7 +153,7 @@ def execute(plan: Plan, work: Work) -> None:
         try:
             while (stack := work.next()) is not None:
                 try:
-                    train_here(stack, plan.device, work.store, work.bar)
+                    train_here(stack, plan.device, work.store, work.bar, work.callbacks)
                 except (KeyboardInterrupt, OSError):
                     raise  # a stop, or the disk: not the stack's fault
                 except Exception as error:  # a bug or a device error in this stack: the others go on
@@ -173,8 +190,9 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _train_in_worker(stack: Stack, device: str, root: str) -> None:
-    train_here(stack, device, ExperimentStore(Path(root)), lambda steps, events: _worker_queue.put((steps, events)))
+def _train_in_worker(stack: Stack, device: str, root: str, callbacks: list[Callback]) -> None:
+    report = lambda steps, events: _worker_queue.put((steps, events))  # noqa: E731
+    train_here(stack, device, ExperimentStore(Path(root)), report, callbacks)
 
 
 WORKER_GRACE_SECONDS = 60.0
@@ -214,7 +232,7 @@ def _execute_in_workers(plan: Plan, work: Work) -> None:
                     break
                 else:
                     stack = claimed
-                running[pool.submit(_train_in_worker, stack, plan.device, str(work.store.root))] = stack
+                running[pool.submit(_train_in_worker, stack, plan.device, str(work.store.root), work.callbacks)] = stack
             if not running:
                 if interrupt.requested is not None:
                     interrupt.stop_now()
