@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,8 +15,8 @@ from matplotlib.colors import Colormap
 from matplotlib.figure import Figure
 
 # Figures are matplotlib.figure.Figure objects, never pyplot's: drawing one neither switches the backend nor
-# registers a window, so a notebook's own plt.show() keeps working and nothing stays open (Jupyter displays a
-# returned Figure itself; savefig renders it with the Agg canvas).
+# registers a window, so a notebook's own plt.show() keeps working and nothing stays open; savefig renders it with
+# the Agg canvas, and Jupyter shows it through its _repr_png_ (below) without any backend set up.
 
 DPI = 150
 """Resolution of saved and embedded figures (dots per inch): `groklab plot --dpi`."""
@@ -37,6 +38,15 @@ PAPER = {
 TRAIN, TEST = "#1f77b4", "#d62728"  # train blue, test red, as in Power et al. and the seed figures
 
 
+class PaperFigure(Figure):
+    """A matplotlib Figure that shows itself in Jupyter as a PNG, with no pyplot and no backend set up."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+
 @contextmanager
 def paper_style() -> Iterator[None]:
     """matplotlib settings for every groklab figure, while one is drawn (restored afterwards): artists read them
@@ -53,7 +63,7 @@ def colormap(name: str, n: int | None = None) -> Colormap:
 
 def figure(n_panels: int = 1, width: float = 3.4, height: float = 2.6) -> tuple[Figure, list[Axes]]:
     """A row of n panels, each width x height inches (a paper column is ~3.4 in)."""
-    fig = Figure(figsize=(width * n_panels, height), layout="constrained")
+    fig = PaperFigure(figsize=(width * n_panels, height), layout="constrained")
     axes = fig.subplots(1, n_panels, squeeze=False)
     return fig, list(axes[0])
 
@@ -62,7 +72,7 @@ def figure_grid(n_panels: int, max_cols: int = 3, width: float = 3.0, height: fl
     """n panels in rows of at most max_cols; unused cells are hidden."""
     cols = max(1, min(max_cols, n_panels))
     rows = -(-n_panels // cols)
-    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    fig = PaperFigure(figsize=(width * cols, height * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n_panels:]:
