@@ -27,8 +27,6 @@ DOES_NOT_REPRODUCE = {  # (experiment, check) -> what was measured (docs/reprodu
 }
 NOT_REACHED = {  # (experiment, check) -> why the check has nothing to judge within the built-in's budget
     ("slingshot-mlp", "generalizes_at_slingshot"): "no run reaches 99% test accuracy in 50k steps (best 0.935)",
-    ("kumar-lazy-rich", "later_at_smaller"): "measured only to step 2,705: no run's test loss below 0.25 yet",
-    ("kumar-lazy-rich", "moves_before"): "measured only to step 2,705: no run's test loss below 0.25 yet",
 }
 SETS = {"nanda-modadd": ["train.steps=20000"]}  # test loss < 1 by 14k needs no 40k budget
 
