@@ -80,6 +80,15 @@ def catalog(root: str | Path = ".") -> Any:
     return connect(root)
 
 
+def to_hooked_transformer(result: ExperimentResult, run_id: str, step: int | None = None) -> Any:
+    """A transformer_lens.HookedTransformer holding a run's weights: its final ones, or those stored at `step`
+    (measures.checkpoint_steps). The `lens` extra (transformer-lens < 4); see groklab.models.lens."""
+    from groklab.models.lens import to_hooked_transformer as convert
+
+    model, _, _ = result.model(run_id)
+    return convert(model, result.weights(run_id, step))
+
+
 def report(directory: str | Path) -> Path:
     """Write DIR/report.html (or DIR/index.html for a directory of experiments); returns the page."""
     from groklab.html_report import report as write
@@ -125,5 +134,6 @@ __all__ = [
     "report",
     "run",
     "save_figures",
+    "to_hooked_transformer",
     "train_stack",
 ]

@@ -49,7 +49,7 @@ class Transformer:
         self.final_norm = config.layernorm in PRE  # a LayerNorm before the unembedding
         last = "ln_final.hook_normalized" if self.final_norm else f"blocks.{config.n_layers - 1}.hook_resid_post"
         self.readout: tuple[str, ...] = ("W_U", "b_U") if config.unembed_bias else ("W_U",)
-        self.readout_input = last  # the residual stream the unembedding reads (at "=")
+        self.readout_input = last  # the stream the unembedding reads (at "="; with LayerNorm, before its w and b)
         self.neuron_output = "blocks.0.mlp.W_out"
         self.neurons_from_weights = False  # attention mixes the operands before the first MLP
         self.trains_differently = config.dropout > 0
@@ -249,7 +249,9 @@ class Transformer:
     def unembed(self, params: Params, resid: torch.Tensor, hooks: Hooks) -> torch.Tensor:
         """Logits (run, batch, n_classes) read at the last ("=") position of the residual stream."""
         if self.final_norm:
-            resid = hook(hooks, "ln_final.hook_normalized", layer_norm(resid, params, "ln_final."))
+            # as TransformerLens hooks it: normalized, before the gain and bias (which its fold_ln moves into W_U)
+            normalized = hook(hooks, "ln_final.hook_normalized", F.layer_norm(resid, (resid.shape[-1],)))
+            resid = normalized * params["ln_final.w"][:, None, None] + params["ln_final.b"][:, None, None]
         final = resid[:, :, -1]  # (run, batch, d_model): the "=" position
         return linear(final, params["W_U"], params.get("b_U"))  # (run, batch, n_classes)
 
