@@ -44,6 +44,16 @@ class MeasuresConfig(Spec):
     ntk_examples: int = Field(128, ge=2)
     """The ntk measure's empirical kernel is taken on the first this many training examples (its cost grows with
     their square times the parameter count)."""
+    llc_lr: float = Field(3e-3, gt=0.0)
+    """The llc measure's SGLD step size epsilon (devinterp's grokking example: 3e-3)."""
+    llc_nbeta: float = Field(2.0, gt=0.0)
+    """The llc measure's inverse temperature n beta (devinterp's grokking example: 2)."""
+    llc_gamma: float = Field(5.0, ge=0.0)
+    """The llc measure's localization gamma: how strongly the chain is pulled back to the weights (example: 5)."""
+    llc_draws: int = Field(500, ge=1)
+    """SGLD draws of the llc measure's one chain per run and evaluation (example: 500)."""
+    llc_batch_size: int = Field(128, ge=1)
+    """Training examples per SGLD step of the llc measure (example: 128)."""
     prune_points: int = Field(21, ge=2)
     """Points on the neuron-pruning curve (0 .. all neurons pruned, in order of increasing IPR)."""
 

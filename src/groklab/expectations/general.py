@@ -3,6 +3,7 @@ moves, how a swept key changes generalization, and where it stops generalizing."
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from groklab.expectations.base import Outcome, by_value, checks, first_step_below, median, reached
@@ -74,6 +75,25 @@ def rises(result: ExperimentResult, column: str, factor: float) -> Outcome:
     first = metrics.groupby("run_id")[column].first().median()
     last = metrics.groupby("run_id")[column].last().median()
     return f"{column} {first:.3f} -> {last:.3f}", last > factor * first
+
+
+@checks("rises_by_memorization", "median {column} at memorization > x{factor:g} its first value")
+def rises_by_memorization(result: ExperimentResult, column: str, factor: float) -> Outcome:
+    """A measure (e.g. the llc) has risen by the time the run memorizes: its value at the first evaluation at or
+    after memorized_step against its first value, medians over the runs that memorized."""
+    runs, metrics = result.runs.set_index("run_id"), result.metrics
+    if column not in metrics:
+        return f"no {column} stored", None
+    pairs = []
+    for run_id, frame in metrics.dropna(subset=[column]).groupby("run_id"):
+        memorized = runs.loc[run_id, "memorized_step"]
+        if pd.isna(memorized) or not (at := frame.loc[frame["step"] >= memorized, column]).size:
+            continue
+        pairs.append((float(frame[column].iloc[0]), float(at.iloc[0])))
+    if not pairs:
+        return "no run memorized", None
+    first, at_memorization = (float(np.median(values)) for values in zip(*pairs))
+    return f"{column} {first:.4g} at the start, {at_memorization:.4g} at memorization", at_memorization > factor * first
 
 
 @checks("memorizes_first", "memorized_step < generalized_step in every run that did both")

@@ -23,6 +23,7 @@ from groklab.measures import (  # noqa: F401  (registers measures)
     collapse,
     efficiency,
     kernel,
+    llc,
     modular,
     representation,
     weights,

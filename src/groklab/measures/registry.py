@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +30,9 @@ class Measure:
     applies: Callable[[RunConfig], bool]
     default: bool | Callable[[RunConfig], bool]
     fn: Callable[..., Any]
+    requires: tuple[str, str] | None = None
+    """(module, extra) of an optional package the measure needs: such a measure is chosen by name only, never by
+    'all'."""
 
 
 MEASURES: dict[str, Measure] = {}
@@ -42,11 +46,12 @@ def register(
     when: When = "eval",
     applies: Callable[[RunConfig], bool] = lambda config: True,
     default: bool | Callable[[RunConfig], bool] = True,
+    requires: tuple[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: add a measure function to MEASURES under `name`."""
+    """Decorator: add a measure function to MEASURES under `name`; `requires` = (module, extra) it needs."""
 
     def add(fn: Callable[..., Any]) -> Callable[..., Any]:
-        MEASURES[name] = Measure(name, summary, formula, source, when, applies, default, fn)
+        MEASURES[name] = Measure(name, summary, formula, source, when, applies, default, fn, requires)
         return fn
 
     return add
@@ -61,7 +66,8 @@ def selected(config: RunConfig) -> list[Measure]:
     if names == "none":
         return []
     if names in ("default", "all"):
-        return [m for m in MEASURES.values() if m.applies(config) and (names == "all" or _default(m, config))]
+        chosen = [m for m in MEASURES.values() if m.applies(config) and m.requires is None]
+        return [m for m in chosen if names == "all" or _default(m, config)]
     chosen = []
     for name in names:
         if name not in MEASURES:
@@ -69,6 +75,9 @@ def selected(config: RunConfig) -> list[Measure]:
         measure = MEASURES[name]
         if not measure.applies(config):
             raise SpecError(f"measures.names: {name} does not apply to this task/model ({measure.summary})")
+        if measure.requires is not None and importlib.util.find_spec(measure.requires[0]) is None:
+            module, extra = measure.requires
+            raise SpecError(f"measures.names: {name} needs {module}; install it with: pip install 'groklab[{extra}]'")
         chosen.append(measure)
     return chosen
 
