@@ -38,6 +38,8 @@ OVERVIEW = [  # (title, columns, log y): the measures panel, in this order, wher
     ("accuracy on clean / corrupted train labels", ["clean_acc", "corrupted_acc", "corrupted_true_acc"], False),
     ("variance explained by the relevant bits", ["parity_clustering"], False),
     ("representation quality index", ["rqi"], False),
+    ("local learning coefficient", ["llc"], False),
+    ("NTK change from init / alignment", ["ntk_change", "ntk_alignment"], True),
 ]
 
 
