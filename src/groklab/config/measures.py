@@ -76,7 +76,7 @@ def checkpoint_schedule(measures: MeasuresConfig, steps: int) -> list[int]:
     """The steps measures.checkpoint_steps names: its list, or N steps from 0, log-spaced up to `steps`.
 
     >>> checkpoint_schedule(MeasuresConfig(checkpoint_steps=5), 1000)
-    [0, 6, 32, 178, 1000]
+    [0, 1, 10, 100, 1000]
     >>> checkpoint_schedule(MeasuresConfig(checkpoint_steps=[100, 0]), 1000)
     [0, 100]
     """
