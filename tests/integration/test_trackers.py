@@ -121,3 +121,15 @@ def test_a_tracker_whose_library_is_missing_is_refused_before_anything_is_writte
     with pytest.raises(SpecError):
         groklab.run({**SPEC, "log": ["wandb"]}, out=tmp_path / "exp", progress=False)
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_finished_experiment_takes_new_notes_and_trackers_but_no_new_training(tmp_path: Path) -> None:
+    out = tmp_path / "exp"
+    first = groklab.run(SPEC, out=out, progress=False)
+    written = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    again = groklab.run({**SPEC, "notes": "seen again", "log": ["tensorboard"]}, out=out, progress=False)
+    assert again.spec["notes"] == "seen again" and again.spec["log"] == ["tensorboard"]  # the stored spec took them
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")} == written  # nothing retrained
+    assert again.meta["resumed_runs"] == len(first.rows) == 2
+    with pytest.raises(SpecError, match="already holds another experiment"):
+        groklab.run({**SPEC, "optimizer": {**SPEC["optimizer"], "lr": 0.02}}, out=out, progress=False)

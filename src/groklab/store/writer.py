@@ -58,10 +58,13 @@ class ExperimentStore:
         if links:
             raise SpecError(f"--out {root}: {links[0]} is a symbolic link; groklab writes only inside --out")
         store = cls(root)
-        if spec_path.exists():
+        stored = spec_path.read_text() if spec_path.exists() else None
+        same_training = stored is not None and _what_trains(stored) == _what_trains(text)
+        if stored is not None:
             # A directory whose experiment finished no run (e.g. one that failed at its start) is reused by a
-            # corrected command; one with finished runs only by the same spec, to resume it.
-            if spec_path.read_text() != text and store.finished_run_ids():
+            # corrected command; one with finished runs only by a spec that trains the same runs, to resume it
+            # (its notes, claims or trackers may change: the stored spec takes the new ones).
+            if not same_training and store.finished_run_ids():
                 raise SpecError(
                     f"--out {root}: already holds another experiment; give a new directory "
                     "(or the same spec to resume it)"
@@ -71,9 +74,10 @@ class ExperimentStore:
         try:
             (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
             store.remove_stale_temporaries()
-            store.resumed = spec_path.exists() and spec_path.read_text() == text
+            store.resumed = same_training
             if not store.resumed:
                 shutil.rmtree(root / CHECKPOINT_DIR, ignore_errors=True)  # another spec's stacks: never resumed
+            if stored != text:
                 atomic_write(spec_path, lambda p: p.write_text(text))
         except OSError as error:
             raise SpecError(f"--out {root}: cannot write there ({error.strerror or error})") from None
@@ -257,6 +261,16 @@ def _now() -> str:
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+
+
+PRESENTATION_KEYS = ("description", "notes", "claims", "quick", "log")
+"""Spec keys that change what is said about the runs or where they are logged, not the runs themselves."""
+
+
+def _what_trains(text: str) -> dict[str, Any]:
+    """A stored spec without its PRESENTATION_KEYS: two specs that agree here train the same runs."""
+    spec = yaml.safe_load(text) or {}
+    return {key: value for key, value in spec.items() if key not in PRESENTATION_KEYS}
 
 
 def checkpoint_name(step: int) -> str:
