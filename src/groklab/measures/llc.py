@@ -60,7 +60,11 @@ def llc(probe: Probe) -> dict[str, torch.Tensor]:
     options, values = probe.options, []
     for run, config in enumerate(probe.configs):
         seed = derive_seed(config.seed, "llc", probe.step) % 2**31  # devinterp seeds numpy too (32 bits)
-        data = TensorDataset(probe.stacked["x_train"][run], probe.stacked["y_train"][run])
+        x, y = probe.stacked["x_train"][run], probe.stacked["y_train"][run]
+        if "train_kept" in probe.stacked:  # a shrunk training set (task.on_generalized): the examples it keeps
+            kept = probe.stacked["train_kept"][run].bool()
+            x, y = x[kept], y[kept]
+        data = TensorDataset(x, y)
         loader = DataLoader(data, batch_size=options.llc_batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))  # fmt: skip
         with _global_rngs_kept(), torch.enable_grad(), warnings.catch_warnings():
