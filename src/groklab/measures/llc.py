@@ -33,10 +33,12 @@ from groklab.seeds import derive_seed
 def _global_rngs_kept() -> Iterator[None]:
     """torch's, numpy's and Python's global generators as they were: devinterp seeds all three."""
     python, numpy = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        yield
-    random.setstate(python)
-    np.random.set_state(numpy)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(python)
+        np.random.set_state(numpy)
 
 
 def _classifies(config: RunConfig) -> bool:
