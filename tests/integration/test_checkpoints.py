@@ -93,3 +93,16 @@ def test_a_store_written_before_safetensors_still_reads(result: groklab.Experime
         assert torch.equal(tensor, final[name])
     model, params, buffers = again.model(run_id)
     assert params["W_in"].shape == (1, 46, 64)
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [([0, 99], r"^measures.checkpoint_steps: \[99\] are not steps in 0..train.steps \(60\)$"),
+     (2000, r"^measures.checkpoint_steps: 2000; allowed: a list of steps, or a count 0..1000$")],
+)  # fmt: skip
+def test_checkpoint_steps_outside_the_run_are_refused_before_anything_is_written(
+    steps: list[int] | int, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        groklab.run({**SPEC, "measures": {"checkpoint_steps": steps}}, out=tmp_path / "exp", progress=False)
+    assert not (tmp_path / "exp").exists()

@@ -93,6 +93,8 @@ def test_cli_plot_and_report(experiment: groklab.ExperimentResult, tmp_path: Pat
     assert (
         bad.returncode == 2 and bad.stderr.strip() == "error: --format gif: not a figure format; allowed: png, svg, pdf"
     )
+    coarse = groklab_cli("plot", str(experiment.root), "--dpi", "5")
+    assert coarse.returncode == 2 and coarse.stderr.strip() == "error: --dpi 5: out of range; allowed: 20 to 1200"
     missing = groklab_cli("report", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
 

@@ -44,7 +44,6 @@ def catalog(root: str | Path = ".") -> Any:
     folders = experiments_under(root) if root.is_dir() else []
     if not folders:
         raise SpecError(f"{root}: no groklab experiment in it or below it")
-    results = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DamagedRunWarning)  # a damaged run is left out, as `groklab summary` does
         results = [(str(folder.relative_to(root)) or ".", load(folder)) for folder in folders]

@@ -10,7 +10,6 @@ experiment's own files are not touched.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ from groklab.engine.checkpoint import atomic_write
 from groklab.engine.stack import Stack
 from groklab.measures import MEASURES
 from groklab.store.reader import ExperimentResult
+from groklab.store.writer import save_npz, write_parquet
 
 RECOMPUTED_DIR = "recomputed"
 
@@ -58,16 +58,8 @@ def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     folder = result.root / RECOMPUTED_DIR
     folder.mkdir(exist_ok=True)
-    atomic_write(folder / f"{name}.parquet", functools.partial(_parquet, frame))
+    atomic_write(folder / f"{name}.parquet", functools.partial(write_parquet, frame))
     if vectors:
-        atomic_write(folder / f"{name}.npz", functools.partial(_npz, {k: np.stack(v) for k, v in vectors.items()}))
+        stacked = {k: np.stack(v) for k, v in vectors.items()}
+        atomic_write(folder / f"{name}.npz", lambda path: save_npz(path, stacked))
     return frame
-
-
-def _parquet(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_parquet(path, index=False)
-
-
-def _npz(arrays: dict[str, np.ndarray], path: Path) -> None:
-    with open(path, "wb") as handle:
-        np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool

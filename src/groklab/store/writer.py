@@ -155,7 +155,7 @@ class ExperimentStore:
             if (run_dir / RESULT_FILE).is_file():
                 continue  # finished meanwhile (in another process)
             metrics = pd.DataFrame(result.metrics)
-            atomic_write(run_dir / PROGRESS_METRICS, functools.partial(_write_parquet, metrics))
+            atomic_write(run_dir / PROGRESS_METRICS, functools.partial(write_parquet, metrics))
             row = json.dumps(result.row() | {"updated": _now()}, indent=1, default=_json_default)
             atomic_write(run_dir / PROGRESS_FILE, functools.partial(_write_text, row))
 
@@ -215,8 +215,8 @@ class ExperimentStore:
             atomic_write(path, functools.partial(_save_safetensors, weights, {"step": str(step)}))
         final = {"step": str(result.steps)}
         atomic_write(run_dir / WEIGHTS_FILE, functools.partial(_save_safetensors, result.state_dict, final))
-        atomic_write(run_dir / "data.npz", lambda p: _save_npz(p, result.data))
-        atomic_write(run_dir / "measures.npz", lambda p: _save_npz(p, result.series))
+        atomic_write(run_dir / "data.npz", lambda p: save_npz(p, result.data))
+        atomic_write(run_dir / "measures.npz", lambda p: save_npz(p, result.series))
         row = json.dumps(result.row(), indent=1, default=_json_default)
         atomic_write(run_dir / RESULT_FILE, lambda p: p.write_text(row))
         for name in (PROGRESS_FILE, PROGRESS_METRICS):
@@ -258,7 +258,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
@@ -287,7 +287,7 @@ def _write_text(text: str, path: Path) -> None:
     path.write_text(text)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     frame.to_parquet(path, index=False)
 
 
