@@ -20,41 +20,75 @@ The public API (everything else is internal):
     SpecError                                        (raised for every bad input, one line)
 """
 
+from __future__ import annotations
+
+import importlib
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from groklab.config import (
-    AdditionTask,
-    Claim,
-    Experiment,
-    ImageTask,
-    MeasuresConfig,
-    MLPModel,
-    ModularTask,
-    OptimizerConfig,
-    ParityTask,
-    PermutationTask,
-    RunConfig,
-    SpecError,
-    TeacherTask,
-    TrainConfig,
-    TransformerModel,
-    builtin_specs,
-    expand_runs,
-)
-from groklab.data import RunData, make_data
-from groklab.engine.loop import train_stack
-from groklab.engine.result import RunResult
-from groklab.engine.stack import Stack
-from groklab.expectations import CHECKS
-from groklab.measures import MEASURES, gromov_solution
-from groklab.models import MLP, Model, Transformer, reference_model
-from groklab.runner import run
-from groklab.runner.trackers import Evaluation
-from groklab.store import ExperimentResult, load
+if TYPE_CHECKING:  # what the names below are, for type checkers; at run time each is imported when first used
+    from groklab.config import (
+        AdditionTask,
+        Claim,
+        Experiment,
+        ImageTask,
+        MeasuresConfig,
+        MLPModel,
+        ModularTask,
+        OptimizerConfig,
+        ParityTask,
+        PermutationTask,
+        RunConfig,
+        SpecError,
+        TeacherTask,
+        TrainConfig,
+        TransformerModel,
+        builtin_specs,
+        expand_runs,
+    )
+    from groklab.data import RunData, make_data
+    from groklab.engine.loop import train_stack
+    from groklab.engine.result import RunResult
+    from groklab.engine.stack import Stack
+    from groklab.expectations import CHECKS
+    from groklab.measures import MEASURES, gromov_solution
+    from groklab.models import MLP, Model, Transformer, reference_model
+    from groklab.runner import run
+    from groklab.runner.trackers import Evaluation
+    from groklab.store import ExperimentResult, load
 
 __version__ = metadata.version("groklab")
+
+_HOMES = {
+    "groklab.config": "AdditionTask Claim Experiment ImageTask MeasuresConfig MLPModel ModularTask OptimizerConfig "
+    "ParityTask PermutationTask RunConfig SpecError TeacherTask TrainConfig TransformerModel builtin_specs expand_runs",
+    "groklab.data": "RunData make_data",
+    "groklab.engine.loop": "train_stack",
+    "groklab.engine.result": "RunResult",
+    "groklab.engine.stack": "Stack",
+    "groklab.expectations": "CHECKS",
+    "groklab.measures": "MEASURES gromov_solution",
+    "groklab.models": "MLP Model Transformer reference_model",
+    "groklab.runner": "run",
+    "groklab.runner.trackers": "Evaluation",
+    "groklab.store": "ExperimentResult load",
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names.split()}
+"""Where each public name lives. `import groklab` imports none of them (torch, pandas and the engine take seconds
+to import; `groklab --version` should not wait for them): a name is imported when first used (PEP 562)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'groklab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME[name]), name)
+    globals()[name] = value  # once: later uses are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 # Figures and reports import matplotlib (~1 s): only when asked for, not on `import groklab`.

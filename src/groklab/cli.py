@@ -1,4 +1,8 @@
-"""The `groklab` command: run, summary, plot, report, measures, list."""
+"""The `groklab` command: run, summary, plot, report, measures, query, list, spec.
+
+It answers at once: each command imports what it needs when it runs (torch, pandas and the engine take
+seconds to import), so `groklab --version`, `--help`, `list`, `spec` and `measures` import none of them
+(tests/integration/test_cli.py checks that torch stays out)."""
 
 from __future__ import annotations
 
@@ -10,23 +14,21 @@ import warnings
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 
-from groklab.config import SpecError, builtin_specs, field_reference
-from groklab.engine.interrupt import Terminated
-from groklab.measures import MEASURES
-from groklab.runner import run as run_experiment
-from groklab.store import ExperimentResult, load
-from groklab.store.reader import DamagedRunWarning
+from groklab.errors import SpecError
+
+if TYPE_CHECKING:
+    from groklab.store import ExperimentResult
 
 app = typer.Typer(
     help="groklab: train, measure and compare grokking experiments.",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is printed as written: rich markup would eat "pip install 'groklab[dask]'"
 )
 
 
@@ -47,6 +49,9 @@ def _options(
 
 def _load(directory: Path) -> ExperimentResult:
     """A stored experiment; each damaged run it skipped is one warning line on stderr."""
+    from groklab.store import load
+    from groklab.store.reader import DamagedRunWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DamagedRunWarning)
         result = load(directory)
@@ -64,38 +69,49 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-RUN_HELP = f"""Train every run of SPEC (a YAML file or a built-in name, see `groklab list`) and store it.
-
-KEY is a dotted spec key; VALUE parses as YAML (0.01, true, [0.9, 0.98]). Re-running the same spec
-with the same --out resumes it. The spec keys:
-
-\b
-{field_reference()}
-"""
-
-
-@app.command(help=RUN_HELP)
+@app.command()
 def run(
-    spec: Annotated[str, typer.Argument(help="YAML spec path or built-in experiment name.")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: KEY=VALUE (repeatable).")] = None,
-    sweep: Annotated[
-        list[str] | None, typer.Option("--sweep", help="Sweep a key: KEY=V1,V2,... (repeatable; grid).")
+    spec: Annotated[str, typer.Argument(metavar="SPEC", help="YAML spec path or built-in experiment name.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a key: KEY=VALUE (repeatable).")
     ] = None,
-    out: Annotated[str | None, typer.Option("--out", help="Experiment directory (default runs/NAME-TIME).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option("--sweep", metavar="KEY=V1,V2,...", help="Sweep a key: KEY=V1,V2,... (repeatable; grid)."),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", metavar="DIR", help="Experiment directory (default runs/NAME-TIME).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu, cuda or cuda:N.")] = "cpu",
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Worker processes (default: planned).")
+        int | None, typer.Option("--workers", min=1, metavar="N", help="Worker processes (default: planned).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="The spec's quick variant (smaller grid/budget).")] = False,
     scheduler: Annotated[
-        str | None, typer.Option("--scheduler", help="Train on a Dask cluster: tcp://HOST:PORT (docs/cluster.md).")
+        str | None,
+        typer.Option(
+            "--scheduler", metavar="ADDRESS", help="Train on a Dask cluster: tcp://HOST:PORT (docs/cluster.md)."
+        ),
     ] = None,
     log: Annotated[
         list[str] | None,
-        typer.Option("--log", help="Log every evaluation to tensorboard, wandb or mlflow (repeatable; spec key log)."),
+        typer.Option(
+            "--log",
+            metavar="TRACKER",
+            help="Log every evaluation to tensorboard, wandb or mlflow (repeatable; spec key log; each an extra: "
+            "pip install 'groklab[tensorboard]').",
+        ),
     ] = None,
 ) -> None:
+    """Train every run of SPEC (a YAML file or a built-in name, see `groklab list`) and store it.
+
+    KEY is a dotted spec key (every key: `groklab spec`); VALUE parses as YAML (0.01, true, [0.9, 0.98]).
+    Re-running the same spec with the same --out resumes it.
+    """
+    from groklab.engine.interrupt import Terminated
+    from groklab.runner import run as run_experiment
+
     sets = [*(set_ or []), *([f"log=[{','.join(log)}]"] if log else [])]
     try:
         result = run_experiment(
@@ -176,6 +192,7 @@ def report(
 ) -> None:
     """Write DIR/report.html (one self-contained page), or DIR/index.html for a directory of experiments."""
     from groklab.html_report import report as write_report
+    from groklab.store.reader import DamagedRunWarning
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -219,16 +236,25 @@ def list_measures(
             _fail(str(error))
         typer.echo(frame.to_string(index=False))
         return
+    listing = measure_listing()
     if name is not None:
-        if name not in MEASURES:
-            _fail(f"measures {name}: unknown measure; allowed: {', '.join(sorted(MEASURES))}")
-        measure = MEASURES[name]
-        typer.echo(f"{measure.name}: {measure.summary}\nwhen: {measure.when}\nformula: {measure.formula}")
-        typer.echo(f"source: {measure.source}\napplies to: {(measure.applies.__doc__ or 'every run').strip()}")
+        if name not in listing:
+            _fail(f"measures {name}: unknown measure; allowed: {', '.join(sorted(listing))}")
+        m = listing[name]
+        typer.echo(f"{name}: {m['summary']}\nwhen: {m['when']}\nformula: {m['formula']}")
+        typer.echo(f"source: {m['source']}\napplies to: {m['applies']}")
         return
-    for measure in sorted(MEASURES.values(), key=lambda m: m.name):
-        default = "auto" if callable(measure.default) else "default" if measure.default else "optional"
-        typer.echo(f"{measure.name:<20} {measure.when:<15} {default:<8} {measure.summary}")
+    for name, m in sorted(listing.items()):
+        typer.echo(f"{name:<20} {m['when']:<15} {m['default']:<8} {m['summary']}")
+
+
+def measure_listing() -> dict[str, dict[str, str]]:
+    """The measure registry as `groklab measures` shows it, read from measures/listing.json: importing the measures
+    would import torch (seconds) to print a table. tests/unit/test_measures.py keeps the file equal to the
+    registry (groklab.measures.registry.listing)."""
+    from importlib import resources
+
+    return json.loads((resources.files("groklab") / "measures" / "listing.json").read_text())
 
 
 @app.command(name="query")
@@ -255,9 +281,34 @@ def query_experiments(
 @app.command(name="list")
 def list_experiments() -> None:
     """The built-in experiments, one line each."""
+    import yaml
+
+    from groklab.experiments import builtin_specs
+
     for name, path in sorted(builtin_specs().items()):
-        description = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        description = (yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get(
+            "description", ""
+        )
         typer.echo(f"{name:<22} {description}")
+
+
+@app.command(name="spec")
+def spec_reference(
+    key: Annotated[
+        str | None, typer.Argument(help="A key (optimizer.lr) or a section (optimizer); default: every key.")
+    ] = None,
+) -> None:
+    """The spec's keys, one line each: type, default and what it means (docs/spec.md has them too)."""
+    from groklab.config import field_reference
+
+    lines = field_reference().splitlines()
+    if key is not None:
+        chosen = [line for line in lines if line.split(" ", 1)[0] == key or line.startswith(f"{key}.")]
+        if not chosen:
+            sections = sorted({line.split(" ", 1)[0].split(".")[0] for line in lines})
+            _fail(f"spec {key}: no such key; the sections: {', '.join(sections)} (groklab spec SECTION lists one)")
+        lines = chosen
+    typer.echo("\n".join(lines))
 
 
 def format_table(result: ExperimentResult) -> str:

@@ -86,6 +86,35 @@ def test_list_shows_builtins() -> None:
     assert "modular-addition" in names and "parity" in names
 
 
+QUICK_COMMANDS = [["--version"], ["--help"], ["list"], ["measures"], ["measures", "neuron_ipr"], ["spec"],
+                  ["spec", "optimizer"], ["run", "--help"]]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", QUICK_COMMANDS, ids=" ".join)
+def test_commands_that_print_a_listing_import_neither_torch_nor_pandas(args: list[str]) -> None:
+    """They answer at once (~0.3 s here, against 2-5 s when they imported the package whole): nothing heavy is
+    imported to print a line. Checked on the modules loaded, not on the clock (these machines are shared)."""
+    probe = ("import sys, runpy; sys.argv = ['groklab', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('groklab', run_name='__main__')\n"
+             "finally:\n    print('HEAVY', sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("HEAVY []"), result.stdout[-300:]
+
+
+def test_run_help_shows_its_options_first_and_brackets_as_written() -> None:
+    help_text = groklab("run", "--help").stdout
+    assert len(help_text.splitlines()) < 60 and help_text.index("--set") < 40 * 80
+    assert "groklab spec" in help_text  # the spec reference is one command away
+    assert "pip install 'groklab[tensorboard]'" in " ".join(help_text.split())  # no markup eats the brackets
+    spec = groklab("spec").stdout
+    assert "optimizer.lr " in spec and "Extras: groklab[tensorboard], groklab[wandb]" in spec
+    assert all(line.startswith("optimizer.") for line in groklab("spec", "optimizer").stdout.splitlines())
+    assert groklab("spec", "optimizer.lr").stdout.startswith("optimizer.lr (default")
+    bad = groklab("spec", "optimiser")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: spec optimiser: no such key; the sections: ")
+
+
 BAD_INPUTS = [
     (["--set", "task.modulos=97"], "task.modulos: unknown key"),
     (["--set", "model.width=wide"], "model.width"),

@@ -13,7 +13,7 @@ from groklab.expectations import claims_reference, validate_claims
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SPEC_HEADER = (
     "# Spec reference\n\nGenerated from the attribute docstrings in `src/groklab/config/` "
-    "(`groklab run --help` shows the same).\n\n"
+    "(`groklab spec [KEY]` shows the same).\n\n"
 )
 CLAIMS_HEADER = """# Writing claims
 

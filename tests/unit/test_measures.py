@@ -266,3 +266,14 @@ def test_measures_every_and_representations_are_recorded() -> None:
     assert result.series["representations"].shape == (2, 16, 128)
     assert result.series["representations.steps"].tolist() == [7, 20]
     assert result.series["neuron_ipr"].shape == (len(measured), 128)
+
+
+def test_the_listing_the_cli_prints_is_the_registry() -> None:
+    """`groklab measures` reads measures/listing.json (so it need not import torch): it must say what the registry
+    holds. After adding or changing a measure: python -c 'from groklab.measures.registry import write_listing;
+    write_listing()'."""
+    from groklab.cli import measure_listing
+    from groklab.measures.registry import listing
+
+    assert measure_listing() == listing()
+    assert set(listing()) == set(MEASURES)

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 import groklab
-from groklab.engine.checkpoint import atomic_write
+from groklab.files import atomic_write
 
 PACKAGE = Path(groklab.__file__).parent
 ROOT = PACKAGE.parents[1]
@@ -72,7 +72,7 @@ def test_stored_files_get_the_mode_the_umask_allows(tmp_path: Path) -> None:
     for umask in (0o022, 0o077, 0o002):
         script = (
             f"import os; os.umask({umask}); from pathlib import Path; import torch\n"
-            "from groklab.engine.checkpoint import atomic_write, save\n"
+            "from groklab.engine.checkpoint import save\nfrom groklab.files import atomic_write\n"
             f"atomic_write(Path({str(tmp_path)!r}) / 'a{umask}.txt', lambda p: p.write_text('x'))\n"
             f"save(Path({str(tmp_path)!r}) / 'c{umask}.pt', {{'w': torch.ones(2)}})\n"
         )
@@ -85,3 +85,20 @@ def test_stored_files_get_the_mode_the_umask_allows(tmp_path: Path) -> None:
     mask = os.umask(0o022)
     os.umask(mask)
     assert stat.S_IMODE(os.stat(tmp_path / "here.pt").st_mode) == 0o666 & ~mask
+
+
+def test_import_groklab_is_light_and_every_public_name_resolves() -> None:
+    """`import groklab` imports no public name until it is used (torch and pandas take seconds): each name of
+    __all__ then resolves to the object its home module defines."""
+    script = (
+        "import sys, groklab\n"
+        "assert 'torch' not in sys.modules and 'pandas' not in sys.modules, 'import groklab imported torch'\n"
+        "from groklab import Stack, load\n"
+        "import groklab.engine.stack, groklab.store\n"
+        "assert Stack is groklab.engine.stack.Stack and load is groklab.store.load\n"
+        "print(sorted(n for n in groklab.__all__ if getattr(groklab, n) is None))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "[]"
+    assert sorted(dir(groklab)) == sorted(groklab.__all__)

@@ -1,16 +1,15 @@
 """Experiment specs: what a user writes (YAML or Python), validated into typed configs.
 
-base.py        strict settings, SpecError
+base.py        strict settings, the Spec base class
 tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask
 models.py      MLPModel, TransformerModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
 measures.py    MeasuresConfig, checkpoint_schedule
 experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
 overrides.py   YAML files and --set / --sweep overrides
-specs.py       the built-in experiments; a spec by name or path, with its quick variant and overrides
+specs.py       a spec by name (groklab.experiments) or path, with its quick variant and overrides
 """
 
-from groklab.config.base import SpecError
 from groklab.config.experiment import (
     Claim,
     Experiment,
@@ -25,9 +24,11 @@ from groklab.config.experiment import (
 from groklab.config.measures import MeasuresConfig, checkpoint_schedule
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
-from groklab.config.specs import builtin_specs, resolve_spec
+from groklab.config.specs import resolve_spec
 from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, TeacherTask
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
+from groklab.errors import SpecError
+from groklab.experiments import builtin_specs
 
 __all__ = [
     "AdditionTask",

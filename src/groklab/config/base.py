@@ -13,10 +13,6 @@ STRICT = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assi
 attribute docstrings become field descriptions (the spec reference)."""
 
 
-class SpecError(ValueError):
-    """A spec the user wrote is wrong; the message is one line naming the key and what is allowed."""
-
-
 class Spec(BaseModel):
     """Base of every spec section: strict settings, and true/false never accepted where a number is meant
     (pydantic would read `lr: true` as 1)."""

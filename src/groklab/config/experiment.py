@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from groklab.config.base import STRICT, Spec, SpecError
+from groklab.config.base import STRICT, Spec
 from groklab.config.measures import MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
@@ -32,6 +32,7 @@ from groklab.config.tasks import (
     VectorTask,
 )
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
+from groklab.errors import SpecError
 
 MAX_RUNS = 100_000
 """Runs in one experiment: beyond this, expanding and storing the grid alone takes minutes and gigabytes."""

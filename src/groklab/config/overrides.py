@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from groklab.config.base import SpecError
+from groklab.errors import SpecError
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

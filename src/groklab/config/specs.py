@@ -4,19 +4,13 @@ quick variant and --set / --sweep overrides into a validated Experiment."""
 from __future__ import annotations
 
 import copy
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from groklab.config.base import SpecError
 from groklab.config.experiment import Experiment, parse_experiment
 from groklab.config.overrides import apply_overrides, load_yaml, set_dotted
-
-
-def builtin_specs() -> dict[str, Path]:
-    """Built-in experiment name -> its YAML file."""
-    folder = resources.files("groklab") / "experiments"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".yaml")}
+from groklab.errors import SpecError
+from groklab.experiments import builtin_specs
 
 
 def resolve_spec(

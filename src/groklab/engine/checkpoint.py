@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import socket
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import torch
 from groklab.engine.events import RunEvents
 from groklab.engine.recorder import Recorder
 from groklab.engine.stack import Stack
+from groklab.files import atomic_write
 
 
 def stack_state(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], loop: dict[str, Any]) -> dict:
@@ -82,17 +79,6 @@ def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], stat
     return state["loop"]
 
 
-def temporary_prefix(path: Path) -> str:
-    """Name of a temporary file that will be renamed to `path`: .NAME.HOST.PID.xxxx, so that a process sharing
-    the directory can tell a dead writer's leftover from a file another process is writing now."""
-    return f".{path.name}.{host_tag()}.{os.getpid()}."
-
-
-def host_tag() -> str:
-    """This machine's name without dots (it goes between the dots of a temporary file's name)."""
-    return socket.gethostname().replace(".", "_")
-
-
 class DamagedCheckpoint(ValueError):
     """A checkpoint that cannot be read or whose checksum does not match: never resumed from."""
 
@@ -109,30 +95,6 @@ def save(path: Path, state: dict) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save(wrapped, tmp))
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write via a temporary file in the same directory, then rename it over the target: a reader sees the old
-    file or the new one, never half of one. The file gets the mode a plain open() would give it (0666 less the
-    umask): mkstemp's 0600 would hide a shared experiment from the rest of a cluster group."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path))
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # once, at import: reading it is not thread-safe
 
 
 def load(path: Path) -> dict:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from groklab.config import RunConfig, SpecError
@@ -55,6 +57,30 @@ def register(
         return fn
 
     return add
+
+
+def listing() -> dict[str, dict[str, str]]:
+    """Every measure as `groklab measures` shows it: name -> when, default (default, auto: by the run, optional),
+    summary, formula, source, applies to. The CLI reads it from measures/listing.json, written by
+    write_listing(), so that it need not import torch to print it; a test keeps the two equal."""
+    return {
+        m.name: {
+            "when": m.when,
+            "default": "auto" if callable(m.default) else "default" if m.default else "optional",
+            "summary": m.summary,
+            "formula": m.formula,
+            "source": m.source,
+            "applies": (m.applies.__doc__ or "every run").strip(),
+        }
+        for m in sorted(MEASURES.values(), key=lambda m: m.name)
+    }
+
+
+def write_listing() -> Path:
+    """Write measures/listing.json from the registry (after adding or changing a measure)."""
+    path = Path(__file__).with_name("listing.json")
+    path.write_text(json.dumps(listing(), indent=1) + "\n")
+    return path
 
 
 def selected(config: RunConfig) -> list[Measure]:

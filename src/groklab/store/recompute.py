@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 
 from groklab.config import SpecError
-from groklab.engine.checkpoint import atomic_write
 from groklab.engine.stack import Stack
+from groklab.files import atomic_write
 from groklab.measures import MEASURES
 from groklab.store.reader import ExperimentResult
 from groklab.store.writer import save_npz, write_parquet

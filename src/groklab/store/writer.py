@@ -19,9 +19,10 @@ import yaml
 from safetensors.torch import save_file
 
 from groklab.config import Experiment, SpecError, run_params
-from groklab.engine.checkpoint import DamagedCheckpoint, atomic_write, host_tag
+from groklab.engine.checkpoint import DamagedCheckpoint
 from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.result import RunResult
+from groklab.files import atomic_write, host_tag, temporary_writer
 from groklab.store.claims import STALE_SECONDS, alive
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
@@ -92,7 +93,7 @@ class ExperimentStore:
         for path in [found for pattern in patterns for found in self.root.glob(pattern)]:
             if not path.is_file() or path.is_symlink():
                 continue
-            host, pid = _writer(path)
+            host, pid = temporary_writer(path)
             if host == here and pid is not None and alive(pid):
                 continue
             if host not in (here, None) and time.time() - path.stat().st_mtime < STALE_SECONDS:
@@ -244,14 +245,6 @@ def _being_created(path: Path) -> bool:
     """What another process starting the same experiment at the same moment (a SLURM array) has made before its
     experiment.yaml is in place: the run directory, or the temporary file of the spec itself."""
     return (path.name == RUNS_DIR and path.is_dir()) or path.name.startswith(f".{SPEC_FILE}.")
-
-
-def _writer(path: Path) -> tuple[str | None, int | None]:
-    """(host, pid) of the process writing a temporary file, from its name (None, None if not in it)."""
-    parts = path.name.rsplit(".", 3)  # [.NAME, HOST, PID, random]
-    if len(parts) == 4 and parts[2].isdigit():
-        return parts[1], int(parts[2])
-    return None, None
 
 
 def _now() -> str:
