@@ -82,7 +82,7 @@ class PlainModular(torch.nn.Module):
 def plain_step_fn(spec: dict, config: RunConfig, device: str = "cpu") -> tuple[Callable[[], None], float]:
     """A plain one-model training step and the FLOPs it executes."""
     stack = Stack([("plain", config)], torch.device(device))  # borrow the data
-    x, y = stack.x_train[0], stack.y_train[0]
+    x, y = stack.runs.x_train[0], stack.runs.y_train[0]
     if spec is GROMOV:
         p, width = config.task.modulus, config.model.width
         x = torch.cat([F.one_hot(x[:, 0], p), F.one_hot(x[:, 1], p)], dim=1).float()
@@ -117,12 +117,11 @@ def engine_step_fn(config: RunConfig, k: int, device: str = "cpu") -> tuple[Call
     runs = [(f"r{i}", config.model_copy(update={"seed": i})) for i in range(k)]
     stack = Stack(runs, torch.device(device))
     counter = iter(range(10**9))
-    loss = config.train.loss
 
     def step() -> None:
-        stack.train_step(next(counter), loss)
+        stack.train_step(next(counter))
 
-    n, width = stack.x_train.shape[1], config.model.width
+    n, width = stack.runs.x_train.shape[1], config.model.width
     if config.task.name == "modular":
         flops = 6 * n * width * config.task.modulus + 2 * 2 * n * width  # W_out matmuls + gather-sum and its backward
     else:

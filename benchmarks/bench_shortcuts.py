@@ -77,9 +77,9 @@ def main() -> None:
         stack = Stack([("r0", config)], "cpu")
         forwards = variants(stack)
         with torch.no_grad():  # every variant computes the same logits (exact shortcuts)
-            reference = forwards["every position"](stack.params, stack.x_test)
+            reference = forwards["every position"](stack.params, stack.runs.x_test)
             for forward in forwards.values():
-                torch.testing.assert_close(forward(stack.params, stack.x_test), reference, rtol=1e-4, atol=1e-4)
+                torch.testing.assert_close(forward(stack.params, stack.runs.x_test), reference, rtol=1e-4, atol=1e-4)
         times: dict[str, list[float]] = {label: [] for label in forwards}
         step = iter(range(10**9))
         for _ in range(args.repeats + 1):  # the first round warms up
@@ -87,7 +87,7 @@ def main() -> None:
                 stack.model.forward = forward  # type: ignore[method-assign]
                 start = time.perf_counter()
                 for _ in range(steps):
-                    stack.train_step(next(step), config.train.loss)
+                    stack.train_step(next(step))
                 times[label].append((time.perf_counter() - start) / steps)
         base = statistics.median(times["every position"][1:])
         for label, series in times.items():

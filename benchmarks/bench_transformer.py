@@ -102,7 +102,7 @@ class PowerTransformer(nn.Module):
 
 def plain_step(name: str, stack: Stack, test_every_step: bool = False) -> Callable[[], None]:
     model = stack.model
-    tokens, labels = stack.x_train[0], stack.y_train[0]
+    tokens, labels = stack.runs.x_train[0], stack.runs.y_train[0]
     if name == "nanda-modadd":
         net: nn.Module = NandaTransformer(model.d_vocab, model.n_classes)
         batch_size = None
@@ -125,15 +125,15 @@ def plain_step(name: str, stack: Stack, test_every_step: bool = False) -> Callab
         loss.backward()
         opt.step()
         if test_every_step:  # Nanda's trainer: the test loss, every step
-            test_logits = net(stack.x_test[0])[:, -1]
-            F.cross_entropy(test_logits.to(torch.float64), stack.y_test[0]).item()
+            test_logits = net(stack.runs.x_test[0])[:, -1]
+            F.cross_entropy(test_logits.to(torch.float64), stack.runs.y_test[0]).item()
 
     return step
 
 
 def groklab_step(stack: Stack, loss: str) -> Callable[[], None]:
     counter = iter(range(10**9))
-    return lambda: stack.train_step(next(counter), loss)
+    return lambda: stack.train_step(next(counter))
 
 
 def _time(fn: Callable[[], None], steps: int) -> float:

@@ -19,7 +19,7 @@ import yaml
 
 import groklab
 from groklab.cli import main
-from groklab.engine.checkpoint import load as load_checkpoint
+from groklab.engine.checkpoint import read_header
 from groklab.store.writer import ExperimentStore
 
 SPEC = {
@@ -79,8 +79,8 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(spec: Path, tmp_path: Pat
     assert partial.meta["state"] == "interrupted" and len(partial.runs) == 3
     kept = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
     (checkpoint,) = out.glob("checkpoints/*.pt")  # the unfinished stack, saved at a step boundary before exiting
-    saved = load_checkpoint(checkpoint)
-    assert saved["loop"]["step"] > 20 and len(saved["ids"]) == 3
+    saved = read_header(checkpoint)
+    assert saved.step > 20 and len(saved.ids) == 3
     resumed = _start(spec, out, "--workers", "1")  # the same command resumes it
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr

@@ -15,8 +15,8 @@ import torch
 
 from groklab import RunConfig
 from groklab.engine import interrupt
-from groklab.engine.checkpoint import DamagedCheckpoint
-from groklab.engine.checkpoint import load as load_checkpoint
+from groklab.engine.checkpoint import Checkpoint, DamagedCheckpoint, load, read_header, save
+from groklab.engine.listener import Listener
 from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
 
@@ -66,27 +66,49 @@ def _runs(spec: dict, **train: object) -> list[tuple[str, RunConfig]]:
     return [("r0", base), ("r1", early), ("r2", base.model_copy(update={"seed": 2, "optimizer": lr}))]
 
 
-def _train(runs: list[tuple[str, RunConfig]], path: Path | None = None, stop_after: int | None = None,
-           crash_after: int | None = None, device: str = "cpu") -> list[RunResult]:  # fmt: skip
-    """Train, asking to stop (as Ctrl-C does) or crashing (as kill -9 does) after the n-th evaluation."""
-    results: list[RunResult] = []
-    evaluations = 0
+class Interrupting(Listener):
+    """Keeps the stack's checkpoints in one file (as the runner does) and its finished runs; asks to stop (as Ctrl-C
+    does) or crashes (as kill -9 does) after the n-th evaluation."""
 
-    def progress(steps: int, news: list[tuple[str, str]]) -> None:
-        nonlocal evaluations
-        evaluations += 1
-        if evaluations == stop_after:
-            interrupt.requested = signal.SIGINT
-        if evaluations == crash_after:
+    def __init__(self, path: Path | None, stop_after: int | None, crash_after: int | None) -> None:
+        self.path, self.stop_after, self.crash_after = path, stop_after, crash_after
+        self.checkpoints = path is not None
+        self.results: list[RunResult] = []
+        self.evaluations = 0
+
+    def on_checkpoint(self, checkpoint: Checkpoint, progress: list[RunResult]) -> None:
+        assert self.path is not None
+        save(self.path, checkpoint)
+        assert {r.status for r in progress} <= {"running", "interrupted"} and [
+            r.run_id for r in progress
+        ] == checkpoint.ids
+
+    def on_run_done(self, result: RunResult) -> None:
+        self.results.append(result)
+
+    def on_progress(self, steps: int, milestones: list[tuple[str, str]]) -> None:
+        self.evaluations += 1
+        if self.evaluations == self.stop_after:
+            interrupt.request(signal.SIGINT)
+        if self.evaluations == self.crash_after:
             raise RuntimeError("crash")
 
+
+def _train(runs: list[tuple[str, RunConfig]], path: Path | None = None, stop_after: int | None = None,
+           crash_after: int | None = None, device: str = "cpu") -> list[RunResult]:  # fmt: skip
+    """Train (resuming from the checkpoint at `path`, if there is one), asking to stop or crashing after the n-th
+    evaluation."""
+    listener = Interrupting(path, stop_after, crash_after)
     try:
-        train_stack(runs, device, on_run_done=results.append, on_progress=progress, checkpoint=path)
+        train_stack(runs, device, listener, resume=load(path) if path is not None and path.is_file() else None)
     except (KeyboardInterrupt, RuntimeError):
         pass
+    else:
+        if path is not None:
+            path.unlink(missing_ok=True)  # done: the runner removes it (tests/integration/test_faults.py)
     finally:
-        interrupt.requested = None
-    return results
+        interrupt.clear()
+    return listener.results
 
 
 def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> None:
@@ -122,8 +144,8 @@ def test_an_interrupted_stack_resumes_bit_identically(
         before = _train(runs, path, stop_after=stop, device=device)
         assert path.is_file(), "Ctrl-C checkpoints the stack before stopping"
         remaining = [(run_id, c) for run_id, c in runs if run_id not in {r.run_id for r in before}]
+        assert read_header(path).ids == [run_id for run_id, _ in remaining]  # the runs left in the stack
         after = _train(remaining, path, device=device)
-        assert not path.exists()  # removed once every run of the stack is finished
         _assert_identical(before + after, reference)
     if spec is PARITY_MINIBATCH:  # a run switched its weight decay (at generalizing) before the last interruption
         assert any(r.generalized_step is not None and r.generalized_step < stops[-1] * 10 for r in reference)
@@ -141,8 +163,7 @@ def test_a_crash_resumes_from_the_last_periodic_checkpoint(tmp_path: Path) -> No
     path = tmp_path / "stack.pt"
     before = _train(runs, path, crash_after=9)  # evaluations every 5 steps: crash at step 40, last save at 35
     assert path.is_file()
-    saved = load_checkpoint(path)
-    assert saved["loop"]["step"] == 35
+    assert read_header(path).step == load(path).step == 35
     remaining = [(run_id, c) for run_id, c in runs if run_id not in {r.run_id for r in before}]
     _assert_identical(before + _train(remaining, path), reference)
 
@@ -152,7 +173,7 @@ def test_a_checkpoint_of_other_runs_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "stack.pt"
     _train(runs, path, stop_after=2)
     with pytest.raises(ValueError, match="does not fit the stack"):
-        train_stack(runs[:2], checkpoint=path)
+        train_stack(runs[:2], resume=load(path))
 
 
 def test_a_damaged_checkpoint_is_detected_never_resumed_from(tmp_path: Path) -> None:
@@ -160,10 +181,15 @@ def test_a_damaged_checkpoint_is_detected_never_resumed_from(tmp_path: Path) -> 
     path = tmp_path / "stack.pt"
     _train(runs, path, stop_after=12)
     data = bytearray(path.read_bytes())
+    header = read_header(path)
     data[len(data) // 2] ^= 0xFF  # one flipped bit pattern in the payload
     path.write_bytes(bytes(data))
-    with pytest.raises(DamagedCheckpoint):
-        load_checkpoint(path)
-    path.write_bytes(bytes(data[: len(data) // 3]))  # truncated, as a full disk leaves it
-    with pytest.raises(DamagedCheckpoint):
-        load_checkpoint(path)
+    assert read_header(path) == header  # the header says whose it is without reading the payload...
+    with pytest.raises(DamagedCheckpoint, match="checksum mismatch"):
+        load(path)  # ... which is checked before it is unpickled
+    path.write_bytes(bytes(data[: len(data) // 3]))  # truncated, as a full disk leaves it: the header tells
+    with pytest.raises(DamagedCheckpoint, match="cut short"):
+        read_header(path)
+    path.write_bytes(b"PK" + bytes(data[2:]))  # not ours (a zip, as checkpoints of an older format were)
+    with pytest.raises(DamagedCheckpoint, match="not a groklab checkpoint"):
+        read_header(path)

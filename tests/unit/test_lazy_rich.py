@@ -40,7 +40,7 @@ def test_paired_init_starts_at_zero_and_r2_is_the_accuracy() -> None:
     for depth in (1, 2):
         stack = Stack([("r", _config(depth=depth, bias=True))])
         # neuron j + N/2 cancels neuron j, to rounding (the matmul adds the pairs in an order of its own)
-        assert stack.forward(stack.x_test).abs().max() < 1e-14
+        assert stack.forward(stack.runs.x_test).abs().max() < 1e-14
     (run,) = train_stack([("r", _config())])
     data = make_data(_config().task, 0)
     variance = float(data.y_test.double().var(unbiased=False))
@@ -84,7 +84,7 @@ def test_output_scale_divides_every_param_group_lr_and_mean_field_is_kumars_netw
         w_out[half:], -w_out[:half]
     )
     assert float(w_in[:, :half].var()) == pytest.approx(1 / 8, rel=0.05)
-    x = stack.x_train[0, :3]
+    x = stack.runs.x_train[0, :3]
     h = x @ w_in
     by_hand = 2.0 * (h + 0.01 * h**2) @ w_out
     torch.testing.assert_close(stack.forward(x[None])[0], by_hand, rtol=1e-9, atol=1e-12)
@@ -97,7 +97,7 @@ def test_the_empirical_ntk_is_the_jacobian_gram_matrix() -> None:
     config = _config(output_scale=2.0)
     stack = Stack([("r", config)])
     probe = stack.probe(0)
-    x = stack.x_train[0, :5]
+    x = stack.runs.x_train[0, :5]
     kernel = empirical_ntk(probe, probe.params, x[None])[0]
     # by hand: the Jacobian of each output through torch.autograd.functional, on the flattened parameters
     names = list(probe.params)
@@ -114,7 +114,7 @@ def test_the_empirical_ntk_is_the_jacobian_gram_matrix() -> None:
 
     jacobian = torch.autograd.functional.jacobian(outputs, flat)
     torch.testing.assert_close(kernel, jacobian @ jacobian.T)
-    assert float(centered_alignment(kernel, stack.y_train[0, :5])) <= 1.0 + 1e-12
+    assert float(centered_alignment(kernel, stack.runs.y_train[0, :5])) <= 1.0 + 1e-12
 
 
 def test_the_ntk_measure_of_a_stack_equals_each_run_alone() -> None:

@@ -67,12 +67,12 @@ def test_a_task_without_test_pairs_is_refused() -> None:
 
 def test_templates_loss_is_the_papers_mse_and_the_prediction_the_nearest_template() -> None:
     stack = Stack([("a", toy()), ("b", toy(seed=1))])
-    logits, cache = stack.model.run_with_cache(stack.params, stack.x_train, buffers=stack.buffers)
-    out, templates = cache["hook_output"], stack.buffers["T_labels"]  # (run, n, 30), (run, 19, 30)
+    logits, cache = stack.model.run_with_cache(stack.params, stack.runs.x_train, buffers=stack.runs.buffers)
+    out, templates = cache["hook_output"], stack.runs.buffers["T_labels"]  # (run, n, 30), (run, 19, 30)
     for run in range(2):  # toy/train_add.py: torch.mean((outputs - labels) ** 2); argmin of the distances
-        labels = templates[run][stack.y_train[run]]
+        labels = templates[run][stack.runs.y_train[run]]
         expected = ((out[run] - labels) ** 2).mean()
-        torch.testing.assert_close(per_run_loss(logits, stack.y_train, "template_mse")[run], expected)
+        torch.testing.assert_close(per_run_loss(logits, stack.runs.y_train, "template_mse")[run], expected)
         nearest = ((out[run][:, None] - templates[run][None]) ** 2).sum(-1).argmin(-1)
         assert torch.equal(logits[run].argmax(-1), nearest)
     assert not torch.equal(templates[0], templates[1])  # each seed draws its own templates

@@ -41,7 +41,7 @@ def test_the_measure_is_devinterps_estimate_on_the_runs_module() -> None:
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generators are left as they were
     assert (np.random.get_state()[1] == numpy_state).all()
     seed = derive_seed(3, "llc", 20) % 2**31
-    data = TensorDataset(stack.x_train[0], stack.y_train[0])
+    data = TensorDataset(stack.runs.x_train[0], stack.runs.y_train[0])
     loader = DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(seed))
     direct = estimate_learning_coeff_with_summary(
         reference_model(stack.model, probe.params, 0, probe.buffers), loader=loader, evaluate=evaluate_ce,

@@ -134,7 +134,7 @@ def test_every_measure_stacked_equals_per_run(case: str) -> None:
     runs = [(f"r{seed}", config.model_copy(update={"seed": seed})) for seed in (0, 1, 2)]
     stack = Stack(runs, torch.device("cpu"))
     for step in range(5):
-        stack.train_step(step, config.train.loss)
+        stack.train_step(step)
     measures = [m for m in selected(config) if m.when == "eval"]
     together = {k: v for m in measures for k, v in m.fn(stack.probe(5)).items()}
     assert {"neuron_ipr_mean", "embedding_gini", "large_neurons", "init_distance"} <= set(together)
@@ -177,7 +177,7 @@ def test_corruption_accuracy_of_a_constant_predictor() -> None:
     with torch.no_grad():
         stack.params["W_out"].zero_()  # every logit 0: argmax predicts class 0 everywhere
     values = MEASURES["corruption_accuracy"].fn(stack.probe(0))
-    data = stack.data[0]
+    data = stack.runs.data[0]
     corrupted, given, true = data.corrupted, data.y_train, data.y_train_clean
     assert values["clean_acc"].item() == pytest.approx((given[~corrupted] == 0).double().mean().item())
     assert values["corrupted_acc"].item() == pytest.approx((given[corrupted] == 0).double().mean().item())
@@ -244,7 +244,7 @@ def test_update_norm_is_the_size_of_the_next_step() -> None:
     sizes = []
     for step in range(3):
         before = {n: p.detach().clone() for n, p in stack.params.items()}
-        stack.train_step(step, config.train.loss)
+        stack.train_step(step)
         sizes.append(math.sqrt(sum((stack.params[n].detach() - before[n]).square().sum().item() for n in before)))
     assert result.metrics["update_norm"][:3] == pytest.approx(sizes, rel=1e-5)
     assert math.isnan(result.metrics["update_norm"][3])  # the last evaluation has no next step

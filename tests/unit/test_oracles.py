@@ -129,18 +129,18 @@ def _trained_stack(task: dict, model: dict) -> Stack:
     second = first.model_copy(update={"seed": 1, "optimizer": first.optimizer.model_copy(update={"lr": 0.02})})
     stack = Stack([("a", first), ("b", second)], torch.device("cpu"))
     for step in range(4):
-        stack.train_step(step, first.loss_kind)
+        stack.train_step(step)
     return stack
 
 
 def _assert_model_equals_oracles(stack: Stack, forward: object) -> None:
     """forward(params, x) (logits of the stack) and its gradients equal each run's oracle."""
     params = {n: p.detach().clone().requires_grad_() for n, p in stack.params.items()}
-    x, y = stack.x_train, stack.y_train
+    x, y = stack.runs.x_train, stack.runs.y_train
     logits = forward(params, x)  # type: ignore[operator]
     grads = torch.autograd.grad(per_run_loss(logits, y, "cross_entropy").sum(), list(params.values()))
     for run in range(2):
-        oracle = reference_model(stack.model, params, run, stack.buffers)
+        oracle = reference_model(stack.model, params, run, stack.runs.buffers)
         expected = oracle(x[run])
         torch.testing.assert_close(logits[run], expected, rtol=1e-5, atol=1e-5)
         F.cross_entropy(expected, y[run]).backward()
@@ -168,19 +168,19 @@ def test_mlp_equals_its_oracle(case: str) -> None:
     assert isinstance(stack.model, MLP)
 
     def evaluate(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:  # BatchNorm: running stats
-        return stack.model.forward(params, x, buffers=stack.buffers)
+        return stack.model.forward(params, x, buffers=stack.runs.buffers)
 
     _assert_model_equals_oracles(stack, evaluate)
 
 
 def test_mlp_hook_points_read_and_replace_activations() -> None:
     stack = _trained_stack(MODULAR, {"name": "mlp", "width": 24, "depth": 2, "batchnorm": True})
-    model, params, x = stack.model, stack.params, stack.x_test
-    logits, cache = model.run_with_cache(params, x, buffers=stack.buffers)
+    model, params, x = stack.model, stack.params, stack.runs.x_test
+    logits, cache = model.run_with_cache(params, x, buffers=stack.runs.buffers)
     assert list(cache) == model.hook_names()
     W_in, b_in, p = params["W_in"].detach(), params["b_in"].detach(), model.vocab
     for run in range(2):  # one-hot (a, b) @ W_in + b_in == W_in[a] + W_in[p + b] + b_in
         expected = W_in[run, x[run, :, 0]] + W_in[run, p + x[run, :, 1]] + b_in[run]
         torch.testing.assert_close(cache["blocks.0.mlp.hook_pre"][run], expected)
-    ablated = model.forward(params, x, {model.readout_input: torch.zeros_like}, buffers=stack.buffers)
+    ablated = model.forward(params, x, {model.readout_input: torch.zeros_like}, buffers=stack.runs.buffers)
     torch.testing.assert_close(ablated, params["b_out"][:, None].expand_as(logits))  # nothing reaches the readout

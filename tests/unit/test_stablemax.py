@@ -101,9 +101,9 @@ def test_the_collapse_measures_on_a_stack_with_large_logits() -> None:
         }
     )
     stack = Stack([("a", config), ("b", config.model_copy(update={"seed": 1}))])
-    stack.evaluate(config.loss_kind)
+    stack.evaluate()
     out = MEASURES["softmax_collapse"].fn(stack.probe(step=0))
-    logits, y = stack.eval_logits[0], stack.y_train
+    logits, y = stack.eval_logits[0], stack.runs.y_train
     for run in range(2):
         z = logits[run]
         collapsed = [(torch.exp(row - row.max()).sum() == 1).item() for row in z]

@@ -66,15 +66,15 @@ def _config(model: dict, **train: object) -> RunConfig:
 def test_shortcuts_equal_the_full_computation(name: str) -> None:
     stack = Stack([("a", _config(MODELS[name]))], torch.device("cpu"))
     for step in range(5):  # train a little so the weights are not at init
-        stack.train_step(step, "cross_entropy")
-    fast = stack.model.forward(stack.params, stack.x_test)  # token table + last position only
-    full, cache = stack.model.run_with_cache(stack.params, stack.x_test)  # every position, no table
+        stack.train_step(step)
+    fast = stack.model.forward(stack.params, stack.runs.x_test)  # token table + last position only
+    full, cache = stack.model.run_with_cache(stack.params, stack.runs.x_test)  # every position, no table
     torch.testing.assert_close(fast, full, rtol=1e-10, atol=1e-10)
     assert set(cache) == set(stack.model.hook_names())
     n_ctx = stack.model.n_ctx
     assert cache["blocks.0.attn.hook_pattern"].shape == (
         1,
-        stack.x_test.shape[1],
+        stack.runs.x_test.shape[1],
         stack.model.config.n_heads,
         n_ctx,
         n_ctx,
@@ -83,7 +83,7 @@ def test_shortcuts_equal_the_full_computation(name: str) -> None:
 
 def test_causal_pattern_never_looks_ahead() -> None:
     stack = Stack([("a", _config(MODELS["nanda"]))], torch.device("cpu"))
-    _, cache = stack.model.run_with_cache(stack.params, stack.x_test)
+    _, cache = stack.model.run_with_cache(stack.params, stack.runs.x_test)
     pattern = cache["blocks.0.attn.hook_pattern"][0]  # (batch, head, q, k)
     assert torch.all(pattern.triu(diagonal=1) == 0)
     torch.testing.assert_close(pattern.sum(-1), torch.ones_like(pattern.sum(-1)))
@@ -91,7 +91,7 @@ def test_causal_pattern_never_looks_ahead() -> None:
 
 def test_hooks_can_ablate_activations() -> None:
     stack = Stack([("a", _config(MODELS["nanda"]))], torch.device("cpu"))
-    params, x = stack.params, stack.x_test
+    params, x = stack.params, stack.runs.x_test
     clean = stack.model.forward(params, x)
     ablated = stack.model.forward(params, x, hooks={"blocks.0.hook_mlp_out": torch.zeros_like})
     assert not torch.allclose(clean, ablated)

@@ -370,6 +370,10 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+Runs = list[tuple[str, RunConfig]]
+"""(run id, config) pairs: the runs of one stack, in stack order, or of a whole experiment."""
+
+
 def run_params(run: RunConfig) -> dict[str, Any]:
     """Every resolved parameter of a run as dotted key -> value (seed included; variant when it has one)."""
     return flatten(run.model_dump(mode="json", exclude={"variant"} if not run.variant else None))

@@ -1,111 +1,107 @@
-"""A stack's checkpoint: everything its training needs to continue bit-identically — parameters and
-BatchNorm statistics, optimizer moments and (switched) hyperparameters, every per-run generator (batch
-order, dropout masks), the epoch's permutation, the recorder's history, each run's events, the step and
-the evaluation schedule. Written atomically; read with weights_only=True (tensors and plain containers)."""
+"""A stack's checkpoint: everything its training needs to continue bit-identically — the state_dicts of the Stack
+(parameters, optimizer, generators, ...), the Recorder and each run's Milestones, and the loop's own state — in one
+file with a header that says whose it is without reading the rest:
+
+    groklab-checkpoint 1
+    {"ids": ["run-0000", ...], "step": 1200, "bytes": 81234, "sha256": "..."}    the header, one line of JSON
+    <bytes bytes>                                                                  torch.save of the state
+
+Deciding which stack a checkpoint belongs to (and whether it is whole: its length) reads the header only; resuming
+reads the payload once, checks its SHA-256 and loads it with weights_only=True (tensors and plain containers).
+Written atomically (groklab.files)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from groklab.engine.events import RunEvents
-from groklab.engine.recorder import Recorder
-from groklab.engine.stack import Stack
 from groklab.files import atomic_write
 
-
-def stack_state(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], loop: dict[str, Any]) -> dict:
-    """The state of a stack between two steps, as tensors and plain containers."""
-    live = set(stack.ids)  # runs that left the stack are on disk already
-    return {
-        "ids": list(stack.ids),
-        "params": {n: p.detach().clone() for n, p in stack.params.items()},
-        "init_params": dict(stack.init_params),
-        "buffers": dict(stack.buffers),
-        "optimizer": stack.optimizer.state_dict(),
-        "batch_generators": [g.get_state() for g in stack.batch_generators],
-        "train_generators": [g.get_state() for g in stack.train_generators or []],
-        "order": stack.order,
-        "cursor": stack.cursor,
-        "kept": stack.kept,
-        "shrunk_at": list(stack.shrunk_at),
-        "recorder": {
-            "history": {run: h for run, h in recorder.history.items() if run in live},
-            "series": {
-                run: {
-                    name: [(step, torch.from_numpy(array)) for step, array in points] for name, points in named.items()
-                }
-                for run, named in recorder.series.items()
-                if run in live
-            },
-            "columns": recorder.columns,
-            "evaluations": recorder.evaluations,
-            "snapshots": {run: steps for run, steps in recorder.snapshots.items() if run in live},
-        },
-        "events": {run_id: vars(e) for run_id, e in events.items() if run_id in live},
-        "loop": loop,
-    }
-
-
-def restore(stack: Stack, recorder: Recorder, events: dict[str, RunEvents], state: dict) -> dict[str, Any]:
-    """Put a saved state into a freshly built stack of the same runs; returns the loop's own state."""
-    if state["ids"] != stack.ids:
-        raise ValueError(f"checkpoint of runs {state['ids']} does not fit the stack {stack.ids}")
-    stack.params = {n: p.requires_grad_() for n, p in stack.model.layout(state["params"]).items()}
-    stack.init_params, stack.buffers = state["init_params"], state["buffers"]
-    stack.optimizer.load_state_dict(state["optimizer"])
-    for generator, saved in zip(stack.batch_generators, state["batch_generators"]):
-        generator.set_state(saved)
-    for generator, saved in zip(stack.train_generators or [], state["train_generators"]):
-        generator.set_state(saved)
-    stack.order, stack.cursor = state["order"], state["cursor"]
-    stack.kept, stack.shrunk_at = state.get("kept"), state.get("shrunk_at", [None] * len(stack.ids))
-    saved = state["recorder"]
-    recorder.history.update(saved["history"])
-    recorder.columns, recorder.evaluations = saved["columns"], saved["evaluations"]
-    recorder.snapshots.update(saved.get("snapshots", {}))  # a checkpoint from before checkpoint_steps has none
-    recorder.series.update(
-        {
-            run: {name: [(step, array.numpy()) for step, array in points] for name, points in named.items()}
-            for run, named in saved["series"].items()
-        }
-    )
-    for run_id, fields in state["events"].items():
-        vars(events[run_id]).update(fields)
-    return state["loop"]
+MAGIC = b"groklab-checkpoint 1\n"
+HEADER_BYTES = 1 << 20
+"""The longest header read (a stack of 16k runs' ids); a longer first line is not a checkpoint of ours."""
 
 
 class DamagedCheckpoint(ValueError):
-    """A checkpoint that cannot be read or whose checksum does not match: never resumed from."""
+    """A checkpoint that cannot be read, is cut short, or whose checksum does not match: never resumed from."""
 
 
-def save(path: Path, state: dict) -> None:
-    """Write a checkpoint atomically (a temporary file renamed over the previous one), with the SHA-256 of
-    its payload inside, so that a truncated or altered file is detected instead of resumed from."""
+@dataclass(frozen=True)
+class Header:
+    """Whose checkpoint it is, and how to tell that its payload is whole."""
+
+    ids: list[str]
+    """The runs of the stack, in stack order."""
+    step: int
+    """The step training continues at."""
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Checkpoint:
+    """The runs of a stack, the step their training continues at, and the state it continues from."""
+
+    ids: list[str]
+    step: int
+    state: dict[str, Any]
+    """{"stack": Stack.state_dict(), "recorder": Recorder.state_dict(), "milestones": {run id: Milestones
+    .state_dict()}, "loop": the loop's LoopState}."""
+
+
+def save(path: Path, checkpoint: Checkpoint) -> None:
+    """Write a checkpoint atomically (a temporary file renamed over the previous one)."""
     payload = io.BytesIO()
-    torch.save(state, payload)
+    torch.save(checkpoint.state, payload)
     data = payload.getvalue()
-    wrapped = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
-    }
+    header = Header(list(checkpoint.ids), checkpoint.step, len(data), hashlib.sha256(data).hexdigest())
+    line = json.dumps(vars(header)).encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: torch.save(wrapped, tmp))
+    atomic_write(path, lambda tmp: tmp.write_bytes(MAGIC + line + data))
 
 
-def load(path: Path) -> dict:
-    """Read a checkpoint (tensors and plain containers only), or raise DamagedCheckpoint."""
+def read_header(path: Path) -> Header:
+    """The header of a checkpoint, or DamagedCheckpoint (not ours, or cut short: its length tells)."""
     try:
-        wrapped = torch.load(path, weights_only=True)
-        data = wrapped["payload"].numpy().tobytes()
-        if hashlib.sha256(data).hexdigest() != wrapped["sha256"]:
-            raise DamagedCheckpoint(f"{path}: checksum mismatch")
-        return torch.load(io.BytesIO(data), weights_only=True)
+        with open(path, "rb") as handle:
+            if handle.read(len(MAGIC)) != MAGIC:
+                raise DamagedCheckpoint(f"{path}: cannot be read (not a groklab checkpoint, or one of an older format)")
+            line = handle.readline(HEADER_BYTES)
+            fields = json.loads(line)
+            header = Header(
+                ids=[str(i) for i in fields["ids"]],
+                step=int(fields["step"]),
+                bytes=int(fields["bytes"]),
+                sha256=str(fields["sha256"]),
+            )
+            size = handle.seek(0, io.SEEK_END)
     except DamagedCheckpoint:
         raise
-    except Exception as error:  # truncated, not a zip, not ours: all mean "do not resume from it"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DamagedCheckpoint(f"{path}: cannot be read ({type(error).__name__})") from None
+    if size != len(MAGIC) + len(line) + header.bytes:
+        written = len(MAGIC) + len(line) + header.bytes
+        raise DamagedCheckpoint(f"{path}: cannot be read (cut short: {size} of the {written} bytes written)")
+    return header
+
+
+def load(path: Path) -> Checkpoint:
+    """A checkpoint (its state: tensors and plain containers only), or DamagedCheckpoint."""
+    header = read_header(path)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(-header.bytes, io.SEEK_END)
+            data = handle.read()
+        if hashlib.sha256(data).hexdigest() != header.sha256:
+            raise DamagedCheckpoint(f"{path}: cannot be read (checksum mismatch)")
+        return Checkpoint(header.ids, header.step, torch.load(io.BytesIO(data), weights_only=True))
+    except DamagedCheckpoint:
+        raise
+    except Exception as error:  # removed meanwhile, not a torch file: all mean "do not resume from it"
         raise DamagedCheckpoint(f"{path}: cannot be read ({type(error).__name__})") from None

@@ -15,7 +15,8 @@ class Terminated(KeyboardInterrupt):
 
 
 requested: int | None = None
-"""The signal that asked training to stop, if any (read by the loop before each step)."""
+"""The signal that asked training to stop, if any (read by the loop before each step; written only here:
+request and clear)."""
 
 
 def stop_now() -> None:
@@ -31,15 +32,20 @@ def request(signum: int) -> None:
     requested = signum
 
 
+def clear() -> None:
+    """Forget a request (the stop it asked for is done)."""
+    global requested
+    requested = None
+
+
 @contextmanager
 def at_step_boundaries() -> Iterator[None]:
     """While training, SIGINT and SIGTERM stop at the next step boundary. Only in the main thread (signal
     handlers live there); elsewhere, a notebook kernel's thread for instance, nothing changes."""
-    global requested
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    requested = None
+    clear()
     # A signal this process was told to ignore (a background job's SIGINT) stays ignored.
     handled = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
     previous = {s: signal.signal(s, lambda signum, frame: request(signum)) for s in handled}
@@ -48,4 +54,4 @@ def at_step_boundaries() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        requested = None
+        clear()

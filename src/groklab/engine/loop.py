@@ -4,36 +4,129 @@
 
 Runs leave the stack when they finish (budget reached, stopped after generalizing, diverged): their
 rows are cut out of the parameters, optimizer state and data, so the others go on at full speed.
-A finished run is handed to `on_run_done` at once, so it is on disk before the stack ends.
+A finished run is handed to the listener at once, so it is on disk before the stack ends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from groklab.config import RunConfig, checkpoint_schedule, run_params
 from groklab.engine import interrupt
-from groklab.engine.checkpoint import load as load_checkpoint
-from groklab.engine.checkpoint import restore, stack_state
-from groklab.engine.checkpoint import save as save_checkpoint
-from groklab.engine.events import RunEvents
+from groklab.engine.checkpoint import Checkpoint
+from groklab.engine.listener import Listener
+from groklab.engine.milestones import Milestones
 from groklab.engine.recorder import Recorder
 from groklab.engine.result import RunResult
 from groklab.engine.stack import Stack
 
-ProgressFn = Callable[[int, list[tuple[str, str]]], None]
-"""on_progress(run_steps_done_since_last_call, [(run_id, event), ...])."""
-EvaluationFn = Callable[[str, int, dict[str, float], list[str]], None]
-"""on_evaluation(run_id, step, {metric or scalar measure: value at this step}, [events at this step])."""
+CHECKPOINT_SECONDS = 300.0
+"""Wall time between two checkpoints of a stack when train.checkpoint_every is null (~5 minutes)."""
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands between two steps (a checkpoint keeps it)."""
+
+    step: int
+    """The next step to train."""
+    schedule: list[int]
+    """The evaluations still ahead (eval_steps)."""
+    last_eval: int = 0
+    """The step of the last evaluation (progress counts run-steps from it)."""
+    elapsed: float = 0.0
+    """Seconds spent training the stack before this step, earlier sessions included."""
+
+
+def train_stack(
+    runs: list[tuple[str, RunConfig]],
+    device: str | torch.device = "cpu",
+    listener: Listener | None = None,
+    resume: Checkpoint | None = None,
+) -> list[RunResult]:
+    """Train runs (run_id, config) that share a stack key in lockstep; return their results.
+
+    The listener hears the stack start, every evaluation, each run as it finishes, the run-steps done, and —
+    if it keeps checkpoints — the stack's state every train.checkpoint_every steps (or ~5 minutes) and before
+    stopping when interrupt.requested is set (Ctrl-C, SIGTERM). `resume` continues from such a checkpoint.
+    """
+    listener = listener or Listener()
+    stack = Stack(runs, torch.device(device))
+    first = stack.runs.configs[0]
+    recorder = Recorder(stack.runs.ids, first)
+    milestones = {run_id: Milestones.of(config) for run_id, config in runs}
+    interventions = Interventions(runs)
+    state = LoopState(step=0, schedule=eval_steps(first, [c.train.steps for c in stack.runs.configs]))
+    if resume is not None:
+        state = resume_from(resume, stack, recorder, milestones)
+        listener.on_progress(len(stack.runs.ids) * state.step, [])  # the steps the checkpoint saved count as done
+    clock = Clock(first.train.checkpoint_every, state.elapsed)
+    trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device)}
+    listener.on_start(_progress(stack, state.step, milestones, recorder, clock.elapsed(), "running", trained_by))
+    results: list[RunResult] = []
+    start = state.step
+    for step in range(start, state.schedule[-1] + 1):
+        # Checkpoint on schedule, and before stopping when a stop was asked for (never half an update).
+        stopping = interrupt.requested is not None
+        if listener.checkpoints and step > start and (clock.due(step) or stopping):
+            state.step, state.elapsed = step, clock.elapsed()
+            status = "interrupted" if stopping else "running"
+            progress = _progress(stack, step, milestones, recorder, state.elapsed, status, trained_by)
+            listener.on_checkpoint(checkpoint_of(state, stack, recorder, milestones), progress)
+            clock.saved()
+        if stopping:
+            interrupt.stop_now()
+
+        # Evaluate on schedule: metrics and measures of every run, then its milestones.
+        evaluated = step == state.schedule[0]
+        reached: list[tuple[str, str]] = []
+        if evaluated:
+            state.schedule.pop(0)
+            rows = recorder.record(stack, step, stack.evaluate())
+            for run_id, row in zip(stack.runs.ids, rows):
+                reached += [(run_id, m) for m in milestones[run_id].observe(step, *(row[k] for k in OBSERVED))]
+            for run_id in stack.runs.ids:
+                history = recorder.history[run_id]
+                metrics = {k: v[-1] for k, v in history.items() if k != "step" and v and not math.isnan(v[-1])}
+                listener.on_evaluation(run_id, step, metrics, [m for r, m in reached if r == run_id])
+
+        # Interventions: hyperparameter switches and shrinking training sets, at milestones or at a step.
+        interventions.apply(stack, step, reached, milestones)
+
+        # Runs that are done leave the stack, handed over at once (a run that stops early counts its unused budget).
+        if evaluated:
+            done = [milestones[run_id].status is not None for run_id in stack.runs.ids]
+            unused = sum(c.train.steps - step for c, d in zip(stack.runs.configs, done) if d)
+            listener.on_progress(len(stack.runs.ids) * (step - state.last_eval) + unused, reached)
+            state.last_eval = step
+            for i in (i for i, d in enumerate(done) if d):
+                results.append(_result(stack, i, step, milestones, recorder, clock.elapsed(), trained_by))
+                listener.on_run_done(results[-1])
+            if all(done):
+                break
+            if any(done):
+                stack.select([not d for d in done])
+
+        # One step of every run (the one after an evaluation also measures its update, for update_norm).
+        measure_update = evaluated and recorder.measures_updates
+        stack.train_step(step, measure_update)
+        if measure_update:
+            recorder.record_update(stack)
+    return results
+
+
+OBSERVED = ("train_loss", "train_acc", "test_loss", "test_acc")
+"""The metrics milestones read, in Milestones.observe's order."""
+FINAL = ("train_acc", "test_acc", "train_loss", "test_loss")
+"""The metrics of a run's summary row (its last evaluation)."""
 
 
 def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
@@ -49,193 +142,157 @@ def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
     return sorted(set(schedule) | {0} | set(budgets) | extra)
 
 
-CHECKPOINT_SECONDS = 300.0
-"""Wall time between two checkpoints of a stack when train.checkpoint_every is null (~5 minutes)."""
+class Clock:
+    """The stack's wall time (earlier sessions included) and when its next checkpoint is due."""
 
-FAULT_VARIABLE = "GROKLAB_FAULT"
-"""A test hook: RUN_ID@STEP in the environment makes the stack holding RUN_ID raise at STEP, as a bug or a
-device error would (tests/integration/test_faults.py). Unset, it costs one dictionary lookup per stack."""
+    def __init__(self, every: int | None, elapsed: float) -> None:
+        self.every = every
+        self.started = time.perf_counter() - elapsed
+        self.last_save = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def due(self, step: int) -> bool:
+        """Every `every` steps, or CHECKPOINT_SECONDS after the last save when `every` is None."""
+        if self.every is not None:
+            return step % self.every == 0
+        return time.perf_counter() - self.last_save >= CHECKPOINT_SECONDS
+
+    def saved(self) -> None:
+        self.last_save = time.perf_counter()
 
 
-def train_stack(
-    runs: list[tuple[str, RunConfig]],
-    device: str | torch.device = "cpu",
-    on_run_done: Callable[[RunResult], None] | None = None,
-    on_progress: ProgressFn | None = None,
-    checkpoint: Path | None = None,
-    on_save: Callable[[list[RunResult]], None] | None = None,
-    on_evaluation: EvaluationFn | None = None,
-) -> list[RunResult]:
-    """Train runs (run_id, config) that share a stack key in lockstep; return their results.
+class Interventions:
+    """What changes a run while it trains, read once from the configs: optimizer.on_memorized / on_generalized
+    switch its hyperparameters at that milestone; task.on_generalized shrinks its training set when it generalizes
+    or at task.shrink_step (Varma et al.'s ungrokking)."""
 
-    With a `checkpoint` path the stack resumes from it if it exists, saves to it every
-    train.checkpoint_every steps (or ~5 minutes), and before stopping when interrupt.requested is set
-    (Ctrl-C, SIGTERM); the file is removed when the stack is done. `on_save` receives the unfinished runs'
-    progress (status running, or interrupted; their curves so far, no weights) when the stack starts and
-    after each checkpoint. `on_evaluation` hears every run's metrics and events at each evaluation (trackers).
-    """
-    stack = Stack(runs, torch.device(device))
-    trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device)}
-    fault = _fault(stack.ids)
-    first = stack.configs[0]
-    loss_kind = first.loss_kind
-    events = {
-        run_id: RunEvents(
-            c.train.steps, c.train.stop_after_generalized, c.train.stop_when_settled, c.train.settle_tolerance
-        )
-        for run_id, c in runs
-    }
-    recorder = Recorder([run_id for run_id, _ in runs], first)
-    shrinks = {run_id: _shrinks_at(c) for run_id, c in runs if _shrinks_at(c) is not None}
-    shrink_steps: dict[int, list[str]] = {}
-    for run_id, when in shrinks.items():
-        if isinstance(when, int):
-            shrink_steps.setdefault(when, []).append(run_id)
-    results: list[RunResult] = []
-    schedule = eval_steps(first, [c.train.steps for c in stack.configs])
-    loop: dict[str, Any] = {"step": 0, "schedule": schedule, "last_eval": 0, "elapsed": 0.0}
-    if checkpoint is not None and checkpoint.is_file():
-        loop = restore(stack, recorder, events, load_checkpoint(checkpoint))
-        if on_progress is not None:  # the steps the checkpoint saved count as done
-            on_progress(len(stack.ids) * loop["step"], [])
-    schedule, last_eval = loop["schedule"], loop["last_eval"]
-    saved_at = time.perf_counter()
-    started = saved_at - loop["elapsed"]  # a resumed stack's runs count the time of earlier sessions
-    every = first.train.checkpoint_every
+    def __init__(self, runs: list[tuple[str, RunConfig]]) -> None:
+        self.switches = {(run_id, milestone): values for run_id, config in runs
+                         for milestone in ("memorized", "generalized")
+                         if (values := getattr(config.optimizer, f"on_{milestone}", None))}  # fmt: skip
+        shrinking = [(run_id, config.task) for run_id, config in runs if shrinks(config)]
+        at_step = {run_id: getattr(task, "shrink_step", None) for run_id, task in shrinking}
+        self.shrink_at_milestone = {run_id for run_id, step in at_step.items() if step is None}
+        self.shrink_at_step = {run_id: step for run_id, step in at_step.items() if step is not None}
 
-    def progress(step: int, status: str) -> None:
-        if on_save is not None:
-            snapshots = [
-                _snapshot(stack, i, step, events[r], recorder, started, status) for i, r in enumerate(stack.ids)
-            ]
-            for snapshot in snapshots:
-                snapshot.trained_by = trained_by
-            on_save(snapshots)
-
-    progress(loop["step"], "running")
-    for step in range(loop["step"], schedule[-1] + 1):
-        if checkpoint is not None and step > loop["step"]:
-            now = time.perf_counter()
-            due = step % every == 0 if every is not None else now - saved_at >= CHECKPOINT_SECONDS
-            if due or interrupt.requested is not None:
-                state = {"step": step, "schedule": schedule, "last_eval": last_eval, "elapsed": now - started}
-                save_checkpoint(checkpoint, stack_state(stack, recorder, events, state))
-                saved_at = now
-                progress(step, "running" if interrupt.requested is None else "interrupted")
-        if interrupt.requested is not None:
-            interrupt.stop_now()
-        if step == fault.get("step"):
-            raise RuntimeError(f"injected fault ({FAULT_VARIABLE}) in {fault['run']} at step {step}")
-        evaluated = step == schedule[0]
-        if evaluated:
-            schedule.pop(0)
-            rows = recorder.record(stack, step, stack.evaluate(loss_kind))
-            news = [(r, e) for r, row in zip(stack.ids, rows) for e in events[r].observe(step, **_acc_loss(row))]
-            for run_id, event in news:  # event-triggered switches (optimizer.on_*, task.on_generalized)
-                i = stack.ids.index(run_id)
-                switch = getattr(stack.configs[i].optimizer, f"on_{event}", None)
-                if switch:
-                    stack.optimizer.switch(i, switch)
-                if event == "generalized" and shrinks.get(run_id) == "generalized":
+    def apply(self, stack: Stack, step: int, reached: list[tuple[str, str]], milestones: dict[str, Milestones]) -> None:
+        """Apply what the milestones reached at this step, and the shrinks due at it, before the step is trained."""
+        for run_id, milestone in reached:
+            i = stack.runs.ids.index(run_id)
+            if (run_id, milestone) in self.switches:
+                stack.optimizer.switch(i, self.switches[run_id, milestone])
+            if milestone == "generalized" and run_id in self.shrink_at_milestone:
+                stack.shrink(i, step)
+        for run_id, at in self.shrink_at_step.items():
+            if at == step and run_id in stack.runs.ids and milestones[run_id].status is None:
+                i = stack.runs.ids.index(run_id)
+                if stack.runs.shrunk_at[i] is None:
                     stack.shrink(i, step)
-            if on_evaluation is not None:  # trackers, users' callbacks: every run's row, with its measures
-                for run_id in stack.ids:
-                    row = {k: v[-1] for k, v in recorder.history[run_id].items() if k != "step" and v}
-                    happened = [event for r, event in news if r == run_id]
-                    on_evaluation(run_id, step, {k: v for k, v in row.items() if not math.isnan(v)}, happened)
-            done = [events[run_id].status is not None for run_id in stack.ids]
-            if on_progress is not None:
-                # Runs that stop early count their unused budget as done, so the bar ends full.
-                skipped = sum(c.train.steps - step for c, d in zip(stack.configs, done) if d)
-                on_progress(len(stack.ids) * (step - last_eval) + skipped, news)
-            last_eval = step
-            if any(done):
-                for i, run_id in enumerate(stack.ids):
-                    if done[i]:
-                        result = _result(stack, i, step, events[run_id], recorder, started)
-                        result.trained_by = trained_by
-                        results.append(result)
-                        if on_run_done is not None:
-                            on_run_done(result)
-                if all(done):
-                    break
-                stack.select([not d for d in done])
-        for run_id in shrink_steps.get(step, []):
-            if run_id in stack.ids and stack.shrunk_at[stack.ids.index(run_id)] is None:
-                stack.shrink(stack.ids.index(run_id), step)
-        recorder.before_step(stack, evaluated)
-        stack.train_step(step, loss_kind)
-        recorder.after_step(stack)
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)  # every run of the stack is finished and handed over
-    return results
 
 
-def _shrinks_at(config: RunConfig) -> int | str | None:
-    """When a run's training set shrinks (task.on_generalized): at a step, at "generalized", or never (None)."""
-    task = config.task
-    if getattr(task, "kept_fraction", None) is None:
-        return None
-    return task.shrink_step if task.shrink_step is not None else "generalized"  # type: ignore[union-attr]
+def shrinks(config: RunConfig) -> bool:
+    """Whether a run's training set shrinks while it trains (task.on_generalized)."""
+    return getattr(config.task, "kept_fraction", None) is not None
 
 
-def _fault(run_ids: list[str]) -> dict[str, object]:
-    """The injected fault (FAULT_VARIABLE) that concerns this stack: {run, step}, or {}."""
-    run, _, step = os.environ.get(FAULT_VARIABLE, "").partition("@")
-    return {"run": run, "step": int(step)} if run in run_ids and step.isdigit() else {}
-
-
-def _snapshot(
-    stack: Stack, i: int, step: int, events: RunEvents, recorder: Recorder, started: float, status: str
-) -> RunResult:
-    """An unfinished run's progress: its curves so far and its latest accuracies (no weights, no measures)."""
-    config, history = stack.configs[i], recorder.history[stack.ids[i]]
-    return RunResult(
-        run_id=stack.ids[i],
-        seed=config.seed,
-        params={k: v for k, v in run_params(config).items() if not k.startswith("measures.")},
-        status=status,
-        steps=step,
-        memorized_step=events.memorized_step,
-        generalized_step=events.generalized_step,
-        final={
-            k: history[k][-1] if history[k] else math.nan for k in ("train_acc", "test_acc", "train_loss", "test_loss")
+def checkpoint_of(state: LoopState, stack: Stack, recorder: Recorder, milestones: dict[str, Milestones]) -> Checkpoint:
+    """The stack's checkpoint: every part's state_dict (the runs that left are on disk already)."""
+    return Checkpoint(
+        ids=list(stack.runs.ids),
+        step=state.step,
+        state={
+            "stack": stack.state_dict(),
+            "recorder": recorder.state_dict(),
+            "milestones": {run_id: milestones[run_id].state_dict() for run_id in stack.runs.ids},
+            "loop": dataclasses.asdict(state),
         },
-        wall_time_s=time.perf_counter() - started,
-        metrics={name: list(values) for name, values in history.items()},
-        state_dict={},
     )
 
 
-def _acc_loss(row: dict[str, float]) -> dict[str, float]:
-    return {k: row[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+def resume_from(
+    checkpoint: Checkpoint, stack: Stack, recorder: Recorder, milestones: dict[str, Milestones]
+) -> LoopState:
+    """Put a checkpoint into a freshly built stack of the same runs; return the loop's state."""
+    saved = checkpoint.state
+    stack.load_state_dict(saved["stack"])
+    recorder.load_state_dict(saved["recorder"])
+    for run_id, fields in saved["milestones"].items():
+        milestones[run_id].load_state_dict(fields)
+    return LoopState(**saved["loop"])
 
 
-def _result(stack: Stack, i: int, step: int, events: RunEvents, recorder: Recorder, started: float) -> RunResult:
-    config = stack.configs[i]
-    history, series, analysis, curve_events = recorder.finish(stack, i, events.memorized_step, events.generalized_step)
+def _progress(
+    stack: Stack,
+    step: int,
+    milestones: dict[str, Milestones],
+    recorder: Recorder,
+    wall_time: float,
+    status: str,
+    trained_by: dict[str, object],
+) -> list[RunResult]:
+    """The unfinished runs as they stand: their curves so far and latest accuracies (no weights, no measures)."""
+    progress = []
+    for run_id, config in zip(stack.runs.ids, stack.runs.configs):
+        history, reached = recorder.history[run_id], milestones[run_id]
+        final = {k: history[k][-1] if history[k] else math.nan for k in FINAL}
+        progress.append(
+            RunResult(
+                run_id=run_id,
+                seed=config.seed,
+                params=_params(config),
+                status=status,
+                steps=step,
+                memorized_step=reached.memorized_step,
+                generalized_step=reached.generalized_step,
+                final=final,
+                wall_time_s=wall_time,
+                metrics={name: list(values) for name, values in history.items()},
+                state_dict={},
+                trained_by=trained_by,
+            )
+        )
+    return progress
+
+
+def _result(
+    stack: Stack,
+    i: int,
+    step: int,
+    milestones: dict[str, Milestones],
+    recorder: Recorder,
+    wall_time: float,
+    trained_by: dict[str, object],
+) -> RunResult:
+    """Everything a finished run leaves behind (the recorder hands over its records of it)."""
+    run_id, config, runs = stack.runs.ids[i], stack.runs.configs[i], stack.runs
+    reached = milestones[run_id]
+    history, series, analysis, curve_events = recorder.finish(
+        stack, i, reached.memorized_step, reached.generalized_step
+    )
+    kept = {"train_kept": runs.kept[i].cpu().numpy()} if runs.shrunk_at[i] is not None and runs.kept is not None else {}
     return RunResult(
-        run_id=stack.ids[i],
+        run_id=run_id,
         seed=config.seed,
-        params={k: v for k, v in run_params(config).items() if not k.startswith("measures.")},
-        status=events.status or "completed",
+        params=_params(config),
+        status=reached.status or "completed",
         steps=step,
-        memorized_step=events.memorized_step,
-        generalized_step=events.generalized_step,
-        final={k: history[k][-1] for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
-        wall_time_s=time.perf_counter() - started,
+        memorized_step=reached.memorized_step,
+        generalized_step=reached.generalized_step,
+        final={k: history[k][-1] for k in FINAL},
+        wall_time_s=wall_time,
         metrics=history,
-        state_dict={n: p[i].detach().cpu().clone() for n, p in {**stack.params, **stack.buffers}.items()},
-        data=stack.data[i].arrays() | _kept(stack, i),
+        state_dict={n: p[i].detach().cpu().clone() for n, p in {**stack.params, **runs.buffers}.items()},
+        data=runs.data[i].arrays() | kept,
         series=series,
         analysis=analysis,
-        events=curve_events | ({"shrunk_step": stack.shrunk_at[i]} if _shrinks_at(config) is not None else {}),
-        checkpoints=recorder.snapshots.pop(stack.ids[i], {}),
+        events=curve_events | ({"shrunk_step": runs.shrunk_at[i]} if shrinks(config) else {}),
+        trained_by=trained_by,
+        checkpoints=recorder.snapshots.pop(run_id, {}),
     )
 
 
-def _kept(stack: Stack, i: int) -> dict[str, np.ndarray]:
-    """The training examples a run kept when its training set shrank (task.on_generalized), as a 0/1 mask."""
-    if stack.shrunk_at[i] is None or stack.kept is None:
-        return {}
-    return {"train_kept": stack.kept[i].cpu().numpy()}
+def _params(config: RunConfig) -> dict[str, object]:
+    """A run's settings by dotted key, without the measures' (they say what was measured, not what was trained)."""
+    return {k: v for k, v in run_params(config).items() if not k.startswith("measures.")}

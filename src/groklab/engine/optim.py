@@ -16,6 +16,9 @@ Grokfast's filters and ⊥Grad's projection run on the gradients before the upda
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import torch
 
 from groklab.config import OptimizerConfig
@@ -70,6 +73,8 @@ class StackOptimizer:
         self.grokfast_window = grokfast_window if uses_ma else None
         self.filter_state = grokfast_state(params, self.grokfast_ema, self.grokfast_window)
         self.orthogonal = bool((hyper["orthogonal"] != 0).any().item()) if len(hyper["lr"]) else False
+        self.update_norm: torch.Tensor | None = None
+        """(run,) size of the last measured update (step(..., measure=True))."""
         self._set_hyper(hyper)
 
     def _set_hyper(self, hyper: dict[str, torch.Tensor]) -> None:
@@ -124,8 +129,20 @@ class StackOptimizer:
         return lr * factor
 
     @torch.no_grad()
-    def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
-        """Update every parameter in place; `step` counts the updates done before this one."""
+    def step(
+        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int, measure: bool = False
+    ) -> None:
+        """Update every parameter in place; `step` counts the updates done before this one. With `measure`, the
+        size of each run's update |theta_{t+1} - theta_t| goes to self.update_norm (run,) (the update_norm
+        measure: asked for at the step after each evaluation, it costs one copy of the parameters then)."""
+        before = {n: p.clone() for n, p in params.items()} if measure else None
+        self._update(params, grads, step)
+        if before is not None:
+            squares = [(p - before[n]).square().flatten(1).sum(1) for n, p in params.items()]
+            self.update_norm = functools.reduce(operator.add, squares).sqrt()
+
+    def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+        """The gradient filters (Grokfast, ⊥Grad), then the optimizer's rule."""
         h = self.hyper
         if self.filter_state:
             grads = grokfast(grads, self.filter_state, h, step, self.grokfast_ema, self.grokfast_window)

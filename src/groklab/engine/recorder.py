@@ -33,8 +33,31 @@ class Recorder:
         self.series: dict[str, dict[str, list[tuple[int, np.ndarray]]]] = {r: {} for r in run_ids}
         self.columns: list[str] = []  # scalar measure columns, known after the first measured evaluation
         self.evaluations = 0
-        self.track_updates = any(m.name == "update_norm" for m in self.measures)
-        self.before: dict[str, torch.Tensor] | None = None
+        self.measures_updates = any(m.name == "update_norm" for m in self.measures)
+        """Whether the step after each evaluation measures its update (the optimizer does: update_norm)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The runs' records so far (a finished run's are handed over with it and gone from here)."""
+        return {
+            "history": self.history,
+            "series": {
+                run: {
+                    name: [(step, torch.from_numpy(array)) for step, array in points] for name, points in named.items()
+                }
+                for run, named in self.series.items()
+            },
+            "columns": self.columns,
+            "evaluations": self.evaluations,
+            "snapshots": self.snapshots,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history, self.snapshots = state["history"], state["snapshots"]
+        self.columns, self.evaluations = state["columns"], state["evaluations"]
+        self.series = {
+            run: {name: [(step, array.numpy()) for step, array in points] for name, points in named.items()}
+            for run, named in state["series"].items()
+        }
 
     def record(self, stack: Stack, step: int, metrics: torch.Tensor) -> list[dict[str, float]]:
         """Append one evaluation of every run (metrics: (metric, run)); return each run's metrics row."""
@@ -50,11 +73,11 @@ class Recorder:
                 self.columns = [k for k, v in measured.items() if v.ndim == 1]
         self.evaluations += 1
         if step in self.checkpoint_steps:
-            weights = {**stack.params, **stack.buffers}
-            for i, run_id in enumerate(stack.ids):
+            weights = {**stack.params, **stack.runs.buffers}
+            for i, run_id in enumerate(stack.runs.ids):
                 self.snapshots[run_id][step] = {n: t[i].detach().cpu().clone() for n, t in weights.items()}
         rows = []
-        for i, run_id in enumerate(stack.ids):
+        for i, run_id in enumerate(stack.runs.ids):
             row = dict(zip(METRICS, (column[i] for column in values)))
             history = self.history[run_id]
             history["step"].append(step)
@@ -62,7 +85,7 @@ class Recorder:
                 history[name].append(value)
             for name in self.columns:
                 history.setdefault(name, []).append(float(measured[name][i]) if name in measured else math.nan)
-            if self.track_updates:
+            if self.measures_updates:
                 history.setdefault("update_norm", []).append(math.nan)  # filled in after the next step
             for name, array in measured.items():
                 if array.ndim > 1:
@@ -70,27 +93,21 @@ class Recorder:
             rows.append(row)
         return rows
 
-    def before_step(self, stack: Stack, evaluated: bool) -> None:
-        """Remember the parameters before the step that follows an evaluation (for update_norm)."""
-        tracked = evaluated and self.track_updates
-        self.before = {n: p.detach().clone() for n, p in stack.params.items()} if tracked else None
-
-    def after_step(self, stack: Stack) -> None:
-        """|theta_{t+1} - theta_t| of every run, into the row of the evaluation at t."""
-        if self.before is None:
-            return
-        squares = sum((p.detach() - self.before[n]).square().flatten(1).sum(1) for n, p in stack.params.items())
-        for run_id, value in zip(stack.ids, squares.sqrt().tolist()):  # type: ignore[union-attr]
+    def record_update(self, stack: Stack) -> None:
+        """|theta_{t+1} - theta_t| of every run (the step after an evaluation measured it), into the row of the
+        evaluation at t."""
+        assert stack.optimizer.update_norm is not None
+        for run_id, value in zip(stack.runs.ids, stack.optimizer.update_norm.tolist()):
             self.history[run_id]["update_norm"][-1] = value
-        self.before = None
 
     def finish(
         self, stack: Stack, i: int, memorized: int | None, generalized: int | None
     ) -> tuple[dict[str, list[float]], dict[str, np.ndarray], dict[str, float], dict[str, Any]]:
-        """A finished run's (history, series + final arrays, final scalars, events)."""
-        run_id = stack.ids[i]
+        """A finished run's (history, series + final arrays, final scalars, events), handed over: the recorder
+        keeps nothing of it."""
+        run_id = stack.runs.ids[i]
         series: dict[str, np.ndarray] = {}
-        for name, points in self.series[run_id].items():
+        for name, points in self.series.pop(run_id).items():
             series[name] = np.stack([array for _, array in points])
             series[f"{name}.steps"] = np.array([step for step, _ in points])
         analysis: dict[str, float] = {}
@@ -103,5 +120,5 @@ class Recorder:
                         analysis[name] = float(value)
                     else:
                         series[name] = np.asarray(value)
-        history = self.history[run_id]
+        history = self.history.pop(run_id)
         return history, series, analysis, run_events(history, memorized, generalized)

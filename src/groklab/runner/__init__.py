@@ -1,5 +1,6 @@
-"""Running an experiment: spec -> validated runs -> plan -> claimed stacks -> training (runner/local.py: in this
-process or in workers) -> store."""
+"""Running an experiment: spec -> validated runs -> plan -> claimed stacks -> one scheduler (runner/schedule.py)
+handing them to a backend: this process or worker processes (runner/local.py), or a Dask cluster
+(runner/distributed.py) -> store."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import platform
 import shlex
+import socket
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -16,16 +18,19 @@ from typing import Any
 
 import torch
 
-from groklab.config import Experiment, RunConfig, SpecError, expand_runs, resolve_spec
+from groklab.config import Experiment, RunConfig, Runs, SpecError, expand_runs, resolve_spec
 from groklab.data import check_data
 from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
 from groklab.expectations import validate_claims
 from groklab.measures import selected
-from groklab.runner.distributed import connect, execute_on_dask
-from groklab.runner.local import Progress, Stack, Work, execute, owner
+from groklab.runner.distributed import DaskCluster, connect
+from groklab.runner.local import InProcess, Job, WorkerPool
+from groklab.runner.progress import ProgressBar
+from groklab.runner.schedule import Backend, Work, schedule
 from groklab.runner.trackers import Callback, check_trackers
 from groklab.store import ExperimentResult, ExperimentStore, load
+from groklab.store.checkpoints import Checkpoints
 from groklab.store.claims import Claims
 
 
@@ -101,16 +106,22 @@ def run(
     meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if store.resumed else _now()}
     store.write_meta(meta)
     started = time.perf_counter()
-    bar = Progress(stacks, progress, finished)
+    bar = ProgressBar(stacks, progress, finished)
     session = owner(device) | {"command": command, "started": _now(), "state": "running"}
     claims = Claims(root, owner(device))
-    work = Work(stacks, store, claims, bar, list(callbacks or []))
+    work = Work(stacks, store, claims, bar)
+    # The spec stays in memory: what each stack needs of it travels with the stack, nothing is read back.
+    job = Job(root, experiment.name, list(experiment.log), plan.device, list(callbacks or []))
+    backend: Backend
+    if client is not None:
+        backend = DaskCluster(client, job, bar)
+    elif plan.workers == 1:
+        backend = InProcess(job, plan.threads, bar)
+    else:
+        backend = WorkerPool(job, plan.workers, plan.threads, bar)
     try:
         with claims, interrupt.at_step_boundaries():
-            if client is not None:
-                execute_on_dask(plan, work, client)
-            else:
-                execute(plan, work)
+            schedule(work, backend)
         session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
         meta["failed_runs"] = work.failed
     except BaseException:
@@ -125,18 +136,23 @@ def run(
     return load(root)
 
 
-def _stacks_to_train(plan: Plan, store: ExperimentStore, configs: dict[str, RunConfig]) -> list[Stack]:
+def _stacks_to_train(plan: Plan, store: ExperimentStore, configs: dict[str, RunConfig]) -> list[Runs]:
     """The plan's stacks, after those that another plan's checkpoints left (resumed as they were saved).
 
     The plan covers every run of the spec, finished or not, so every process with the same command plans the
     same stacks and claims them whole (store/claims.py). A claimed stack resumes from its checkpoint, or
-    restarts whole while any of its runs is unfinished (ExperimentStore.resume_members).
+    restarts whole while any of its runs is unfinished (store/checkpoints.py).
     """
     finished = store.finished_run_ids()
-    others = store.other_checkpoints(configs, finished, {stack[0][0] for stack in plan.stacks})
+    others = Checkpoints(store.root).left_by_other_plans(configs, finished, {runs[0][0] for runs in plan.stacks})
     taken = {run_id for stack in others for run_id, _ in stack}
     planned = [[m for m in stack if m[0] not in taken] for stack in plan.stacks]
     return others + [stack for stack in planned if stack]
+
+
+def owner(device: str) -> dict[str, Any]:
+    """Who trains: this host and process, on a device."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "device": device}
 
 
 def command_line(spec: object, out: str | Path | None, overrides: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """Training the stacks on a Dask cluster (`groklab run SPEC --scheduler tcp://HOST:PORT`; docs/cluster.md).
 
-Each claimed stack is one Dask task. The worker that runs it writes, into the experiment directory (a
-filesystem the client and every worker share, as on a cluster), what a local process writes: the stack's
+Each claimed stack is one Dask task (DaskCluster: a backend of runner/schedule.py). The worker that runs it
+writes, into the experiment directory (a filesystem the client and every worker share, as on a cluster), what a
+local process writes: the stack's
 checkpoints, its runs' progress, and each run as it finishes. When a worker dies mid-stack, Dask runs the
 task again on another worker, which resumes from the stack's last checkpoint: nothing is lost, and no run
 is trained twice (the steps since that checkpoint are computed again). The client holds the claims
@@ -13,18 +14,17 @@ Dask is an optional extra: `pip install 'groklab[dask]'`; nothing here is import
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-from groklab.config import SpecError
+from groklab.config import Runs, SpecError
 from groklab.engine import interrupt
-from groklab.engine.plan import Plan
-from groklab.runner.local import WORKER_GRACE_SECONDS, Stack, Work, train_here
-from groklab.runner.trackers import Callback
-from groklab.store import ExperimentStore
+from groklab.engine.listener import Listener
+from groklab.runner.local import WORKER_GRACE_SECONDS, Job, train_here
+from groklab.runner.progress import ProgressBar
 
 CONNECT_SECONDS = 10.0
 """How long to wait for the scheduler to answer before the command fails (exit 2, nothing written)."""
@@ -53,53 +53,58 @@ def connect(address: str) -> Any:
         ) from None
 
 
-def execute_on_dask(plan: Plan, work: Work, client: Any) -> None:
-    """Send every stack this process claims to the cluster as a task, as many at once as it has threads."""
-    from distributed import Event
+class DaskCluster:
+    """The backend that sends each claimed stack to the cluster as a task, as many at once as it has threads."""
 
-    stop = Event(f"groklab-stop-{uuid.uuid4().hex}", client=client)
-    running: dict[Any, Stack] = {}
-    root = str(work.store.root)
-    try:
-        while True:
-            capacity = max(1, sum(client.nthreads().values()))
-            while interrupt.requested is None and len(running) < capacity:
-                if (stack := work.next(wait=not running)) is None:
-                    break
-                future = client.submit(_train_task, stack, plan.device, root, stop.name, work.callbacks, pure=False,
-                                       key=f"groklab-{stack[0][0]}-{uuid.uuid4().hex[:8]}")  # fmt: skip
-                running[future] = stack
-            if not running:
-                if interrupt.requested is not None:
-                    interrupt.stop_now()
-                break
-            done = _wait(list(running), 0.5, any_done=True)
-            if interrupt.requested is not None:  # the running stacks checkpoint on their workers, then stop
-                stop.set()
-                _wait(list(running), WORKER_GRACE_SECONDS, any_done=False)
-                interrupt.stop_now()
-            for future in done:
-                stack = running.pop(future)
-                error = future.exception() if future.status == "error" else None
-                work.done(stack, error)
-                work.bar.skip(stack)
-    finally:
-        for future in running:
+    def __init__(self, client: Any, job: Job, bar: ProgressBar) -> None:
+        from distributed import Event
+
+        self.client, self.job, self.bar = client, job, bar
+        self.stop_event = Event(f"groklab-stop-{uuid.uuid4().hex}", client=client)
+        self.runs: dict[Any, Runs] = {}
+
+    def capacity(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, runs: Runs) -> Any:
+        key = f"groklab-{runs[0][0]}-{uuid.uuid4().hex[:8]}"
+        future = self.client.submit(_train_task, runs, self.job, self.stop_event.name, pure=False, key=key)
+        self.runs[future] = runs
+        return future
+
+    def wait(self, futures: list[Any]) -> list[Any]:
+        from distributed import wait
+
+        try:
+            with self.client.as_current():  # Dask's own wait, through this (not default) client
+                done, _ = wait(futures, timeout=0.5, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return []
+        for future in done:  # the remote worker's progress is not reported step by step: count it now
+            self.bar.skip(self.runs.pop(future, []))
+        return list(done)
+
+    def failed(self, done: list[Any]) -> list[Any]:
+        return []  # Dask reruns a task whose worker died (its allowed-failures), resumed from its checkpoint
+
+    def stop(self, futures: list[Any]) -> None:
+        """The running stacks checkpoint on their workers at a step boundary, then stop."""
+        from distributed import wait
+
+        self.stop_event.set()
+        try:
+            with self.client.as_current():
+                wait(futures, timeout=WORKER_GRACE_SECONDS)
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        for future in self.runs:
             future.cancel()
-        client.close()
+        self.client.close()
 
 
-def _wait(futures: list[Any], seconds: float, any_done: bool) -> list[Any]:
-    """The futures done after waiting up to `seconds` for the first (any_done) or for all of them."""
-    deadline = time.monotonic() + seconds
-    while True:
-        done = [future for future in futures if future.done()]
-        if (done if any_done else len(done) == len(futures)) or time.monotonic() >= deadline:
-            return done
-        time.sleep(0.05)
-
-
-def _train_task(stack: Stack, device: str, root: str, stop_name: str, callbacks: list[Callback]) -> None:
+def _train_task(runs: Runs, job: Job, stop_name: str) -> None:
     """On a worker: train one stack into the shared directory; stop at a step boundary (after checkpointing)
     when the client sets the stop event."""
     from distributed import Event, get_client
@@ -110,16 +115,16 @@ def _train_task(stack: Stack, device: str, root: str, stop_name: str, callbacks:
     def watch() -> None:
         while not stopping.is_set():
             if event.is_set():
-                interrupt.requested = 2  # SIGINT: the loop checkpoints its stack and stops
+                interrupt.request(signal.SIGINT)  # the loop checkpoints its stack and stops
                 return
             time.sleep(1.0)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        train_here(stack, device, ExperimentStore(Path(root)), lambda steps, events: None, callbacks)
+        train_here(runs, job, Listener())
     except KeyboardInterrupt:
         pass  # stopped by the client: the checkpoint is on disk, the next command resumes it
     finally:
         stopping.set()
-        interrupt.requested = None
+        interrupt.clear()

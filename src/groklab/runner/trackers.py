@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
-from groklab.config import SpecError, run_params
-from groklab.store import ExperimentStore
-from groklab.store.writer import SPEC_FILE
+from groklab.config import Runs, SpecError, run_params
+from groklab.engine.listener import Listener
+from groklab.engine.result import RunResult
 
 LOGS_DIR = "logs"
 
@@ -159,22 +157,18 @@ def check_trackers(names: Sequence[str]) -> None:
             raise SpecError(f"log: {name} needs the {module} package; install it with: pip install 'groklab[{name}]'")
 
 
-class Sinks:
-    """The trackers and callbacks of one stack: an EvaluationFn for train_stack, and close()."""
+class Trackers(Listener):
+    """The spec's trackers and the user's callbacks, hearing every evaluation of one stack's runs."""
 
-    def __init__(self, store: ExperimentStore, stack: list[tuple[str, Any]], callbacks: list[Callback]) -> None:
-        spec = yaml.safe_load((store.root / SPEC_FILE).read_text())
-        self.root, self.names, self.experiment = store.root, list(spec.get("log") or []), str(spec.get("name"))
-        self.params = {run_id: run_params(config) for run_id, config in stack}
-        self.callbacks = callbacks
+    def __init__(self, root: Path, experiment: str, names: list[str], runs: Runs, callbacks: list[Callback]) -> None:
+        self.root, self.experiment, self.names, self.callbacks = root, experiment, names, callbacks
+        self.params = {run_id: run_params(config) for run_id, config in runs}
         self.open: dict[str, list[Tracker]] = {}
 
-    @property
-    def active(self) -> bool:
-        return bool(self.names or self.callbacks)
-
-    def __call__(self, run_id: str, step: int, metrics: dict[str, float], events: list[str]) -> None:
-        evaluation = Evaluation(self.experiment, run_id, step, metrics, events, self.params[run_id])
+    def on_evaluation(self, run_id: str, step: int, metrics: dict[str, float], milestones: list[str]) -> None:
+        if not (self.names or self.callbacks):
+            return
+        evaluation = Evaluation(self.experiment, run_id, step, metrics, milestones, self.params[run_id])
         if run_id not in self.open:
             self.open[run_id] = [TRACKERS[name][0](self.root, evaluation) for name in self.names]
         for tracker in self.open[run_id]:
@@ -182,11 +176,14 @@ class Sinks:
         for callback in self.callbacks:
             callback(evaluation)
 
-    def finish(self, run_id: str) -> None:
-        """The run is done (or its stack stopped): close its tracker runs."""
-        for tracker in self.open.pop(run_id, []):
+    def on_run_done(self, result: RunResult) -> None:
+        """The run is done: close its tracker runs."""
+        for tracker in self.open.pop(result.run_id, []):
             tracker.close()
 
     def close(self) -> None:
-        for run_id in list(self.open):
-            self.finish(run_id)
+        """The stack ended (or stopped): close every tracker run still open."""
+        for trackers in self.open.values():
+            for tracker in trackers:
+                tracker.close()
+        self.open.clear()

@@ -47,7 +47,7 @@ def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
         for step in result.checkpoint_steps(run_id):
             stored = result.weights(run_id, step)
             stack.params = stack.model.layout({n: stored[n][None].to(stack.dtype) for n in stack.params})
-            stack.buffers = {n: stored[n][None] for n in stack.buffers}
+            stack.runs.buffers = {n: stored[n][None] for n in stack.runs.buffers}
             with torch.no_grad():
                 values = {k: v.detach().cpu().numpy()[0] for k, v in measure.fn(stack.probe(step)).items()}
             rows.append({"run_id": run_id, "step": step} | {k: float(v) for k, v in values.items() if v.ndim == 0})

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import shutil
 import time
-import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,15 +17,14 @@ import yaml
 from safetensors.torch import save_file
 
 from groklab.config import Experiment, SpecError, run_params
-from groklab.engine.checkpoint import DamagedCheckpoint
-from groklab.engine.checkpoint import load as load_checkpoint
 from groklab.engine.result import RunResult
 from groklab.files import atomic_write, host_tag, temporary_writer
+from groklab.store.checkpoints import CHECKPOINT_DIR
 from groklab.store.claims import STALE_SECONDS, alive
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
 PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
-CHECKPOINT_DIR, SESSIONS_DIR = "checkpoints", "sessions"
+SESSIONS_DIR = "sessions"
 WEIGHTS_FILE, WEIGHTS_DIR = "weights.safetensors", "weights"  # final weights; weights at checkpoint_steps
 LEGACY_WEIGHTS_FILE = "weights.pt"  # what stores before safetensors hold (read, never written)
 
@@ -99,55 +96,6 @@ class ExperimentStore:
             if host not in (here, None) and time.time() - path.stat().st_mtime < STALE_SECONDS:
                 continue
             path.unlink(missing_ok=True)
-
-    def checkpoint_path(self, stack: list[tuple[str, Any]]) -> Path:
-        """Where a stack checkpoints: DIR/checkpoints/<its first run id>.pt."""
-        return self.root / CHECKPOINT_DIR / f"{stack[0][0]}.pt"
-
-    def _checkpoint_ids(self, path: Path) -> list[str] | None:
-        """The runs of a checkpoint, or None (and the file removed, with a warning) if it cannot be read."""
-        try:
-            return list(load_checkpoint(path)["ids"])
-        except DamagedCheckpoint as error:  # truncated or altered (checksum): never resume from it
-            if path.is_file():  # (not removed meanwhile by the process that finished its stack)
-                warnings.warn(f"{error}; its runs start again from step 0", stacklevel=2)
-                path.unlink(missing_ok=True)
-            return None
-
-    def other_checkpoints(
-        self, configs: dict[str, Any], finished: set[str], planned: set[str]
-    ) -> list[list[tuple[str, Any]]]:
-        """Stacks whose checkpoints another plan left (another --stack-size or device; their names are not
-        the first run of a planned stack), to resume as they were; `planned`: the planned stacks' first runs.
-
-        A checkpoint whose runs are all finished (killed between the last write and its removal) is removed;
-        so is one that cannot be read, with a warning: its runs train again from the start.
-        """
-        stacks = []
-        for path in sorted((self.root / CHECKPOINT_DIR).glob("*.pt")):
-            if path.stem in planned or (ids := self._checkpoint_ids(path)) is None:
-                continue
-            if all(run_id in finished for run_id in ids) or any(run_id not in configs for run_id in ids):
-                path.unlink(missing_ok=True)
-                continue
-            os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after the stack's first run, as it resumes
-            stacks.append([(run_id, configs[run_id]) for run_id in ids])
-        return stacks
-
-    def resume_members(self, stack: list[tuple[str, Any]], finished: set[str]) -> list[tuple[str, Any]]:
-        """The runs of a claimed stack to train now: its checkpoint's (they resume as they were saved), else —
-        if any run is not on disk yet — the whole stack from step 0, finished runs included (they are not
-        written again): a stack of other runs would round differently in float32 than the uninterrupted one,
-        and they finished before the stack's first checkpoint, so little is trained twice. A checkpoint of
-        finished runs, or of runs outside the stack, is removed."""
-        path = self.checkpoint_path(stack) if stack else None
-        if path is not None and path.is_file() and (ids := self._checkpoint_ids(path)) is not None:
-            configs = dict(stack)
-            if all(run_id in configs for run_id in ids) and not all(run_id in finished for run_id in ids):
-                os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after its first run, as it resumes
-                return [(run_id, configs[run_id]) for run_id in ids]
-            path.unlink(missing_ok=True)
-        return list(stack) if any(run_id not in finished for run_id, _ in stack) else []
 
     def write_progress(self, results: list[RunResult]) -> None:
         """Write unfinished runs' progress (status running or interrupted): the row and the curve so far."""

@@ -1,4 +1,4 @@
-"""Grokking events of one run, read at evaluated steps.
+"""The milestones of one run, read at evaluated steps, and the rule that stops it.
 
 memorized_step: first evaluated step with train accuracy >= 0.99.
 generalized_step: first evaluated step with test accuracy >= 0.99.
@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
+
+from groklab.config import RunConfig
 
 THRESHOLD = 0.99
+PROGRESS = ("memorized_step", "generalized_step", "status", "recent")
+"""The fields that evaluations change."""
 
 
 @dataclass
-class RunEvents:
-    """Event steps of one run and the rule that stops it."""
+class Milestones:
+    """When one run memorized and generalized (or diverged), and whether it is done."""
 
     steps: int
     """The run's budget of optimizer steps."""
@@ -32,18 +37,26 @@ class RunEvents:
     recent: list[tuple[int, float, float]] = field(default_factory=list)
     """(step, train_acc, test_acc) of the evaluations inside the settling window."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What evaluations changed (the rest comes from the run's config)."""
+        return {name: getattr(self, name) for name in PROGRESS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in PROGRESS:
+            setattr(self, name, state[name])
+
     def observe(self, step: int, train_loss: float, train_acc: float, test_loss: float, test_acc: float) -> list[str]:
-        """Record an evaluation; return the events it triggered (memorized, generalized, diverged)."""
-        events = []
+        """Record an evaluation; return the milestones it reached (memorized, generalized, diverged)."""
+        reached = []
         if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
             self.status = "diverged"
             return ["diverged"]
         if self.memorized_step is None and train_acc >= THRESHOLD:
             self.memorized_step = step
-            events.append("memorized")
+            reached.append("memorized")
         if self.generalized_step is None and test_acc >= THRESHOLD:
             self.generalized_step = step
-            events.append("generalized")
+            reached.append("generalized")
         if step >= self.steps:
             self.status = "completed"
         elif (
@@ -59,7 +72,13 @@ class RunEvents:
                 self.recent.pop(0)
             if self.recent[0][0] <= start and self._within_tolerance():
                 self.status = "stopped"
-        return events
+        return reached
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Milestones:
+        """A run's milestones, none reached yet, with its budget and stopping rule."""
+        train = config.train
+        return cls(train.steps, train.stop_after_generalized, train.stop_when_settled, train.settle_tolerance)
 
     def _within_tolerance(self) -> bool:
         for column in (1, 2):
