@@ -142,7 +142,7 @@ def test_processes_sharing_a_directory_train_every_run_once_with_one_process_res
     for session in sessions:
         for run_id in session["trained"]:
             assert groklab.load(out).rows[int(run_id[-4:])]["trained_by"]["pid"] == session["pid"]
-    assert not list((out / "claims").iterdir()) and not list(out.glob("runs/*/progress.*"))
+    assert not list((out / "leases").iterdir()) and not list(out.glob("runs/*/progress.*"))
     code, _, stderr = _groklab("run", str(spec), "--out", str(tmp_path / "alone"), "--quiet")
     assert code == 0, stderr
     _same_results(out, tmp_path / "alone")
@@ -157,7 +157,7 @@ def test_a_killed_process_runs_are_taken_over_from_its_checkpoint(tmp_path: Path
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate(timeout=60)
-    assert list(out.glob("claims/*")) and list(out.glob("checkpoints/*.pt"))  # a dead holder's claims remain
+    assert list(out.glob("leases/*")) and list(out.glob("checkpoints/*.pt"))  # a dead holder's leases remain
     started = time.time()
     code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
     assert code == 0, stderr
@@ -170,18 +170,18 @@ def test_a_killed_process_runs_are_taken_over_from_its_checkpoint(tmp_path: Path
     _same_results(out, tmp_path / "alone")  # resumed from the killed process's checkpoint, bit for bit
 
 
-def test_a_process_waits_for_a_live_holder_and_takes_over_when_its_claims_go_stale(tmp_path: Path) -> None:
+def test_a_process_waits_for_a_live_holder_and_takes_over_when_its_leases_go_stale(tmp_path: Path) -> None:
     spec, out = _spec(tmp_path, steps=300), tmp_path / "out"
     spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))
     ExperimentStore.open(out, resolve_spec(str(spec)))
-    (out / "claims").mkdir()
-    # A claim from another machine (its process cannot be checked from here), refreshed until 2 s ago.
-    (out / "claims" / "run-0000.0").write_text(json.dumps({"host": "node-elsewhere", "pid": 1}))
+    (out / "leases").mkdir()
+    # A lease from another machine (its process cannot be checked from here), refreshed until 2 s ago.
+    (out / "leases" / "run-0000.0").write_text(json.dumps({"host": "node-elsewhere", "pid": 1}))
     started = time.time()
     code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet", env={"GROKLAB_STALE_SECONDS": "2"})
     assert code == 0, stderr
-    assert time.time() - started >= 1.5  # it waited for the claim to go stale, then took the stack over
-    assert len(groklab.load(out).runs) == 2 and not list((out / "claims").iterdir())
+    assert time.time() - started >= 1.5  # it waited for the lease to go stale, then took the stack over
+    assert len(groklab.load(out).runs) == 2 and not list((out / "leases").iterdir())
 
 
 def test_a_directory_another_process_is_creating_is_joined_not_refused(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Running an experiment: spec -> validated runs -> plan -> claimed stacks -> one scheduler (runner/schedule.py)
+"""Running an experiment: spec -> validated runs -> plan -> leased stacks -> one scheduler (runner/schedule.py)
 handing them to a backend: this process or worker processes (runner/local.py), or a Dask cluster
 (runner/distributed.py) -> store."""
 
@@ -31,7 +31,7 @@ from groklab.runner.schedule import Backend, Work, schedule
 from groklab.runner.trackers import Callback, check_trackers
 from groklab.store import ExperimentResult, ExperimentStore, load
 from groklab.store.checkpoints import Checkpoints
-from groklab.store.claims import Claims
+from groklab.store.leases import Leases
 
 
 def check_device(device: str, here: bool = True) -> str:
@@ -108,8 +108,8 @@ def run(
     started = time.perf_counter()
     bar = ProgressBar(stacks, progress, finished)
     session = owner(device) | {"command": command, "started": _now(), "state": "running"}
-    claims = Claims(root, owner(device))
-    work = Work(stacks, store, claims, bar)
+    leases = Leases(root, owner(device))
+    work = Work(stacks, store, leases, bar)
     # The spec stays in memory: what each stack needs of it travels with the stack, nothing is read back.
     job = Job(root, experiment.name, list(experiment.log), plan.device, list(callbacks or []))
     backend: Backend
@@ -120,7 +120,7 @@ def run(
     else:
         backend = WorkerPool(job, plan.workers, plan.threads, bar)
     try:
-        with claims, interrupt.at_step_boundaries():
+        with leases, interrupt.at_step_boundaries():
             schedule(work, backend)
         session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
         meta["failed_runs"] = work.failed
@@ -140,7 +140,7 @@ def _stacks_to_train(plan: Plan, store: ExperimentStore, configs: dict[str, RunC
     """The plan's stacks, after those that another plan's checkpoints left (resumed as they were saved).
 
     The plan covers every run of the spec, finished or not, so every process with the same command plans the
-    same stacks and claims them whole (store/claims.py). A claimed stack resumes from its checkpoint, or
+    same stacks and lease them whole (store/leases.py). A leased stack resumes from its checkpoint, or
     restarts whole while any of its runs is unfinished (store/checkpoints.py).
     """
     finished = store.finished_run_ids()

@@ -1,12 +1,12 @@
 """Training the stacks on a Dask cluster (`groklab run SPEC --scheduler tcp://HOST:PORT`; docs/cluster.md).
 
-Each claimed stack is one Dask task (DaskCluster: a backend of runner/schedule.py). The worker that runs it
+Each leased stack is one Dask task (DaskCluster: a backend of runner/schedule.py). The worker that runs it
 writes, into the experiment directory (a filesystem the client and every worker share, as on a cluster), what a
 local process writes: the stack's
 checkpoints, its runs' progress, and each run as it finishes. When a worker dies mid-stack, Dask runs the
 task again on another worker, which resumes from the stack's last checkpoint: nothing is lost, and no run
-is trained twice (the steps since that checkpoint are computed again). The client holds the claims
-(store/claims.py) and their heartbeat, so processes and clusters can share one directory.
+is trained twice (the steps since that checkpoint are computed again). The client holds the leases
+(store/leases.py) and their heartbeat, so processes and clusters can share one directory.
 
 Dask is an optional extra: `pip install 'groklab[dask]'`; nothing here is imported without --scheduler.
 """
@@ -54,7 +54,7 @@ def connect(address: str) -> Any:
 
 
 class DaskCluster:
-    """The backend that sends each claimed stack to the cluster as a task, as many at once as it has threads."""
+    """The backend that sends each leased stack to the cluster as a task, as many at once as it has threads."""
 
     def __init__(self, client: Any, job: Job, bar: ProgressBar) -> None:
         from distributed import Event

@@ -30,7 +30,7 @@ from groklab.store.checkpoints import Checkpoints
 
 @dataclass(frozen=True)
 class Job:
-    """What a process needs to train a claimed stack of an experiment (picklable: it goes to workers)."""
+    """What a process needs to train a leased stack of an experiment (picklable: it goes to workers)."""
 
     root: Path
     experiment: str
@@ -42,7 +42,7 @@ class Job:
 
 
 def train_here(runs: Runs, job: Job, bar: Listener) -> None:
-    """Train one claimed stack in this process: resumed from its checkpoint if it has one (read once, here), its
+    """Train one leased stack in this process: resumed from its checkpoint if it has one (read once, here), its
     progress, checkpoints and finished runs written as they come, every evaluation told to the trackers."""
     store, checkpoints = ExperimentStore(job.root), Checkpoints(job.root)
     finished = store.finished_run_ids()

@@ -1,4 +1,4 @@
-"""One scheduler: the stacks this process claims, handed to a backend as it has room, until every run is done.
+"""One scheduler: the stacks this process leases, handed to a backend as it has room, until every run is done.
 
     Work.next()  ->  backend.submit(runs) -> a future  ->  backend.wait(...)  ->  Work.done(runs, error)
 
@@ -18,14 +18,14 @@ from groklab.config import Runs
 from groklab.engine import interrupt
 from groklab.runner.progress import ProgressBar
 from groklab.store import ExperimentStore
-from groklab.store.claims import HEARTBEAT_SECONDS, Claims
+from groklab.store.leases import HEARTBEAT_SECONDS, Leases
 
 WAIT_SECONDS = 5.0
-"""How often a process with nothing left to claim looks at the stacks other processes hold."""
+"""How often a process with nothing left to lease looks at the stacks other processes hold."""
 
 
 class Backend(Protocol):
-    """Where claimed stacks train."""
+    """Where leased stacks train."""
 
     def capacity(self) -> int:
         """How many stacks it trains at once."""
@@ -56,7 +56,7 @@ MAX_WORKER_DEATHS = 3
 
 
 def schedule(work: Work, backend: Backend) -> None:
-    """Train every stack this process claims on the backend; return when every run is done (or others hold the
+    """Train every stack this process leases on the backend; return when every run is done (or others hold the
     rest), raise KeyboardInterrupt / Terminated after a stop and OSError when the disk fails."""
     running: dict[Any, Runs] = {}
     deaths: dict[str, int] = {}
@@ -93,19 +93,19 @@ def schedule(work: Work, backend: Backend) -> None:
 
 
 class Work:
-    """The stacks of the plan, handed out one at a time as this process claims them (store/claims.py)."""
+    """The stacks of the plan, handed out one at a time as this process leases them (store/leases.py)."""
 
-    def __init__(self, stacks: list[Runs], store: ExperimentStore, claims: Claims, bar: ProgressBar) -> None:
+    def __init__(self, stacks: list[Runs], store: ExperimentStore, leases: Leases, bar: ProgressBar) -> None:
         self.pending = list(stacks)
         self.waiting: list[Runs] = []  # held by other processes: taken over if they die
-        self.store, self.claims, self.bar = store, claims, bar
+        self.store, self.leases, self.bar = store, leases, bar
         self.started = time.time()
         self.trained: list[str] = []
         self.failed: list[str] = []
 
     def next(self, wait: bool = True) -> Runs | None:
         """The next stack this process holds that has runs to train. When only stacks held by other processes are
-        left, waits until they are done, or takes over those whose holder died (its claims went stale); with
+        left, waits until they are done, or takes over those whose holder died (its leases went stale); with
         wait=False returns None then. None when every run is done."""
         while self.pending or self.waiting:
             if not self.pending:  # only other processes' stacks are left: look again in a while
@@ -114,7 +114,7 @@ class Work:
                 self._pause()
                 self.pending, self.waiting = self.waiting, []
             runs = self.pending.pop(0)
-            held = self.claims.claim_stack([run_id for run_id, _ in runs])
+            held = self.leases.take_stack([run_id for run_id, _ in runs])
             done = self.store.finished_run_ids() | self.store.failed_run_ids(since=self.started)
             if not held and any(run_id not in done for run_id, _ in runs):
                 self.waiting.append(runs)
@@ -123,7 +123,7 @@ class Work:
                 self.trained += held
                 return [member for member in runs if member[0] in held]
             for run_id in held:
-                self.claims.release(run_id)
+                self.leases.release(run_id)
             self.bar.skip(runs)
         return None
 
@@ -138,7 +138,7 @@ class Work:
         """A stack ended: its runs are on disk, or it raised and its unfinished runs are marked failed."""
         if error is not None:
             text = "".join(traceback.format_exception_only(type(error), error)).strip().splitlines()[-1][:500]
-            self.store.mark_failed(runs, text, self.claims.owner)
+            self.store.mark_failed(runs, text, self.leases.owner)
             self.failed += [run_id for run_id, _ in runs if run_id not in self.store.finished_run_ids()]
         for run_id, _ in runs:
-            self.claims.release(run_id)
+            self.leases.release(run_id)

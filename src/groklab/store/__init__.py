@@ -11,7 +11,7 @@
     DIR/runs/<run_id>/progress.json     an unfinished run: its row so far (running, interrupted, failed)
     DIR/runs/<run_id>/progress.parquet  ... and its curve so far (both removed when the run finishes)
     DIR/checkpoints/<run_id>.pt         a stack's checkpoint, named after its first run (engine/checkpoint.py)
-    DIR/claims/<run_id>.<generation>    which live process trains a run (claims.py)
+    DIR/leases/<run_id>.<generation>    which live process trains a run (leases.py)
     DIR/sessions/<host>-<pid>.json      what each process that worked on the experiment trained
 
 Each file is written to a temporary name and renamed, so a crash or Ctrl-C never leaves a

@@ -50,7 +50,7 @@ class Checkpoints:
         return stacks
 
     def resume(self, runs: Runs, finished: set[str]) -> tuple[Runs, Checkpoint | None]:
-        """The runs of a claimed stack to train now, and the checkpoint they resume from (read here, once): the
+        """The runs of a leased stack to train now, and the checkpoint they resume from (read here, once): the
         checkpoint's runs as they were saved, else the whole stack from step 0, finished runs included (they are
         not written again): a stack of other runs would round differently in float32 than the uninterrupted one,
         and they finished before the stack's first checkpoint, so little is trained twice. A checkpoint of

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from groklab.config import RunConfig, SpecError, set_dotted
 from groklab.data import make_data
 from groklab.models import Model, build_model
-from groklab.store.claims import holder
+from groklab.store.leases import holder
 from groklab.store.writer import (
     LEGACY_WEIGHTS_FILE,
     META_FILE,

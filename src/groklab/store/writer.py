@@ -20,7 +20,7 @@ from groklab.config import Experiment, SpecError, run_params
 from groklab.engine.result import RunResult
 from groklab.files import atomic_write, host_tag, temporary_writer
 from groklab.store.checkpoints import CHECKPOINT_DIR
-from groklab.store.claims import STALE_SECONDS, alive
+from groklab.store.leases import STALE_SECONDS, alive
 
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
 PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"

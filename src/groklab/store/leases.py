@@ -1,18 +1,18 @@
-"""Claims: which process trains which runs, when several share one experiment directory.
+"""Leases: which process trains which runs, when several share one experiment directory.
 
 Any number of `groklab run` processes on one --out (one machine, or several sharing a filesystem: a SLURM
-array job with the same command in every task) split the work through claim files, one per run:
+array job with the same command in every task) split the work through lease files, one per run:
 
-    DIR/claims/<run_id>.<generation>     {"host", "pid", "device", "claimed"}; its mtime is the heartbeat
+    DIR/leases/<run_id>.<generation>     {"host", "pid", "device", "taken"}; its mtime is the heartbeat
 
-A claim is taken by creating its file exclusively (O_CREAT | O_EXCL: atomic on local filesystems and on
-NFSv3+), so exactly one process gets each generation. The holder refreshes the mtime of its claims every
-HEARTBEAT_SECONDS from a background thread; a claim whose mtime is older than STALE_SECONDS belongs to a
-dead process (kill -9, a lost node) — on the claimant's own host, a claim whose process is gone is dead at
+A lease is taken by creating its file exclusively (O_CREAT | O_EXCL: atomic on local filesystems and on
+NFSv3+), so exactly one process gets each generation. The holder refreshes the mtime of its leases every
+HEARTBEAT_SECONDS from a background thread; a lease whose mtime is older than STALE_SECONDS belongs to a
+dead process (kill -9, a lost node) — on the holder's own host, a lease whose process is gone is dead at
 once — and is taken over by creating the *next* generation exclusively — so
-two processes that find the same stale claim cannot both take it. A claim is removed when its run is on
+two processes that find the same stale lease cannot both take it. A lease is removed when its run is on
 disk. Every process plans the same stacks (engine/plan.py plans all runs of the spec, finished or not)
-and claims a stack by its first run, so a stack is never split between processes and the results equal
+and leases a stack by its first run, so a stack is never split between processes and the results equal
 one process's, bit for bit.
 
 Staleness compares the file's mtime with this machine's clock: on a shared filesystem the nodes' clocks
@@ -29,15 +29,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-CLAIM_DIR = "claims"
+LEASE_DIR = "leases"
+"""Where the leases are (an experiment written before the leases were named so kept them in DIR/claims/, which
+nothing reads: they only ever mattered while their process lived)."""
 
 STALE_SECONDS = float(os.environ.get("GROKLAB_STALE_SECONDS", 300))
-"""A claim not refreshed for this long is a dead process's, and its runs are taken over: 5 minutes, or
+"""A lease not refreshed for this long is a dead process's, and its runs are taken over: 5 minutes, or
 GROKLAB_STALE_SECONDS (the same in every process of the experiment). Shorter takes over sooner after a node
 dies; it must stay well above the filesystem's delays and the nodes' clock differences."""
 
 HEARTBEAT_SECONDS = STALE_SECONDS / 10
-"""How often a process refreshes its claims (10 beats per STALE_SECONDS)."""
+"""How often a process refreshes its leases (10 beats per STALE_SECONDS)."""
 
 
 def _generations(directory: Path, run_id: str) -> list[tuple[int, Path]]:
@@ -57,7 +59,7 @@ def _age(path: Path) -> float:
 
 
 def _live(path: Path) -> dict[str, Any] | None:
-    """The owner of a claim file if it is live: fresh, and on this host its process still exists."""
+    """The owner of a lease file if it is live: fresh, and on this host its process still exists."""
     if _age(path) > STALE_SECONDS:
         return None
     try:
@@ -82,25 +84,25 @@ def alive(pid: int) -> bool:
 
 
 def holder(root: Path, run_id: str) -> dict[str, Any] | None:
-    """The live claim on a run (its owner's fields), or None if no live process holds it."""
-    generations = _generations(root / CLAIM_DIR, run_id)
+    """The live lease on a run (its owner's fields), or None if no live process holds it."""
+    generations = _generations(root / LEASE_DIR, run_id)
     return _live(generations[-1][1]) if generations else None
 
 
-class Claims:
-    """This process's claims in one experiment directory, kept alive by a heartbeat thread."""
+class Leases:
+    """This process's leases in one experiment directory, kept alive by a heartbeat thread."""
 
     def __init__(self, root: Path, owner: dict[str, Any]) -> None:
-        self.directory = root / CLAIM_DIR
+        self.directory = root / LEASE_DIR
         self.owner = owner
         self.held: dict[str, Path] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> Claims:
+    def __enter__(self) -> Leases:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._thread = threading.Thread(target=self._beat, name="groklab-claims", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name="groklab-leases", daemon=True)
         self._thread.start()
         return self
 
@@ -111,8 +113,8 @@ class Claims:
         for run_id in list(self.held):
             self.release(run_id)
 
-    def claim_stack(self, run_ids: list[str]) -> list[str]:
-        """Claim a stack: its first run decides (another live process holds it: []), then the others that are
+    def take_stack(self, run_ids: list[str]) -> list[str]:
+        """Lease a stack: its first run decides (another live process holds it: []), then the others that are
         free. Returns the runs this process now holds."""
         if not run_ids or not self._take(run_ids[0]):
             return []
@@ -136,7 +138,7 @@ class Claims:
         except FileExistsError:
             return False  # another process took this generation first
         with os.fdopen(fd, "w") as handle:
-            json.dump(self.owner | {"claimed": time.time()}, handle)
+            json.dump(self.owner | {"taken": time.time()}, handle)
         for _, stale in generations:  # the dead holders' files: only the newest generation counts
             stale.unlink(missing_ok=True)
         with self._lock:
