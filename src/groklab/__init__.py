@@ -116,7 +116,7 @@ def catalog(root: str | Path = ".") -> Any:
 
 def to_hooked_transformer(result: ExperimentResult, run_id: str, step: int | None = None) -> Any:
     """A transformer_lens.HookedTransformer holding a run's weights: its final ones, or those stored at `step`
-    (measures.checkpoint_steps). The `lens` extra (transformer-lens < 4); see groklab.models.lens."""
+    (measures.snapshot_steps). The `lens` extra (transformer-lens < 4); see groklab.models.lens."""
     from groklab.models.lens import to_hooked_transformer as convert
 
     model, _, _ = result.model(run_id)

@@ -219,12 +219,12 @@ def list_measures(
         typer.Option(
             "--recompute",
             help="Compute this measure from the weights the experiment stored over training "
-            "(measures.checkpoint_steps), into DIR/recomputed/NAME.parquet, and print it.",
+            "(measures.snapshot_steps), into DIR/recomputed/NAME.parquet, and print it.",
         ),
     ] = None,
 ) -> None:
     """The progress measures, one line each (select them with --set measures.names=[...]); with DIR --recompute
-    NAME, a measure computed later from the stored checkpoints, without retraining."""
+    NAME, a measure computed later from the stored snapshots, without retraining."""
     if recompute is not None:
         from groklab.store.recompute import recompute as compute
 

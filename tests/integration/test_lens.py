@@ -27,7 +27,7 @@ NANDA = {  # nanda-modadd at a small size
     },  # fmt: skip
     "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1.0, "betas": [0.9, 0.98]},
     "train": {"steps": 30, "eval_every": 10},
-    "measures": {"names": "none", "checkpoint_steps": [0, 30]},
+    "measures": {"names": "none", "snapshot_steps": [0, 30]},
 }
 LAYERNORM = {**NANDA, "model": {**NANDA["model"], "n_layers": 2, "layernorm": "pre", "attn_bias": True,
                                 "unembed_bias": True, "activation": "gelu", "attention": "full"}}  # fmt: skip

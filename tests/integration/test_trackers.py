@@ -101,7 +101,7 @@ def test_callbacks_hear_every_evaluation_of_every_run(tmp_path: Path) -> None:
     frame = frame.sort_values(["run_id", "step"]).reset_index(drop=True)
     pd.testing.assert_series_equal(frame["test_acc"], stored["test_acc"], check_dtype=False)
     pd.testing.assert_series_equal(frame["neuron_ipr_mean"], stored["neuron_ipr_mean"], check_dtype=False)
-    memorized = {(e.run_id, e.step) for e in heard if "memorized" in e.events}
+    memorized = {(e.run_id, e.step) for e in heard if "memorized" in e.milestones}
     expected = {(r, int(s)) for r, s in zip(result.runs["run_id"], result.runs["memorized_step"]) if pd.notna(s)}
     assert memorized == expected
     assert {e.params["optimizer.weight_decay"] for e in heard} == {1.0, 5.0} and heard[0].experiment == "tracked"

@@ -4,7 +4,7 @@ base.py        strict settings, the Spec base class
 tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask
 models.py      MLPModel, TransformerModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
-measures.py    MeasuresConfig, checkpoint_schedule
+measures.py    MeasuresConfig, snapshot_schedule
 experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
 overrides.py   YAML files and --set / --sweep overrides
 specs.py       a spec by name (groklab.experiments) or path, with its quick variant and overrides
@@ -22,10 +22,10 @@ from groklab.config.experiment import (
     parse_experiment,
     run_params,
 )
-from groklab.config.measures import MeasuresConfig, checkpoint_schedule
+from groklab.config.measures import MeasuresConfig, snapshot_schedule
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
-from groklab.config.specs import resolve_spec
+from groklab.config.specs import resolve_spec, upgrade
 from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, TeacherTask
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
 from groklab.errors import SpecError
@@ -50,7 +50,7 @@ __all__ = [
     "TrainConfig",
     "TransformerModel",
     "apply_overrides",
-    "checkpoint_schedule",
+    "snapshot_schedule",
     "builtin_specs",
     "expand_runs",
     "field_reference",
@@ -62,4 +62,5 @@ __all__ = [
     "resolve_spec",
     "run_params",
     "set_dotted",
+    "upgrade",
 ]

@@ -98,14 +98,14 @@ class RunConfig(Spec):
             if self.model.readout == "templates" and self.train.loss != "mse":
                 raise ValueError(f"train.loss: {self.train.loss} with model.readout templates; allowed: mse")
         steps, every = self.train.steps, self.train.eval_every
-        for key in ("representation_steps", "checkpoint_steps"):
+        for key in ("representation_steps", "snapshot_steps"):
             listed = getattr(self.measures, key)
             outside = [s for s in listed if not 0 <= s <= steps] if isinstance(listed, list) else []
             if outside:
                 raise ValueError(f"measures.{key}: {outside} are not steps in 0..train.steps ({steps})")
-        if isinstance(self.measures.checkpoint_steps, int) and not 0 <= self.measures.checkpoint_steps <= 1000:
-            count = self.measures.checkpoint_steps
-            raise ValueError(f"measures.checkpoint_steps: {count}; allowed: a list of steps, or a count 0..1000")
+        if isinstance(self.measures.snapshot_steps, int) and not 0 <= self.measures.snapshot_steps <= 1000:
+            count = self.measures.snapshot_steps
+            raise ValueError(f"measures.snapshot_steps: {count}; allowed: a list of steps, or a count 0..1000")
         if isinstance(every, int) and steps // every + 1 > MAX_EVALUATIONS:
             raise ValueError(
                 f"train.eval_every: {every} makes {steps // every + 1:,} evaluations of train.steps {steps:,}; at most "

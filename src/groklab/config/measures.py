@@ -26,7 +26,7 @@ class MeasuresConfig(Spec):
     key_frequencies: list[int] = []
     """Key frequencies k of the restricted/excluded losses (Nanda et al.). Empty: at each evaluation the
     n_key_frequencies frequencies carrying most of the logits' power along cos/sin(w_k(a+b)). The paper
-    fixes the final model's key frequencies for all checkpoints: rerun with the list it reports."""
+    fixes the final model's key frequencies for every step: rerun with the list it reports."""
     n_key_frequencies: int = Field(5, ge=1)
     """How many key frequencies to pick when key_frequencies is empty (Nanda et al. find ~5 for p=113)."""
     rqi_delta: float = Field(0.01, gt=0.0)
@@ -34,7 +34,7 @@ class MeasuresConfig(Spec):
     representation_steps: list[int] = []
     """Steps at which hidden representations of the first representation_inputs test inputs are stored
     (t-SNE / PCA panels); these steps are added to the evaluation schedule."""
-    checkpoint_steps: list[int] | int = []
+    snapshot_steps: list[int] | int = []
     """Steps at which each run's weights are stored (DIR/runs/ID/weights/step-STEP.safetensors), to analyse or
     measure later without retraining (`result.weights(run_id, step=...)`, `groklab measures DIR --recompute
     NAME`): a list of steps, or a count N for step 0 and N - 1 more, log-spaced up to train.steps. These steps
@@ -72,15 +72,15 @@ class MeasuresConfig(Spec):
         return frequencies
 
 
-def checkpoint_schedule(measures: MeasuresConfig, steps: int) -> list[int]:
-    """The steps measures.checkpoint_steps names: its list, or N steps from 0, log-spaced up to `steps`.
+def snapshot_schedule(measures: MeasuresConfig, steps: int) -> list[int]:
+    """The steps measures.snapshot_steps names: its list, or N steps from 0, log-spaced up to `steps`.
 
-    >>> checkpoint_schedule(MeasuresConfig(checkpoint_steps=5), 1000)
+    >>> snapshot_schedule(MeasuresConfig(snapshot_steps=5), 1000)
     [0, 1, 10, 100, 1000]
-    >>> checkpoint_schedule(MeasuresConfig(checkpoint_steps=[100, 0]), 1000)
+    >>> snapshot_schedule(MeasuresConfig(snapshot_steps=[100, 0]), 1000)
     [0, 100]
     """
-    wanted = measures.checkpoint_steps
+    wanted = measures.snapshot_steps
     if isinstance(wanted, list):
         return sorted(set(wanted))
     if wanted <= 1:

@@ -48,3 +48,25 @@ def _quick_variant(data: dict[str, Any], name: str) -> dict[str, Any]:
         else:
             set_dotted(data, key, value)
     return data
+
+
+RENAMED = {"measures.checkpoint_steps": "measures.snapshot_steps"}
+"""Spec keys renamed since experiments were first stored: old dotted key -> new one."""
+
+
+def upgrade(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored spec with its keys as this version names them (RENAMED): in its sections, in its sweep, and in its
+    variants, so that an experiment stored by an earlier version reads and resumes.
+
+    >>> upgrade({"measures": {"checkpoint_steps": 4}, "sweep": {"measures.checkpoint_steps": [2, 4]}})
+    {'measures': {'snapshot_steps': 4}, 'sweep': {'measures.snapshot_steps': [2, 4]}}
+    """
+    spec = copy.deepcopy(spec)
+    for old, new in RENAMED.items():
+        section, _, key = old.partition(".")
+        if isinstance(spec.get(section), dict) and key in spec[section]:
+            spec[section][new.partition(".")[2]] = spec[section].pop(key)
+        for overrides in [spec.get("sweep"), *(spec.get("variants") or {}).values()]:
+            if isinstance(overrides, dict) and old in overrides:
+                overrides[new] = overrides.pop(old)
+    return spec

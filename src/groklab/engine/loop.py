@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from groklab.config import RunConfig, checkpoint_schedule, run_params
+from groklab.config import RunConfig, run_params, snapshot_schedule
 from groklab.engine import interrupt
 from groklab.engine.checkpoint import Checkpoint
 from groklab.engine.listener import Listener
@@ -138,7 +138,7 @@ def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
     else:
         schedule = list(range(0, last + 1, every))
     extra = {s for s in config.measures.representation_steps if s <= last}
-    extra |= {s for s in checkpoint_schedule(config.measures, config.train.steps) if s <= last}
+    extra |= {s for s in snapshot_schedule(config.measures, config.train.steps) if s <= last}
     return sorted(set(schedule) | {0} | set(budgets) | extra)
 
 
@@ -289,7 +289,7 @@ def _result(
         analysis=analysis,
         events=curve_events | ({"shrunk_step": runs.shrunk_at[i]} if shrinks(config) else {}),
         trained_by=trained_by,
-        checkpoints=recorder.snapshots.pop(run_id, {}),
+        snapshots=recorder.snapshots.pop(run_id, {}),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from groklab.config import RunConfig, checkpoint_schedule
+from groklab.config import RunConfig, snapshot_schedule
 from groklab.engine.stack import Stack
 from groklab.measures import run_events, selected
 
@@ -26,9 +26,9 @@ class Recorder:
         self.measures = selected(config)
         self.every = config.measures.every
         self.representation_steps = set(config.measures.representation_steps)
-        self.checkpoint_steps = set(checkpoint_schedule(config.measures, config.train.steps))
+        self.snapshot_steps = set(snapshot_schedule(config.measures, config.train.steps))
         self.snapshots: dict[str, dict[int, dict[str, torch.Tensor]]] = {r: {} for r in run_ids}
-        """run -> step -> its weights and buffers at measures.checkpoint_steps (no run axis, on the CPU)."""
+        """run -> step -> its weights and buffers at measures.snapshot_steps (no run axis, on the CPU)."""
         self.history: dict[str, dict[str, list[float]]] = {r: {"step": [], **{m: [] for m in METRICS}} for r in run_ids}
         self.series: dict[str, dict[str, list[tuple[int, np.ndarray]]]] = {r: {} for r in run_ids}
         self.columns: list[str] = []  # scalar measure columns, known after the first measured evaluation
@@ -72,7 +72,7 @@ class Recorder:
             if not self.columns:
                 self.columns = [k for k, v in measured.items() if v.ndim == 1]
         self.evaluations += 1
-        if step in self.checkpoint_steps:
+        if step in self.snapshot_steps:
             weights = {**stack.params, **stack.runs.buffers}
             for i, run_id in enumerate(stack.runs.ids):
                 self.snapshots[run_id][step] = {n: t[i].detach().cpu().clone() for n, t in weights.items()}

@@ -34,8 +34,8 @@ class RunResult:
     """Events read off the curves (measures/curve_events.py): test-loss peak, delay, slingshots, phases."""
     trained_by: dict[str, Any] = field(default_factory=dict)
     """Where the run was trained: host, pid, device."""
-    checkpoints: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
-    """step -> the run's weights and buffers at that step (measures.checkpoint_steps), as state_dict."""
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    """step -> the run's weights and buffers at that step (measures.snapshot_steps), as state_dict."""
 
     def row(self) -> dict[str, Any]:
         """The run's summary row (what `groklab summary --json` prints)."""

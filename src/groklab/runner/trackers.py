@@ -2,7 +2,7 @@
 `log`), and to a user's own callbacks (`groklab.run(..., callbacks=[fn])`).
 
 One tracker run per groklab run, named by its run id, with its params (dotted keys), its metrics and scalar
-measures at each evaluated step, and its events (memorized, generalized, diverged) as the step they happened.
+measures at each evaluated step, and its milestones (memorized, generalized, diverged) as the step they happened.
 They live in the process that trains the run (a worker, a Dask worker), opened at the run's first evaluation
 there and closed when it finishes or its stack stops. A run resumed later continues its tracker run where the
 tracker allows it (TensorBoard's directory, MLflow's run found by its tag, W&B's id).
@@ -32,8 +32,8 @@ class Evaluation:
     step: int
     metrics: dict[str, float]
     """train/test loss and accuracy, weight_norm, and the scalar measures evaluated at this step."""
-    events: list[str]
-    """What happened at this step: memorized, generalized, diverged (usually none)."""
+    milestones: list[str]
+    """The milestones reached at this step: memorized, generalized, diverged (usually none)."""
     params: dict[str, Any] = field(default_factory=dict)
     """The run's settings by dotted key (task.modulus, optimizer.weight_decay, seed, ...)."""
 
@@ -51,7 +51,7 @@ class Tracker(Protocol):
 
 
 class TensorBoardRun:
-    """Scalars under their metric names, events as events/NAME = step, params as text (DIR/logs/tensorboard/ID)."""
+    """Scalars under their metric names, milestones as milestones/NAME = step, params as text (DIR/logs/tensorboard/ID)."""
 
     def __init__(self, root: Path, first: Evaluation) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -63,8 +63,8 @@ class TensorBoardRun:
     def log(self, evaluation: Evaluation) -> None:
         for name, value in evaluation.metrics.items():
             self.writer.add_scalar(name, value, evaluation.step)
-        for event in evaluation.events:
-            self.writer.add_scalar(f"events/{event}", evaluation.step, evaluation.step)
+        for milestone in evaluation.milestones:
+            self.writer.add_scalar(f"milestones/{milestone}", evaluation.step, evaluation.step)
 
     def close(self) -> None:
         self.writer.close()
@@ -96,7 +96,7 @@ class WandbRun:
 
     def log(self, evaluation: Evaluation) -> None:
         row: dict[str, Any] = dict(evaluation.metrics)
-        row.update({f"events/{event}": evaluation.step for event in evaluation.events})
+        row.update({f"milestones/{milestone}": evaluation.step for milestone in evaluation.milestones})
         self.run.log(row, step=evaluation.step)
 
     def close(self) -> None:
@@ -132,8 +132,8 @@ class MLflowRun:
     def log(self, evaluation: Evaluation) -> None:
         for name, value in evaluation.metrics.items():
             self.client.log_metric(self.run_id, name, value, step=evaluation.step)
-        for event in evaluation.events:
-            self.client.log_metric(self.run_id, f"events.{event}", evaluation.step, step=evaluation.step)
+        for milestone in evaluation.milestones:
+            self.client.log_metric(self.run_id, f"milestones.{milestone}", evaluation.step, step=evaluation.step)
 
     def close(self) -> None:
         self.client.set_terminated(self.run_id)

@@ -4,7 +4,7 @@
     DIR/meta.json                versions, git revision, device, plan, timings, state, the command that made it
     DIR/runs/<run_id>/metrics.parquet   step, train/test loss and accuracy, weight norm, ...
     DIR/runs/<run_id>/weights.safetensors   final state_dict (no run axis; weights.pt in older stores)
-    DIR/runs/<run_id>/weights/step-N.safetensors  the state_dict at each of measures.checkpoint_steps
+    DIR/runs/<run_id>/weights/step-N.safetensors  the state_dict at each of measures.snapshot_steps
     DIR/runs/<run_id>/data.npz          the run's split / sample, labels and corrupted mask
     DIR/runs/<run_id>/measures.npz      vector measures over evaluations (name, name.steps) and final arrays
     DIR/runs/<run_id>/result.json       the summary row, written last: a run exists iff this file does

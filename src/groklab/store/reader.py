@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from groklab.config import RunConfig, SpecError, set_dotted
+from groklab.config import RunConfig, SpecError, set_dotted, upgrade
 from groklab.data import make_data
 from groklab.models import Model, build_model
 from groklab.store.leases import holder
@@ -32,7 +32,7 @@ from groklab.store.writer import (
     SPEC_FILE,
     WEIGHTS_DIR,
     WEIGHTS_FILE,
-    checkpoint_name,
+    snapshot_name,
 )
 
 
@@ -127,21 +127,21 @@ class ExperimentResult:
 
     def weights(self, run_id: str, step: int | None = None) -> dict[str, torch.Tensor]:
         """One run's state_dict (no run axis): its final weights, or those stored at `step`
-        (measures.checkpoint_steps; `checkpoint_steps(run_id)` lists them). safetensors files, or a torch file
+        (measures.snapshot_steps; `snapshot_steps(run_id)` lists them). safetensors files, or a torch file
         read with weights_only=True (tensors only, never code) for stores written before safetensors."""
         run_dir = self.run_dir(run_id)
         if step is not None:
-            path = run_dir / WEIGHTS_DIR / checkpoint_name(step)
+            path = run_dir / WEIGHTS_DIR / snapshot_name(step)
             if not path.is_file():
-                stored = ", ".join(map(str, self.checkpoint_steps(run_id))) or "none (set measures.checkpoint_steps)"
+                stored = ", ".join(map(str, self.snapshot_steps(run_id))) or "none (set measures.snapshot_steps)"
                 raise SpecError(f"step {step}: no weights of {run_id} stored at that step; stored: {stored}")
             return load_file(str(path))
         if (run_dir / WEIGHTS_FILE).is_file():
             return load_file(str(run_dir / WEIGHTS_FILE))
         return torch.load(run_dir / LEGACY_WEIGHTS_FILE, weights_only=True)
 
-    def checkpoint_steps(self, run_id: str) -> list[int]:
-        """The steps at which the run's weights were stored (measures.checkpoint_steps), ascending."""
+    def snapshot_steps(self, run_id: str) -> list[int]:
+        """The steps at which the run's weights were stored (measures.snapshot_steps), ascending."""
         folder = self.run_dir(run_id) / WEIGHTS_DIR
         return sorted(int(p.name[5:14]) for p in folder.glob("step-*.safetensors")) if folder.is_dir() else []
 
@@ -195,7 +195,7 @@ def load(root: str | Path) -> ExperimentResult:
     spec_path, meta_path = root / SPEC_FILE, root / META_FILE
     if not spec_path.is_file():
         raise SpecError(f"{root}: not a groklab experiment directory (no {SPEC_FILE})")
-    spec = _read(spec_path, yaml.safe_load)
+    spec = upgrade(_read(spec_path, yaml.safe_load))  # an earlier version's keys as this one names them
     meta = _read(meta_path, json.loads) if meta_path.is_file() else {}
     rows = []
     for path in sorted((root / RUNS_DIR).glob(f"*/{RESULT_FILE}")):

@@ -1,4 +1,4 @@
-"""A measure computed after training, from the weights each run stored at measures.checkpoint_steps.
+"""A measure computed after training, from the weights each run stored at measures.snapshot_steps.
 
 Each run is rebuilt as a stack of one (its data, model and initialization come back from its config and seed,
 as in training), its parameters are set to the stored ones step by step, and the measure reads the same probe
@@ -26,17 +26,17 @@ RECOMPUTED_DIR = "recomputed"
 
 
 def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
-    """Compute measure `name` at every stored checkpoint of every finished run; store and return its scalars
+    """Compute measure `name` at every stored snapshot of every finished run; store and return its scalars
     as a frame (run_id, step, one column each). Raises SpecError for an unknown measure, a measure computed
-    once after training, or an experiment that stored no checkpoints."""
+    once after training, or an experiment that stored no snapshots."""
     measure = MEASURES.get(name)
     per_step = sorted(n for n, m in MEASURES.items() if m.when != "final")
     if measure is None or measure.when == "final":
         raise SpecError(f"--recompute {name}: not a measure taken over steps; allowed: {', '.join(per_step)}")
-    runs = [row["run_id"] for row in result.rows if result.checkpoint_steps(row["run_id"])]
+    runs = [row["run_id"] for row in result.rows if result.snapshot_steps(row["run_id"])]
     if not runs:
         raise SpecError(f"--recompute {name}: {result.root} stored no weights over training; rerun it with "
-                        "--set measures.checkpoint_steps=N (or a list of steps)")  # fmt: skip
+                        "--set measures.snapshot_steps=N (or a list of steps)")  # fmt: skip
     rows: list[dict[str, object]] = []
     vectors: dict[str, list[np.ndarray]] = {}
     for run_id in runs:
@@ -44,7 +44,7 @@ def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
         if not measure.applies(config):
             raise SpecError(f"--recompute {name}: does not apply to {run_id} ({config.task.name}, {config.model.name})")
         stack = Stack([(run_id, config)])
-        for step in result.checkpoint_steps(run_id):
+        for step in result.snapshot_steps(run_id):
             stored = result.weights(run_id, step)
             stack.params = stack.model.layout({n: stored[n][None].to(stack.dtype) for n in stack.params})
             stack.runs.buffers = {n: stored[n][None] for n in stack.runs.buffers}

@@ -16,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from groklab.config import Experiment, SpecError, run_params
+from groklab.config import Experiment, SpecError, run_params, upgrade
 from groklab.engine.result import RunResult
 from groklab.files import atomic_write, host_tag, temporary_writer
 from groklab.store.checkpoints import CHECKPOINT_DIR
@@ -25,7 +25,7 @@ from groklab.store.leases import STALE_SECONDS, alive
 SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
 PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
 SESSIONS_DIR = "sessions"
-WEIGHTS_FILE, WEIGHTS_DIR = "weights.safetensors", "weights"  # final weights; weights at checkpoint_steps
+WEIGHTS_FILE, WEIGHTS_DIR = "weights.safetensors", "weights"  # final weights; weights at snapshot_steps
 LEGACY_WEIGHTS_FILE = "weights.pt"  # what stores before safetensors hold (read, never written)
 
 
@@ -158,9 +158,9 @@ class ExperimentStore:
         run_dir = self._run_dir(result.run_id)
         metrics = pd.DataFrame(result.metrics)
         atomic_write(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))
-        for step, weights in result.checkpoints.items():  # first, so that a run with result.json has them all
+        for step, weights in result.snapshots.items():  # first, so that a run with result.json has them all
             (run_dir / WEIGHTS_DIR).mkdir(exist_ok=True)
-            path = run_dir / WEIGHTS_DIR / checkpoint_name(step)
+            path = run_dir / WEIGHTS_DIR / snapshot_name(step)
             atomic_write(path, functools.partial(_save_safetensors, weights, {"step": str(step)}))
         final = {"step": str(result.steps)}
         atomic_write(run_dir / WEIGHTS_FILE, functools.partial(_save_safetensors, result.state_dict, final))
@@ -209,12 +209,13 @@ PRESENTATION_KEYS = ("description", "notes", "claims", "quick", "log")
 
 
 def _what_trains(text: str) -> dict[str, Any]:
-    """A stored spec without its PRESENTATION_KEYS: two specs that agree here train the same runs."""
-    spec = yaml.safe_load(text) or {}
+    """A stored spec (its keys as this version names them) without its PRESENTATION_KEYS: two specs that agree
+    here train the same runs."""
+    spec = upgrade(yaml.safe_load(text) or {})
     return {key: value for key, value in spec.items() if key not in PRESENTATION_KEYS}
 
 
-def checkpoint_name(step: int) -> str:
+def snapshot_name(step: int) -> str:
     """The file of a run's weights at one step, in DIR/runs/ID/weights/ (names sort by step)."""
     return f"step-{step:09d}.safetensors"
 

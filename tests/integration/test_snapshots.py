@@ -1,4 +1,4 @@
-"""Weights over training: stored as safetensors at measures.checkpoint_steps, read back by step, measured later
+"""Weights over training: stored as safetensors at measures.snapshot_steps, read back by step, measured later
 without retraining (the same values the run recorded while it trained), and old stores (weights.pt) still read."""
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from groklab.config import SpecError
 from groklab.store.recompute import recompute
 
 SPEC = {
-    "name": "checkpoints",
+    "name": "snapshots",
     "task": {"modulus": 23, "train_fraction": 0.5},
     "model": {"width": 64, "activation": "quadratic", "bias": False, "init": "gromov"},
     "optimizer": {"lr": 0.01, "weight_decay": 5.0},
     "train": {"steps": 60, "loss": "mse", "eval_every": 10},
-    "measures": {"checkpoint_steps": 4},
+    "measures": {"snapshot_steps": 4},
     "seeds": 2,
 }
 
@@ -33,13 +33,13 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> groklab.ExperimentResult
     return groklab.run(SPEC, out=tmp_path_factory.mktemp("ck") / "exp", progress=False)
 
 
-def test_weights_are_stored_at_the_checkpoint_steps_and_read_back_by_step(result: groklab.ExperimentResult) -> None:
+def test_weights_are_stored_at_the_snapshot_steps_and_read_back_by_step(result: groklab.ExperimentResult) -> None:
     for run_id in result.runs["run_id"]:
-        assert result.checkpoint_steps(run_id) == [0, 1, 8, 60]  # 4 log-spaced steps of 60, from 0
+        assert result.snapshot_steps(run_id) == [0, 1, 8, 60]  # 4 log-spaced steps of 60, from 0
         final = result.weights(run_id)
         assert set(final) == {"W_in", "W_out"} and final["W_in"].shape == (46, 64)
         for name, tensor in result.weights(run_id, step=60).items():
-            assert torch.equal(tensor, final[name])  # the last checkpoint is the final state
+            assert torch.equal(tensor, final[name])  # the last snapshot is the final state
         start, later = result.weights(run_id, step=0), result.weights(run_id, step=8)
         assert not torch.equal(start["W_in"], later["W_in"])  # not vacuous: the weights moved between them
         stored = load_file(str(result.run_dir(run_id) / "weights" / "step-000000008.safetensors"))
@@ -51,7 +51,7 @@ def test_weights_are_stored_at_the_checkpoint_steps_and_read_back_by_step(result
         result.weights("run-0000", step=5)
 
 
-def test_a_measure_recomputed_from_checkpoints_equals_the_one_recorded_in_training(
+def test_a_measure_recomputed_from_snapshots_equals_the_one_recorded_in_training(
     result: groklab.ExperimentResult,
 ) -> None:
     frame = recompute(result, "neuron_ipr")
@@ -97,12 +97,31 @@ def test_a_store_written_before_safetensors_still_reads(result: groklab.Experime
 
 @pytest.mark.parametrize(
     ("steps", "message"),
-    [([0, 99], r"^measures.checkpoint_steps: \[99\] are not steps in 0..train.steps \(60\)$"),
-     (2000, r"^measures.checkpoint_steps: 2000; allowed: a list of steps, or a count 0..1000$")],
+    [([0, 99], r"^measures.snapshot_steps: \[99\] are not steps in 0..train.steps \(60\)$"),
+     (2000, r"^measures.snapshot_steps: 2000; allowed: a list of steps, or a count 0..1000$")],
 )  # fmt: skip
-def test_checkpoint_steps_outside_the_run_are_refused_before_anything_is_written(
+def test_snapshot_steps_outside_the_run_are_refused_before_anything_is_written(
     steps: list[int] | int, message: str, tmp_path: Path
 ) -> None:
     with pytest.raises(SpecError, match=message):
-        groklab.run({**SPEC, "measures": {"checkpoint_steps": steps}}, out=tmp_path / "exp", progress=False)
+        groklab.run({**SPEC, "measures": {"snapshot_steps": steps}}, out=tmp_path / "exp", progress=False)
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_directory_stored_before_the_renames_reads_and_resumes(tmp_path: Path) -> None:
+    """The one place old names live on: an experiment stored when snapshots were `measures.checkpoint_steps` and
+    leases were DIR/claims/ reads with today's names, and the same spec resumes it (nothing trained again)."""
+    out = tmp_path / "old"
+    groklab.run({**SPEC, "seeds": 1}, out=out, progress=False)
+    spec = (out / "experiment.yaml").read_text()
+    assert "snapshot_steps: 4" in spec
+    (out / "experiment.yaml").write_text(spec.replace("snapshot_steps: 4", "checkpoint_steps: 4"))
+    (out / "claims").mkdir()  # (empty, as a finished experiment left it)
+    kept = (out / "runs" / "run-0000" / "result.json").stat().st_mtime_ns
+    old = groklab.load(out)
+    assert old.spec["measures"]["snapshot_steps"] == 4 and "checkpoint_steps" not in old.spec["measures"]
+    assert old.snapshot_steps("run-0000") == [0, 1, 8, 60]
+    resumed = groklab.run({**SPEC, "seeds": 1}, out=out, progress=False)  # not "already holds another experiment"
+    assert resumed.meta["state"] == "finished" and len(resumed.runs) == 1
+    assert (out / "runs" / "run-0000" / "result.json").stat().st_mtime_ns == kept
+    assert "snapshot_steps: 4" in (out / "experiment.yaml").read_text()  # stored again under today's name
