@@ -51,7 +51,8 @@ class Tracker(Protocol):
 
 
 class TensorBoardRun:
-    """Scalars under their metric names, milestones as milestones/NAME = step, params as text (DIR/logs/tensorboard/ID)."""
+    """Scalars under their metric names, milestones as milestones/NAME = step, params as text
+    (DIR/logs/tensorboard/ID)."""
 
     def __init__(self, root: Path, first: Evaluation) -> None:
         from torch.utils.tensorboard import SummaryWriter
