@@ -116,10 +116,10 @@ def train_stack(
                 stack.select([not d for d in done])
 
         # One step of every run (the one after an evaluation also measures its update, for update_norm).
-        measure_update = evaluated and recorder.measures_updates
+        measure_update = evaluated and bool(recorder.updates)
         stack.train_step(step, measure_update)
         if measure_update:
-            recorder.record_update(stack)
+            recorder.record_update(stack, step)
     return results
 
 

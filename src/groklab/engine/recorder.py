@@ -33,8 +33,8 @@ class Recorder:
         self.series: dict[str, dict[str, list[tuple[int, np.ndarray]]]] = {r: {} for r in run_ids}
         self.columns: list[str] = []  # scalar measure columns, known after the first measured evaluation
         self.evaluations = 0
-        self.measures_updates = any(m.name == "update_norm" for m in self.measures)
-        """Whether the step after each evaluation measures its update (the optimizer does: update_norm)."""
+        self.updates = [m for m in self.measures if m.when == "update"]
+        """Measures of the step after each evaluation (update_norm): that step measures its update."""
 
     def state_dict(self) -> dict[str, Any]:
         """The runs' records so far (a finished run's are handed over with it and gone from here)."""
@@ -85,20 +85,21 @@ class Recorder:
                 history[name].append(value)
             for name in self.columns:
                 history.setdefault(name, []).append(float(measured[name][i]) if name in measured else math.nan)
-            if self.measures_updates:
-                history.setdefault("update_norm", []).append(math.nan)  # filled in after the next step
+            for measure in self.updates:
+                history.setdefault(measure.name, []).append(math.nan)  # filled in after the next step
             for name, array in measured.items():
                 if array.ndim > 1:
                     self.series[run_id].setdefault(name, []).append((step, array[i]))
             rows.append(row)
         return rows
 
-    def record_update(self, stack: Stack) -> None:
-        """|theta_{t+1} - theta_t| of every run (the step after an evaluation measured it), into the row of the
-        evaluation at t."""
-        assert stack.optimizer.update_norm is not None
-        for run_id, value in zip(stack.runs.ids, stack.optimizer.update_norm.tolist()):
-            self.history[run_id]["update_norm"][-1] = value
+    def record_update(self, stack: Stack, step: int) -> None:
+        """The update measures of the step that followed the evaluation at `step`, into that evaluation's row."""
+        probe = stack.probe(step)
+        for measure in self.updates:
+            for name, values in measure.fn(probe).items():
+                for run_id, value in zip(stack.runs.ids, values.tolist()):
+                    self.history[run_id][name][-1] = value
 
     def finish(
         self, stack: Stack, i: int, memorized: int | None, generalized: int | None

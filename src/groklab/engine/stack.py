@@ -260,6 +260,7 @@ class Stack:
             stacked={n: t[index] for n, t in tensors.items()},
             eval_logits=[logits[index] for logits in self.eval_logits],
             buffers={n: b[index] for n, b in runs.buffers.items()},
+            update_norm=None if self.optimizer.update_norm is None else self.optimizer.update_norm[index],
             at_init=self.at_init,
         )
 

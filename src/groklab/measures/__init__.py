@@ -33,13 +33,6 @@ from groklab.measures.curve_events import run_events
 from groklab.measures.probe import Probe
 from groklab.measures.registry import MEASURES, Measure, register, selected
 
-register(
-    "update_norm",
-    "L2 size of the weight update applied at each evaluated step",
-    "|theta_{t+1} - theta_t| (measured by the training loop right after the step)",
-    "seed 003 (TODO: weight-update size)",
-)(lambda probe: {})
-
 __all__ = [
     "MEASURES",
     "Measure",

@@ -74,6 +74,8 @@ class Probe:
     """The model's running statistics (BatchNorm), if it has any."""
     ids: list[str] = field(default_factory=list)
     """The runs' ids, in stack order (keys of at_init)."""
+    update_norm: torch.Tensor | None = None
+    """(run,) |theta_{t+1} - theta_t| of the step just taken, after a measured step (what update measures read)."""
     at_init: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
     """(what, run id) -> a tensor that depends only on the run's init and data (the NTK at init): the stack keeps
     this dict for its whole life, so a measure computes such a tensor once per run, not at every evaluation."""

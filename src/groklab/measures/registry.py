@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from groklab.config import RunConfig, SpecError
 
-When = Literal["eval", "representation", "final"]
+When = Literal["eval", "representation", "update", "final"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class Measure:
     eval: fn(probe) -> {column: (run,) scalar tensor or (run, m) vector tensor}, at evaluated steps
         (every measures.every-th evaluation); scalars become metrics columns, vectors stored series.
     representation: the same signature, at measures.representation_steps only.
+    update: fn(probe) -> {name: (run,) tensor}, right after the step that follows each evaluation (probe.update_norm
+        is what that step changed); the value goes into that evaluation's row, under the measure's name.
     final: fn(probe) -> [{name: array or float}] per run, once after training (probe of one run).
     """
 

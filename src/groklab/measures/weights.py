@@ -1,8 +1,5 @@
-"""Measures of the weights alone: norms, spectral norms, sparsity, large neurons, distance from init.
-
-(The size of each weight update, `update_norm`, needs the parameters after the next step: the
-engine measures it, see engine/recorder.py.)
-"""
+"""Measures of the weights alone: norms, spectral norms, sparsity, large neurons, distance from init, and the size
+of each update."""
 
 from __future__ import annotations
 
@@ -76,3 +73,16 @@ def large_neurons(probe: Probe) -> dict[str, torch.Tensor]:
 def init_distance(probe: Probe) -> dict[str, torch.Tensor]:
     delta = {n: probe.params[n] - probe.init_params[n] for n in probe.params}
     return {"init_distance": _sum_squares(delta).sqrt()}
+
+
+@register(
+    "update_norm",
+    "L2 size of the weight update applied at each evaluated step",
+    "|theta_{t+1} - theta_t|: the update of the step that follows the evaluation at t, measured by the optimizer "
+    "as it steps (engine/optim.py)",
+    "seed 003 (the weight-update size it lists to track)",
+    when="update",
+)
+def update_norm(probe: Probe) -> dict[str, torch.Tensor]:
+    assert probe.update_norm is not None  # an update measure runs only after a measured step
+    return {"update_norm": probe.update_norm}

@@ -30,7 +30,7 @@ def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
     as a frame (run_id, step, one column each). Raises SpecError for an unknown measure, a measure computed
     once after training, or an experiment that stored no snapshots."""
     measure = MEASURES.get(name)
-    per_step = sorted(n for n, m in MEASURES.items() if m.when != "final")
+    per_step = sorted(n for n, m in MEASURES.items() if m.when in ("eval", "representation"))
     if measure is None or measure.when == "final":
         raise SpecError(f"--recompute {name}: not a measure taken over steps; allowed: {', '.join(per_step)}")
     runs = [row["run_id"] for row in result.rows if result.snapshot_steps(row["run_id"])]
