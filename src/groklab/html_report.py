@@ -87,7 +87,7 @@ def _experiment_page(result: ExperimentResult) -> Path:
     parts.append("<h2>Figures</h2>")
     for name, fig in plot(result).items():
         parts.append(f"<figure id='fig-{name}'><img alt='{name}' src='data:image/png;base64,{_png(fig)}'>"
-                     f"<figcaption><b>{name}</b>: {_e(FIGURES[name][0])}</figcaption></figure>")  # fmt: skip
+                     f"<figcaption><b>{name}</b>: {_e(FIGURES[name].summary)}</figcaption></figure>")  # fmt: skip
     spec_text = yaml.safe_dump(spec, sort_keys=False)
     parts.append(f"<h2>Spec</h2><details><summary>{len(spec_text.splitlines())} lines of YAML</summary><pre>"
                  + _e(spec_text) + "</pre></details>")  # fmt: skip

@@ -7,84 +7,37 @@
     slingshot.py Thilak et al.'s slingshots: norm, loss and accuracy with onsets marked; count over eps
     sizes.py     Varma et al.'s ungrokking: final test accuracy and efficiency over the kept training fraction
 
+    registry.py  FIGURES: each figure registered where it is defined, with what it needs (@register)
+
 `plot(result)` returns {name: Figure} for every figure that applies; `save_figures` writes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from groklab.config import SpecError
-from groklab.figures import analysis, curves, sizes, slingshot, theory
+
+# The figures register as their modules are imported: this order is the report's.
+# isort: off
+from groklab.figures import curves  # noqa: F401
+from groklab.figures import theory  # noqa: F401
+from groklab.figures import slingshot  # noqa: F401
+from groklab.figures import sizes  # noqa: F401
+from groklab.figures import analysis  # noqa: F401
+
+# isort: on
+from groklab.figures.registry import FIGURES, Stored
 from groklab.figures.style import DPI, empty, paper_style
 from groklab.store.reader import ExperimentResult, load
-
-FIGURES: dict[str, tuple[str, Callable[[ExperimentResult], Figure]]] = {
-    "curves": ("train/test loss and accuracy over steps, mean over seeds, events marked", curves.curves),
-    "measures": ("the stored progress measures over steps, one panel each", curves.measures_overview),
-    "sweep": ("generalization step over the sweep: a line (one key) or a phase diagram (two)", curves.sweep),
-    "delay": ("grokking delay (generalized - memorized) over the sweep", lambda r: curves.sweep(r, "grokking_delay")),
-    "phases": (
-        "Doshi et al.'s phase of each run over the sweep (label corruption)",
-        lambda r: curves.sweep(r, "doshi_phase"),
-    ),  # fmt: skip
-    "liu_phases": (
-        "Liu et al.'s learning phase of each run over the sweep (comprehension, grokking, memorization, confusion)",
-        lambda r: curves.sweep(r, "liu_phase"),
-    ),  # fmt: skip
-    "effective_theory": (
-        "Liu et al.: predicted vs trained accuracy and steps to RQI > 0.95 over the sweep (Figs. 3-4)",
-        theory.effective_theory,
-    ),  # fmt: skip
-    "slingshots": (
-        "Thilak et al.: last-layer norm, train loss and test accuracy with slingshot onsets and generalization marked",
-        slingshot.slingshots,
-    ),  # fmt: skip
-    "slingshot_count": (
-        "Thilak et al.: slingshots per run and final test accuracy over the sweep",
-        slingshot.slingshot_count,
-    ),
-    "ungrokking": (
-        "Varma et al.: final test accuracy and efficiency over the kept training fraction, per variant",
-        sizes.ungrokking,
-    ),
-    "fourier": ("Fourier power of embeddings and logits, key frequencies", analysis.fourier),
-    "ipr": ("histograms of neuron IPR at several steps", analysis.ipr_histogram),
-    "neurons": ("incoming weights of the largest neurons over the residues", analysis.neurons),
-    "tsne": ("t-SNE of hidden representations at the stored steps", analysis.tsne),
-    "kde": ("density of first-layer weights at the stored steps", analysis.weight_kde),
-    "pruning": ("accuracy as low-IPR neurons are pruned", analysis.pruning),
-    "batchnorm": ("each neuron's BatchNorm gain against its IPR, BatchNorm runs", analysis.batchnorm),
-}
-"""name -> (what it shows, function of the stored experiment)."""
 
 
 def applicable(result: ExperimentResult) -> list[str]:
     """The figures this experiment has data for, in FIGURES order."""
-    series = result.series(result.rows[0]["run_id"]) if result.rows else {}
-    swept = bool(result.spec.get("sweep"))
-    needs = {
-        "sweep": swept,
-        "delay": swept,
-        "phases": swept and "doshi_phase" in result.runs and result.runs["doshi_phase"].notna().any(),
-        "liu_phases": swept and "liu_phase" in result.runs and result.runs["liu_phase"].notna().any(),
-        "effective_theory": swept and "predicted_acc" in result.metrics,
-        "slingshots": "slingshot_steps" in result.runs and result.runs["slingshot_steps"].map(bool).any(),
-        "slingshot_count": swept and "slingshot_steps" in result.runs,
-        "ungrokking": "task.on_generalized.train_fraction" in result.runs and "variant" in result.runs,
-        "fourier": "embedding_spectrum" in series,
-        "ipr": "neuron_ipr" in series,
-        "neurons": "task.modulus" in result.runs,
-        "tsne": "representations" in series,
-        "kde": "weight_sample" in series,
-        "pruning": "prune_neurons" in series,
-        "batchnorm": "batchnorm_gain_ipr" in result.runs and result.runs["batchnorm_gain_ipr"].notna().any(),
-        "curves": bool(result.rows or result.progress),  # unfinished runs: their partial curves
-    }
-    return [name for name in FIGURES if needs.get(name, bool(result.rows))]
+    stored = Stored(result)
+    return [name for name, kind in FIGURES.items() if kind.needs(stored)]
 
 
 def plot(result: ExperimentResult | str | Path, what: list[str] | None = None) -> dict[str, Figure]:
@@ -100,7 +53,7 @@ def plot(result: ExperimentResult | str | Path, what: list[str] | None = None) -
         kind, _, argument = name.partition(":")
         with paper_style():
             if name in FIGURES:
-                figures[name] = FIGURES[name][1](result)
+                figures[name] = FIGURES[name].draw(result)
             elif kind == "measure" and argument in result.metrics.columns:
                 drawn = curves.measure(result, argument)
                 figures[name] = drawn or empty(f"{argument}: no values stored")

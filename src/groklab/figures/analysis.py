@@ -9,6 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from groklab.data import make_data, modular_table
+from groklab.figures.registry import register, runs_with, series
 from groklab.figures.style import TEST, TRAIN, colormap, empty, figure, figure_grid
 from groklab.figures.tsne import tsne as embed_2d
 from groklab.measures.probe import Probe
@@ -31,6 +32,7 @@ def _pick_steps(steps: np.ndarray, n: int = 4) -> list[int]:
     return positions.tolist()
 
 
+@register("fourier", "Fourier power of embeddings and logits, key frequencies", needs=series("embedding_spectrum"))
 def fourier(result: ExperimentResult, run_id: str | None = None) -> Figure:
     """Fourier power of the operand embeddings per frequency (final evaluation) and of the logits along
     cos/sin(w_k(a+b)), with the key frequencies marked (Nanda et al. Fig. 3; Gromov)."""
@@ -59,6 +61,7 @@ def fourier(result: ExperimentResult, run_id: str | None = None) -> Figure:
     return fig
 
 
+@register("ipr", "histograms of neuron IPR at several steps", needs=series("neuron_ipr"))
 def ipr_histogram(result: ExperimentResult, run_id: str | None = None) -> Figure:
     """Histograms of the neurons' IPR at a few evaluated steps (Gromov; Doshi et al.)."""
     run_id = _run(result, run_id)
@@ -77,6 +80,11 @@ def ipr_histogram(result: ExperimentResult, run_id: str | None = None) -> Figure
     return fig
 
 
+@register(
+    "neurons",
+    "incoming weights of the largest neurons over the residues",
+    needs=lambda stored: "task.modulus" in stored.result.runs,
+)
 def neurons(result: ExperimentResult, run_id: str | None = None, count: int = 4) -> Figure:
     """How the largest-variance first-layer neurons respond to operand a (pre-activation averaged over
     b, final weights): Gromov's periodic neurons. For a one-hot MLP this is the neuron's W_in column."""
@@ -103,6 +111,7 @@ def neurons(result: ExperimentResult, run_id: str | None = None, count: int = 4)
     return fig
 
 
+@register("tsne", "t-SNE of hidden representations at the stored steps", needs=series("representations"))
 def tsne(result: ExperimentResult, run_id: str | None = None) -> Figure:
     """t-SNE of the stored test representations at each stored step, colored by the test label (seed 001 Fig. 2)."""
     run_id = _run(result, run_id)
@@ -125,6 +134,7 @@ def tsne(result: ExperimentResult, run_id: str | None = None) -> Figure:
     return fig
 
 
+@register("kde", "density of first-layer weights at the stored steps", needs=series("weight_sample"))
 def weight_kde(result: ExperimentResult, run_id: str | None = None) -> Figure:
     """Kernel density of the first layer's weights at the stored steps (seed 001 Fig. 3)."""
     run_id = _run(result, run_id)
@@ -142,6 +152,7 @@ def weight_kde(result: ExperimentResult, run_id: str | None = None) -> Figure:
     return fig
 
 
+@register("pruning", "accuracy as low-IPR neurons are pruned", needs=series("prune_neurons"))
 def pruning(result: ExperimentResult, run_id: str | None = None) -> Figure:
     """Accuracy on clean and corrupted training examples and on the test set as neurons are pruned in
     order of increasing IPR (Doshi et al.)."""
@@ -173,6 +184,11 @@ def _sequential(n: int) -> list[tuple[float, ...]]:
     return [colormap("viridis")(0.9 * i / max(1, n - 1)) for i in range(n)]
 
 
+@register(
+    "batchnorm",
+    "each neuron's BatchNorm gain against its IPR, BatchNorm runs",
+    needs=runs_with("batchnorm_gain_ipr"),
+)
 def batchnorm(result: ExperimentResult, count: int = 4) -> Figure:
     """Each neuron's BatchNorm gain |gamma| / sigma against its IPR, for up to `count` BatchNorm runs
     (Doshi et al.: BatchNorm amplifies the periodic, generalizing neurons)."""

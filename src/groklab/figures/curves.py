@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from groklab.figures.registry import register, runs_with, swept
 from groklab.figures.style import (
     TEST,
     TRAIN,
@@ -97,6 +98,11 @@ def _loss_label(spec: dict) -> str:
     return f"loss ({names.pop()})" if len(names) == 1 else "loss"
 
 
+@register(
+    "curves",
+    "train/test loss and accuracy over steps, mean over seeds, events marked",
+    needs=lambda stored: bool(stored.result.rows or stored.result.progress),  # unfinished runs: their curves so far
+)
 def curves(result: ExperimentResult) -> Figure:
     """Train and test loss and accuracy over steps (mean over seeds, min-max band), events marked; the
     unfinished runs' curves so far, thin and dotted, marked partial."""
@@ -177,6 +183,7 @@ def measure(result: ExperimentResult, column: str, ax: Axes | None = None, log_y
     return fig if fig is not None else ax.figure  # type: ignore[return-value]
 
 
+@register("measures", "the stored progress measures over steps, one panel each")
 def measures_overview(result: ExperimentResult) -> Figure:
     """The main progress measures of the runs, one panel each (those the runs stored)."""
     metrics = result.metrics
@@ -215,6 +222,7 @@ QUANTITIES = {
 }
 
 
+@register("sweep", "generalization step over the sweep: a line (one key) or a phase diagram (two)", needs=swept)
 def sweep(result: ExperimentResult, quantity: str = "generalized_step") -> Figure:
     """A per-run quantity over the sweep: a line over one swept key, a heat map over two (phase diagram).
 
@@ -265,6 +273,29 @@ def sweep(result: ExperimentResult, quantity: str = "generalized_step") -> Figur
     fig.colorbar(image, ax=ax)
     ax.set_title(f"{label}, median over seeds; hatched: never", fontsize=8)
     return fig
+
+
+@register("delay", "grokking delay (generalized - memorized) over the sweep", needs=swept)
+def delay(result: ExperimentResult) -> Figure:
+    return sweep(result, "grokking_delay")
+
+
+@register(
+    "phases",
+    "Doshi et al.'s phase of each run over the sweep (label corruption)",
+    needs=runs_with("doshi_phase", over_sweep=True),
+)
+def doshi_phases(result: ExperimentResult) -> Figure:
+    return sweep(result, "doshi_phase")
+
+
+@register(
+    "liu_phases",
+    "Liu et al.'s learning phase of each run over the sweep (comprehension, grokking, memorization, confusion)",
+    needs=runs_with("liu_phase", over_sweep=True),
+)
+def liu_phases(result: ExperimentResult) -> Figure:
+    return sweep(result, "liu_phase")
 
 
 def _categorical_sweep(result: ExperimentResult, quantity: str) -> Figure:

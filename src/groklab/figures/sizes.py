@@ -6,12 +6,18 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from groklab.figures.registry import register
 from groklab.figures.style import colors_for, empty, figure
 from groklab.store.reader import ExperimentResult
 
 KEPT = "task.on_generalized.train_fraction"
 
 
+@register(
+    "ungrokking",
+    "Varma et al.: final test accuracy and efficiency over the kept training fraction, per variant",
+    needs=lambda stored: KEPT in stored.result.runs and "variant" in stored.result.runs,
+)
 def ungrokking(result: ExperimentResult) -> Figure:
     """Two panels over the kept training fraction, one line per variant (median over seeds): final test accuracy,
     and final efficiency where the `efficiency` measure was stored."""

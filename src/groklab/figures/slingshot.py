@@ -8,6 +8,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from groklab.figures.curves import swept_keys
+from groklab.figures.registry import register
 from groklab.figures.style import TEST, TRAIN, colors_for, empty, figure, group_labels
 from groklab.store.reader import ExperimentResult
 
@@ -16,6 +17,13 @@ def _onsets(value: object) -> list[int]:
     return list(value) if isinstance(value, list) else []
 
 
+@register(
+    "slingshots",
+    "Thilak et al.: last-layer norm, train loss and test accuracy with slingshot onsets and generalization marked",
+    needs=lambda stored: (
+        "slingshot_steps" in stored.result.runs and stored.result.runs["slingshot_steps"].map(bool).any()
+    ),
+)
 def slingshots(result: ExperimentResult) -> Figure:
     """Per run (colored by the first swept key): last-layer norm, train loss and test accuracy over steps; dots
     mark slingshot onsets on every curve, a dashed line the step the run generalized (test accuracy >= 99%)."""
@@ -50,6 +58,11 @@ def slingshots(result: ExperimentResult) -> Figure:
     return fig
 
 
+@register(
+    "slingshot_count",
+    "Thilak et al.: slingshots per run and final test accuracy over the sweep",
+    needs=lambda stored: stored.swept and "slingshot_steps" in stored.result.runs,
+)
 def slingshot_count(result: ExperimentResult) -> Figure:
     """Left: slingshots per run over the swept key (dots: runs, line: median over seeds); right: final test
     accuracy over it, and the share of runs that generalized (Thilak et al.: eps suppresses both)."""

@@ -8,10 +8,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from groklab.figures.curves import swept_keys
+from groklab.figures.registry import register
 from groklab.figures.style import TEST, TRAIN, empty, figure
 from groklab.store.reader import ExperimentResult
 
 
+@register(
+    "effective_theory",
+    "Liu et al.: predicted vs trained accuracy and steps to RQI > 0.95 over the sweep (Figs. 3-4)",
+    needs=lambda stored: stored.swept and "predicted_acc" in stored.result.metrics,
+)
 def effective_theory(result: ExperimentResult) -> Figure:
     """Left: final test accuracy, the accuracy the learned representation predicts, and Acc-bar (what the
     training set allows), over the swept key; right: the step RQI first exceeds 0.95 (hollow: never)."""
