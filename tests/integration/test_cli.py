@@ -127,7 +127,10 @@ BAD_INPUTS = [
     (["--device", "tpu"], "--device tpu"),
     (["--set", "measures.names=[ipr, norms]"], "measures.names: unknown measure 'ipr'"),
     (["--set", "measures.names=[parity_clustering]"], "measures.names: parity_clustering does not apply"),
-    (["--set", "measures.key_frequencies=[3, 12]"], "measures.key_frequencies: [3, 12] must be 1..11"),
+    (
+        ["--set", "measures.restricted_excluded.key_frequencies=[3, 12]"],
+        "measures.restricted_excluded.key_frequencies: [3, 12] must be 1..11",
+    ),
     (["--set", "measures.names=most"], "measures.names"),
 ]
 
@@ -285,7 +288,7 @@ def test_measures_are_listed_and_stored(tmp_path: Path) -> None:
         "measures.names=all",
     ]
     nanda = ["--set", "train.steps=6", "--set", "task.modulus=11", "--set", "model.d_model=16"]
-    nanda += ["--set", "model.d_mlp=32", "--set", "train.eval_every=2", "--set", "measures.representation_steps=[4]"]
+    nanda += ["--set", "model.d_mlp=32", "--set", "train.eval_every=2", "--set", "measures.representations.steps=[4]"]
     for name, extra in (("modular-addition", gromov), ("nanda-modadd", nanda)):
         out = tmp_path / name
         result = groklab("run", name, "--out", str(out), "--quiet", *extra)

@@ -30,7 +30,7 @@ SPEC = {
     "model": {"width": 64, "activation": "quadratic", "bias": False, "init": "gromov"},
     "optimizer": {"lr": 0.01, "weight_decay": 5.0, "betas": [0.9, 0.98]},
     "train": {"steps": 60, "loss": "mse", "eval_every": 5},
-    "measures": {"names": "all", "representation_steps": [0, 30, 60], "representation_inputs": 64},
+    "measures": {"names": "all", "representations": {"steps": [0, 30, 60], "inputs": 64}},
     "sweep": {"optimizer.weight_decay": [1.0, 5.0], "model.batchnorm": [False, True]},
 }
 TOY_FIGURES = ["effective_theory"]  # Liu et al.'s addition toy only: drawn by the test below
@@ -196,7 +196,7 @@ def test_the_fourier_figure_of_an_mse_run_marks_its_top_frequencies(tmp_path: Pa
     assert "key_frequencies" not in result.series(result.rows[0]["run_id"])
     (fig,) = plot(result, ["fourier"]).values()
     red = [bar for bar in fig.axes[0].patches if to_hex(bar.get_facecolor()) == TEST]
-    assert len(red) == result.run_config(result.rows[0]["run_id"]).measures.n_key_frequencies
+    assert len(red) == result.run_config(result.rows[0]["run_id"]).measures.restricted_excluded.n_key_frequencies
     assert "top" in fig.axes[0].get_title()
 
 

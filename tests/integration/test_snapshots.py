@@ -3,6 +3,7 @@ without retraining (the same values the run recorded while it trained), and old 
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 import groklab
 from groklab.config import SpecError
+from groklab.config.specs import RENAMED
 from groklab.store.recompute import recompute
 
 SPEC = {
@@ -109,13 +112,19 @@ def test_snapshot_steps_outside_the_run_are_refused_before_anything_is_written(
 
 
 def test_a_directory_stored_before_the_renames_reads_and_resumes(tmp_path: Path) -> None:
-    """The one place old names live on: an experiment stored when snapshots were `measures.checkpoint_steps` and
-    leases were DIR/claims/ reads with today's names, and the same spec resumes it (nothing trained again)."""
+    """The one place old names live on: an experiment stored when snapshots were `measures.checkpoint_steps`, the
+    measures' options flat (`measures.llc_lr`) and leases DIR/claims/ reads with today's names, and the same spec
+    resumes it (nothing trained again)."""
     out = tmp_path / "old"
     groklab.run({**SPEC, "seeds": 1}, out=out, progress=False)
-    spec = (out / "experiment.yaml").read_text()
-    assert "snapshot_steps: 4" in spec
-    (out / "experiment.yaml").write_text(spec.replace("snapshot_steps: 4", "checkpoint_steps: 4"))
+    spec = yaml.safe_load((out / "experiment.yaml").read_text())
+    assert spec["measures"]["snapshot_steps"] == 4
+    for old, new in RENAMED.items():  # back to the names it was stored under
+        section = functools.reduce(dict.__getitem__, new.split(".")[1:-1], spec["measures"])
+        spec["measures"][old.removeprefix("measures.")] = section.pop(new.rsplit(".", 1)[1])
+    spec["measures"] = {k: v for k, v in spec["measures"].items() if v != {}}
+    assert "llc" not in spec["measures"] and spec["measures"]["llc_lr"] == 0.003
+    (out / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     (out / "claims").mkdir()  # (empty, as a finished experiment left it)
     kept = (out / "runs" / "run-0000" / "result.json").stat().st_mtime_ns
     old = groklab.load(out)
@@ -124,4 +133,4 @@ def test_a_directory_stored_before_the_renames_reads_and_resumes(tmp_path: Path)
     resumed = groklab.run({**SPEC, "seeds": 1}, out=out, progress=False)  # not "already holds another experiment"
     assert resumed.meta["state"] == "finished" and len(resumed.runs) == 1
     assert (out / "runs" / "run-0000" / "result.json").stat().st_mtime_ns == kept
-    assert "snapshot_steps: 4" in (out / "experiment.yaml").read_text()  # stored again under today's name
+    assert yaml.safe_load((out / "experiment.yaml").read_text())["measures"]["llc"]["lr"] == 0.003  # today's names

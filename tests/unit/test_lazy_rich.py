@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from groklab import RunConfig, Stack, TeacherTask, make_data
+from groklab.config.measures import NTKOptions
 from groklab.engine.loop import train_stack
 from groklab.engine.plan import make_plan
 from groklab.measures.kernel import centered_alignment, empirical_ntk
@@ -118,7 +119,7 @@ def test_the_empirical_ntk_is_the_jacobian_gram_matrix() -> None:
 
 
 def test_the_ntk_measure_of_a_stack_equals_each_run_alone() -> None:
-    measures = {"names": ["ntk"], "ntk_examples": 6}
+    measures = {"names": ["ntk"], "ntk": NTKOptions(examples=6)}
     runs = [(f"a{alpha}", _config(output_scale=alpha).model_copy(update={"seed": i})) for i, alpha in
             enumerate((0.5, 2.0))]  # fmt: skip
     runs = [(run_id, c.model_copy(update={"measures": c.measures.model_copy(update=measures)})) for run_id, c in runs]

@@ -25,7 +25,7 @@ SPEC = {
     "model": {"embedding": "learned", "embedding_dim": 6, "width": 16, "activation": "gelu"},
     "optimizer": {"name": "adam", "lr": 0.01},
     "train": {"steps": 40, "batch_size": 16, "loss": "cross_entropy", "eval_every": 20, "dtype": "float64"},
-    "measures": {"names": ["llc"], "llc_draws": 30, "llc_batch_size": 16},
+    "measures": {"names": ["llc"], "llc": {"draws": 30, "batch_size": 16}},
 }
 
 

@@ -25,9 +25,12 @@ TRANSFORMER = {"name": "transformer", "d_model": 32, "n_heads": 4, "d_mlp": 64}
 
 def _config(**changes: Any) -> RunConfig:
     data = copy.deepcopy(TINY_MODULAR)
-    for key, value in changes.items():
-        section, name = key.split("__")
-        data.setdefault(section, {})[name] = value
+    for key, value in changes.items():  # section__name, or section__measure__option
+        *path, name = key.split("__")
+        node = data
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = value
     return RunConfig.model_validate(data)
 
 
@@ -148,7 +151,7 @@ def test_every_measure_stacked_equals_per_run(case: str) -> None:
 
 
 def test_weight_measures_on_hand_set_weights() -> None:
-    config = _config(measures__sparsity_threshold=0.5, measures__large_neuron_fraction=0.5)
+    config = _config(measures__weight_sparsity__threshold=0.5, measures__large_neurons__fraction=0.5)
     stack = Stack([("r", config)], torch.device("cpu"))
     W_in, W_out = stack.params["W_in"], stack.params["W_out"]  # (1, 46, 128), (1, 128, 23)
     with torch.no_grad():
@@ -198,7 +201,7 @@ def test_parity_clustering_is_one_for_a_function_of_the_relevant_bits() -> None:
 
 
 def test_rqi_counts_parallelograms_by_brute_force() -> None:
-    config = _config(model__embedding="learned", model__embedding_dim=4, measures__rqi_delta=1e-6)
+    config = _config(model__embedding="learned", model__embedding_dim=4, measures__rqi__delta=1e-6)
     stack = Stack([("r", config)], torch.device("cpu"))
     with torch.no_grad():  # E_i = i v: i + j = m + n preserved exactly unless the sum wraps around mod p
         stack.params["W_E"].copy_(torch.arange(23.0)[None, :, None] * torch.tensor([1.0, -2.0, 0.5, 3.0]))
@@ -255,8 +258,8 @@ def test_measures_every_and_representations_are_recorded() -> None:
         train__steps=20,
         measures__names=["neuron_ipr", "representations"],
         measures__every=2,
-        measures__representation_steps=[7, 20],
-        measures__representation_inputs=16,
+        measures__representations__steps=[7, 20],
+        measures__representations__inputs=16,
     )
     result = train_stack([("r", config)])[0]
     steps = result.metrics["step"]

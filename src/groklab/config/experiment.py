@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from groklab.config.base import STRICT, Spec
-from groklab.config.measures import MeasuresConfig
+from groklab.config.measures import OPTIONS, MeasuresConfig
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
 from groklab.config.tasks import (
@@ -98,8 +98,8 @@ class RunConfig(Spec):
             if self.model.readout == "templates" and self.train.loss != "mse":
                 raise ValueError(f"train.loss: {self.train.loss} with model.readout templates; allowed: mse")
         steps, every = self.train.steps, self.train.eval_every
-        for key in ("representation_steps", "snapshot_steps"):
-            listed = getattr(self.measures, key)
+        for key, listed in (("representations.steps", self.measures.representations.steps),
+                            ("snapshot_steps", self.measures.snapshot_steps)):  # fmt: skip
             outside = [s for s in listed if not 0 <= s <= steps] if isinstance(listed, list) else []
             if outside:
                 raise ValueError(f"measures.{key}: {outside} are not steps in 0..train.steps ({steps})")
@@ -262,6 +262,7 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "optimizer.grokfast": [GrokfastConfig],
     "train": [TrainConfig],
     "measures": [MeasuresConfig],
+    **{f"measures.{name}": [options] for name, options in OPTIONS.items()},
 }
 """Spec section -> the config classes whose fields may appear there."""
 

@@ -8,8 +8,96 @@ from pydantic import Field, field_validator
 from groklab.config.base import STRICT, Spec
 
 
+class SparsityOptions(Spec):
+    """measures.weight_sparsity."""
+
+    model_config = STRICT
+    threshold: float = Field(1e-3, gt=0.0)
+    """weight_sparsity counts weights with |w| below this value."""
+
+
+class LargeNeuronsOptions(Spec):
+    """measures.large_neurons."""
+
+    model_config = STRICT
+    fraction: float = Field(0.1, gt=0.0, le=1.0)
+    """large_neurons counts hidden neurons whose weight norm is at least this fraction of the largest."""
+
+
+class RestrictedExcludedOptions(Spec):
+    """measures.restricted_excluded."""
+
+    model_config = STRICT
+    key_frequencies: list[int] = []
+    """Key frequencies k of the restricted/excluded losses (Nanda et al.). Empty: at each evaluation the
+    n_key_frequencies frequencies carrying most of the logits' power along cos/sin(w_k(a+b)). The paper
+    fixes the final model's key frequencies for every step: rerun with the list it reports."""
+    n_key_frequencies: int = Field(5, ge=1)
+    """How many key frequencies to pick when key_frequencies is empty (Nanda et al. find ~5 for p=113)."""
+
+    @field_validator("key_frequencies")
+    @classmethod
+    def _frequencies(cls, frequencies: list[int]) -> list[int]:
+        if any(k < 1 for k in frequencies):
+            raise ValueError(f"key_frequencies: {frequencies} must be frequencies >= 1")
+        return frequencies
+
+
+class RQIOptions(Spec):
+    """measures.rqi."""
+
+    model_config = STRICT
+    delta: float = Field(0.01, gt=0.0)
+    """RQI tolerance: a parallelogram counts when |E_i + E_j - E_m - E_n| <= delta x RMS embedding norm."""
+
+
+class RepresentationsOptions(Spec):
+    """measures.representations."""
+
+    model_config = STRICT
+    steps: list[int] = []
+    """Steps at which hidden representations of the first `inputs` test inputs are stored (t-SNE / PCA panels);
+    these steps are added to the evaluation schedule."""
+    inputs: int = Field(256, ge=1)
+    """Number of test inputs whose representations are stored."""
+
+
+class NTKOptions(Spec):
+    """measures.ntk."""
+
+    model_config = STRICT
+    examples: int = Field(128, ge=2)
+    """The empirical kernel is taken on the first this many training examples (its cost grows with their square
+    times the parameter count)."""
+
+
+class LLCOptions(Spec):
+    """measures.llc: devinterp's SGLD estimate, with the defaults of its grokking example."""
+
+    model_config = STRICT
+    lr: float = Field(3e-3, gt=0.0)
+    """The SGLD step size epsilon (devinterp's grokking example: 3e-3)."""
+    nbeta: float = Field(2.0, gt=0.0)
+    """The inverse temperature n beta (example: 2)."""
+    gamma: float = Field(5.0, ge=0.0)
+    """The localization gamma: how strongly the chain is pulled back to the weights (example: 5)."""
+    draws: int = Field(500, ge=1)
+    """SGLD draws of the one chain per run and evaluation (example: 500)."""
+    batch_size: int = Field(128, ge=1)
+    """Training examples per SGLD step (example: 128)."""
+
+
+class PruningOptions(Spec):
+    """measures.ipr_pruning."""
+
+    model_config = STRICT
+    points: int = Field(21, ge=2)
+    """Points on the neuron-pruning curve (0 .. all neurons pruned, in order of increasing IPR)."""
+
+
 class MeasuresConfig(Spec):
-    """Progress measures, computed on the evaluation schedule (or once, after training) and stored."""
+    """Progress measures, computed on the evaluation schedule (or once, after training) and stored; a measure's
+    options under its name (measures.llc.lr)."""
 
     model_config = STRICT
     names: list[str] | str = "default"
@@ -19,43 +107,19 @@ class MeasuresConfig(Spec):
     run's task or model is an error."""
     every: int = Field(1, ge=1)
     """Compute the per-evaluation measures at every n-th evaluation only (cost control)."""
-    sparsity_threshold: float = Field(1e-3, gt=0.0)
-    """weight_sparsity counts weights with |w| below this value."""
-    large_neuron_fraction: float = Field(0.1, gt=0.0, le=1.0)
-    """large_neurons counts hidden neurons whose weight norm is at least this fraction of the largest."""
-    key_frequencies: list[int] = []
-    """Key frequencies k of the restricted/excluded losses (Nanda et al.). Empty: at each evaluation the
-    n_key_frequencies frequencies carrying most of the logits' power along cos/sin(w_k(a+b)). The paper
-    fixes the final model's key frequencies for every step: rerun with the list it reports."""
-    n_key_frequencies: int = Field(5, ge=1)
-    """How many key frequencies to pick when key_frequencies is empty (Nanda et al. find ~5 for p=113)."""
-    rqi_delta: float = Field(0.01, gt=0.0)
-    """RQI tolerance: a parallelogram counts when |E_i + E_j - E_m - E_n| <= delta x RMS embedding norm."""
-    representation_steps: list[int] = []
-    """Steps at which hidden representations of the first representation_inputs test inputs are stored
-    (t-SNE / PCA panels); these steps are added to the evaluation schedule."""
     snapshot_steps: list[int] | int = []
     """Steps at which each run's weights are stored (DIR/runs/ID/weights/step-STEP.safetensors), to analyse or
     measure later without retraining (`result.weights(run_id, step=...)`, `groklab measures DIR --recompute
     NAME`): a list of steps, or a count N for step 0 and N - 1 more, log-spaced up to train.steps. These steps
     are added to the evaluation schedule. The final weights are always stored."""
-    representation_inputs: int = Field(256, ge=1)
-    """Number of test inputs whose representations are stored."""
-    ntk_examples: int = Field(128, ge=2)
-    """The ntk measure's empirical kernel is taken on the first this many training examples (its cost grows with
-    their square times the parameter count)."""
-    llc_lr: float = Field(3e-3, gt=0.0)
-    """The llc measure's SGLD step size epsilon (devinterp's grokking example: 3e-3)."""
-    llc_nbeta: float = Field(2.0, gt=0.0)
-    """The llc measure's inverse temperature n beta (devinterp's grokking example: 2)."""
-    llc_gamma: float = Field(5.0, ge=0.0)
-    """The llc measure's localization gamma: how strongly the chain is pulled back to the weights (example: 5)."""
-    llc_draws: int = Field(500, ge=1)
-    """SGLD draws of the llc measure's one chain per run and evaluation (example: 500)."""
-    llc_batch_size: int = Field(128, ge=1)
-    """Training examples per SGLD step of the llc measure (example: 128)."""
-    prune_points: int = Field(21, ge=2)
-    """Points on the neuron-pruning curve (0 .. all neurons pruned, in order of increasing IPR)."""
+    weight_sparsity: SparsityOptions = Field(default_factory=SparsityOptions)
+    large_neurons: LargeNeuronsOptions = Field(default_factory=LargeNeuronsOptions)
+    restricted_excluded: RestrictedExcludedOptions = Field(default_factory=RestrictedExcludedOptions)
+    rqi: RQIOptions = Field(default_factory=RQIOptions)
+    representations: RepresentationsOptions = Field(default_factory=RepresentationsOptions)
+    ntk: NTKOptions = Field(default_factory=NTKOptions)
+    llc: LLCOptions = Field(default_factory=LLCOptions)
+    ipr_pruning: PruningOptions = Field(default_factory=PruningOptions)
 
     @field_validator("names")
     @classmethod
@@ -64,12 +128,13 @@ class MeasuresConfig(Spec):
             raise ValueError(f"measures.names: {names!r} must be default, all, none or a list of measure names")
         return names
 
-    @field_validator("key_frequencies")
-    @classmethod
-    def _frequencies(cls, frequencies: list[int]) -> list[int]:
-        if any(k < 1 for k in frequencies):
-            raise ValueError(f"measures.key_frequencies: {frequencies} must be frequencies >= 1")
-        return frequencies
+
+OPTIONS: dict[str, type[Spec]] = {
+    name: field.annotation
+    for name, field in MeasuresConfig.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Spec)
+}
+"""Measure name -> the class of its options (the spec reference lists each as a section: measures.llc)."""
 
 
 def snapshot_schedule(measures: MeasuresConfig, steps: int) -> list[int]:

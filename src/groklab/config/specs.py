@@ -50,7 +50,23 @@ def _quick_variant(data: dict[str, Any], name: str) -> dict[str, Any]:
     return data
 
 
-RENAMED = {"measures.checkpoint_steps": "measures.snapshot_steps"}
+RENAMED = {
+    "measures.checkpoint_steps": "measures.snapshot_steps",
+    "measures.sparsity_threshold": "measures.weight_sparsity.threshold",
+    "measures.large_neuron_fraction": "measures.large_neurons.fraction",
+    "measures.key_frequencies": "measures.restricted_excluded.key_frequencies",
+    "measures.n_key_frequencies": "measures.restricted_excluded.n_key_frequencies",
+    "measures.rqi_delta": "measures.rqi.delta",
+    "measures.representation_steps": "measures.representations.steps",
+    "measures.representation_inputs": "measures.representations.inputs",
+    "measures.ntk_examples": "measures.ntk.examples",
+    "measures.llc_lr": "measures.llc.lr",
+    "measures.llc_nbeta": "measures.llc.nbeta",
+    "measures.llc_gamma": "measures.llc.gamma",
+    "measures.llc_draws": "measures.llc.draws",
+    "measures.llc_batch_size": "measures.llc.batch_size",
+    "measures.prune_points": "measures.ipr_pruning.points",
+}
 """Spec keys renamed since experiments were first stored: old dotted key -> new one."""
 
 
@@ -58,14 +74,17 @@ def upgrade(spec: dict[str, Any]) -> dict[str, Any]:
     """A stored spec with its keys as this version names them (RENAMED): in its sections, in its sweep, and in its
     variants, so that an experiment stored by an earlier version reads and resumes.
 
-    >>> upgrade({"measures": {"checkpoint_steps": 4}, "sweep": {"measures.checkpoint_steps": [2, 4]}})
-    {'measures': {'snapshot_steps': 4}, 'sweep': {'measures.snapshot_steps': [2, 4]}}
+    >>> upgrade({"measures": {"llc_lr": 0.01}, "sweep": {"measures.checkpoint_steps": [2, 4]}})
+    {'measures': {'llc': {'lr': 0.01}}, 'sweep': {'measures.snapshot_steps': [2, 4]}}
     """
     spec = copy.deepcopy(spec)
     for old, new in RENAMED.items():
-        section, _, key = old.partition(".")
-        if isinstance(spec.get(section), dict) and key in spec[section]:
-            spec[section][new.partition(".")[2]] = spec[section].pop(key)
+        *path, key = old.split(".")
+        section: Any = spec
+        for part in path:
+            section = section.get(part) if isinstance(section, dict) else None
+        if isinstance(section, dict) and key in section:
+            set_dotted(spec, new, section.pop(key))
         for overrides in [spec.get("sweep"), *(spec.get("variants") or {}).values()]:
             if isinstance(overrides, dict) and old in overrides:
                 overrides[new] = overrides.pop(old)

@@ -137,7 +137,7 @@ def eval_steps(config: RunConfig, budgets: list[int]) -> list[int]:
         schedule = np.unique(np.round(np.logspace(0, np.log10(max(last, 1)), 100)).astype(int)).tolist()
     else:
         schedule = list(range(0, last + 1, every))
-    extra = {s for s in config.measures.representation_steps if s <= last}
+    extra = {s for s in config.measures.representations.steps if s <= last}
     extra |= {s for s in snapshot_schedule(config.measures, config.train.steps) if s <= last}
     return sorted(set(schedule) | {0} | set(budgets) | extra)
 

@@ -25,7 +25,7 @@ class Recorder:
     def __init__(self, run_ids: list[str], config: RunConfig) -> None:
         self.measures = selected(config)
         self.every = config.measures.every
-        self.representation_steps = set(config.measures.representation_steps)
+        self.representation_steps = set(config.measures.representations.steps)
         self.snapshot_steps = set(snapshot_schedule(config.measures, config.train.steps))
         self.snapshots: dict[str, dict[int, dict[str, torch.Tensor]]] = {r: {} for r in run_ids}
         """run -> step -> its weights and buffers at measures.snapshot_steps (no run axis, on the CPU)."""

@@ -46,7 +46,7 @@ def fourier(result: ExperimentResult, run_id: str | None = None) -> Figure:
     if "key_frequencies" in series:  # the logits' top frequencies (restricted_excluded), or the configured ones
         keys, which = series["key_frequencies"][-1].astype(int), "key k"
     else:  # no logit measure (e.g. an MSE run): the embeddings' own top frequencies
-        n = result.run_config(run_id).measures.n_key_frequencies
+        n = result.run_config(run_id).measures.restricted_excluded.n_key_frequencies
         keys, which = np.argsort(series["embedding_spectrum"][-1])[::-1][:n] + 1, f"top {n} embedding k"
     fig, axes = figure(len(panels), 3.6, 2.5)
     for ax, (name, what) in zip(axes, panels):
@@ -117,7 +117,7 @@ def tsne(result: ExperimentResult, run_id: str | None = None) -> Figure:
     run_id = _run(result, run_id)
     series = result.series(run_id) if run_id else {}
     if run_id is None or "representations" not in series:
-        return empty("no representations stored (set measures.representation_steps)")
+        return empty("no representations stored (set measures.representations.steps)")
     reps, steps = series["representations"], series["representations.steps"]
     labels = result.data(run_id)["y_test"][: reps.shape[1]]
     chosen = _pick_steps(steps)
@@ -140,7 +140,7 @@ def weight_kde(result: ExperimentResult, run_id: str | None = None) -> Figure:
     run_id = _run(result, run_id)
     series = result.series(run_id) if run_id else {}
     if "weight_sample" not in series:
-        return empty("no weight samples stored (set measures.representation_steps)")
+        return empty("no weight samples stored (set measures.representations.steps)")
     samples, steps = series["weight_sample"], series["weight_sample.steps"]
     fig, (ax,) = figure(1, 3.6, 2.5)
     grid = np.linspace(np.percentile(samples, 0.5), np.percentile(samples, 99.5), 300)

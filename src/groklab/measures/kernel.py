@@ -1,5 +1,5 @@
 """The empirical neural tangent kernel of a one-output network, and how it moves (Kumar et al. 2024's lazy-to-rich
-transition): K(x, x') = sum over parameters of df(x)/dtheta . df(x')/dtheta, on the first measures.ntk_examples
+transition): K(x, x') = sum over parameters of df(x)/dtheta . df(x')/dtheta, on the first measures.ntk.examples
 training inputs, at the current parameters and at initialization.
 
     ntk_alignment = <K_c, y_c y_c^T>_F / (|K_c|_F |y_c|^2)     centered kernel-target alignment (Cortes et al.
@@ -60,7 +60,7 @@ def _one_output(config: RunConfig) -> bool:
 
 @register(
     "ntk",
-    "empirical NTK on the first ntk_examples training inputs: its centered alignment with the targets and its "
+    "empirical NTK on the first ntk.examples training inputs: its centered alignment with the targets and its "
     "relative change from initialization",
     "ntk_alignment = <HKH, H y y^T H> / (|HKH| |Hy|^2); ntk_change = |K - K_0|_F / |K_0|_F, K = J J^T",
     "Kumar et al. 2024 (lazy -> rich); Cortes et al. 2012 (centered alignment)",
@@ -68,7 +68,7 @@ def _one_output(config: RunConfig) -> bool:
     default=False,
 )
 def ntk(probe: Probe) -> dict[str, torch.Tensor]:
-    n = probe.options.ntk_examples
+    n = probe.options.ntk.examples
     x, y = probe.stacked["x_train"][:, :n], probe.stacked["y_train"][:, :n].to(torch.float64)
     kernel = empirical_ntk(probe, probe.params, x)
     ids = probe.ids or [str(run) for run in range(probe.runs)]

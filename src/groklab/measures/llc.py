@@ -67,7 +67,7 @@ def llc(probe: Probe) -> dict[str, torch.Tensor]:
             kept = probe.stacked["train_kept"][run].bool()
             x, y = x[kept], y[kept]
         data = TensorDataset(x, y)
-        loader = DataLoader(data, batch_size=options.llc_batch_size, shuffle=True,
+        loader = DataLoader(data, batch_size=options.llc.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))  # fmt: skip
         with _global_rngs_kept(), torch.enable_grad(), warnings.catch_warnings():
             module = reference_model(probe.model, probe.params, run, probe.buffers)  # its layers draw an init
@@ -78,9 +78,9 @@ def llc(probe: Probe) -> dict[str, torch.Tensor]:
                 loader=loader,
                 evaluate=evaluate_ce,
                 sampling_method=SGLD,
-                optimizer_kwargs={"lr": options.llc_lr, "nbeta": options.llc_nbeta, "localization": options.llc_gamma},
+                optimizer_kwargs={"lr": options.llc.lr, "nbeta": options.llc.nbeta, "localization": options.llc.gamma},
                 num_chains=1,
-                num_draws=options.llc_draws,
+                num_draws=options.llc.draws,
                 seed=seed,
                 device=probe.device,
                 online=False,

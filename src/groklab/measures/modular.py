@@ -72,13 +72,13 @@ def neuron_ipr(probe: Probe) -> dict[str, torch.Tensor]:
 
 def key_frequencies(probe: Probe, power: torch.Tensor) -> torch.Tensor:
     """Key frequencies per run (run, n_keys): the configured list, or the top-n of the logit power."""
-    fixed = probe.options.key_frequencies
+    fixed = probe.options.restricted_excluded.key_frequencies
     K = power.shape[1]
     if fixed:
         if max(fixed) > K:
-            raise ValueError(f"measures.key_frequencies: {fixed} exceed floor(p/2) = {K}")
+            raise ValueError(f"measures.restricted_excluded.key_frequencies: {fixed} exceed floor(p/2) = {K}")
         return torch.tensor(fixed, device=power.device).expand(power.shape[0], -1)
-    return power.topk(min(probe.options.n_key_frequencies, K), dim=1).indices + 1
+    return power.topk(min(probe.options.restricted_excluded.n_key_frequencies, K), dim=1).indices + 1
 
 
 @register(
@@ -123,7 +123,7 @@ def restricted_excluded_loss(probe: Probe) -> dict[str, torch.Tensor]:
 @register(
     "ipr_pruning",
     "accuracy on clean train / corrupted train / test after zeroing the k lowest-IPR neurons, k = 0..N",
-    "neurons ordered by IPR ascending; at prune_points values of k their outgoing weights are set to 0; "
+    "neurons ordered by IPR ascending; at ipr_pruning.points values of k their outgoing weights are set to 0; "
     "prune_clean_acc, prune_corrupted_acc (w.r.t. the given labels), prune_test_acc",
     "Doshi et al. 2023 (pruning memorizing, low-IPR neurons removes memorization of corrupted labels)",
     when="final",
@@ -134,7 +134,7 @@ def ipr_pruning(probe: Probe) -> list[dict[str, object]]:
     order = ipr(neuron_spectra(probe)).argsort(dim=1)  # (run, N): lowest IPR first
     name = probe.model.neuron_output
     N = order.shape[1]
-    counts = torch.linspace(0, N, probe.options.prune_points).round().long().tolist()
+    counts = torch.linspace(0, N, probe.options.ipr_pruning.points).round().long().tolist()
     corrupted = torch.stack([d.corrupted for d in probe.data]).to(probe.device)
     curves: dict[str, list[torch.Tensor]] = {"prune_clean_acc": [], "prune_corrupted_acc": [], "prune_test_acc": []}
     for k in counts:

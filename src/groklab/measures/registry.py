@@ -20,7 +20,7 @@ class Measure:
 
     eval: fn(probe) -> {column: (run,) scalar tensor or (run, m) vector tensor}, at evaluated steps
         (every measures.every-th evaluation); scalars become metrics columns, vectors stored series.
-    representation: the same signature, at measures.representation_steps only.
+    representation: the same signature, at measures.representations.steps only.
     update: fn(probe) -> {name: (run,) tensor}, right after the step that follows each evaluation (probe.update_norm
         is what that step changed); the value goes into that evaluation's row, under the measure's name.
     final: fn(probe) -> [{name: array or float}] per run, once after training (probe of one run).
@@ -89,8 +89,9 @@ def selected(config: RunConfig) -> list[Measure]:
     """The measures a run computes, from measures.names; raises SpecError for unknown or inapplicable names."""
     names = config.measures.names
     modulus = getattr(config.task, "modulus", None)
-    if config.measures.key_frequencies and modulus is not None and max(config.measures.key_frequencies) > modulus // 2:
-        raise SpecError(f"measures.key_frequencies: {config.measures.key_frequencies} must be 1..{modulus // 2} (p/2)")
+    frequencies = config.measures.restricted_excluded.key_frequencies
+    if frequencies and modulus is not None and max(frequencies) > modulus // 2:
+        raise SpecError(f"measures.restricted_excluded.key_frequencies: {frequencies} must be 1..{modulus // 2} (p/2)")
     if names == "none":
         return []
     if names in ("default", "all"):

@@ -62,7 +62,7 @@ def rqi(probe: Probe) -> dict[str, torch.Tensor]:
             group = sums[s == value]
             if len(group) < 2:
                 continue
-            close = torch.cdist(group, group) <= probe.options.rqi_delta * scale[r]
+            close = torch.cdist(group, group) <= probe.options.rqi.delta * scale[r]
             kept += int(close.sum()) - len(group)  # drop the (i,j) == (m,n) diagonal
             total += len(group) * (len(group) - 1)
         values.append(kept / total if total else float("nan"))
@@ -94,16 +94,16 @@ def parity_clustering(probe: Probe) -> dict[str, torch.Tensor]:
 
 @register(
     "representations",
-    "hidden representations of the first representation_inputs test inputs, and a sample of the first "
-    "layer's weights, at representation_steps",
+    "hidden representations of the first representations.inputs test inputs, and a sample of the first "
+    "layer's weights, at representations.steps",
     "representations: the readout's input (the MLP's last hidden layer, the transformer's residual stream "
     "at '='); weight_sample: up to 4096 fixed entries of the first hidden layer's incoming weights",
     "seed 001 (t-SNE, Fig. 2; KDE of weights, Fig. 3); seed 003 (PCA of embeddings)",
     when="representation",
-    applies=lambda config: bool(config.measures.representation_steps),
+    applies=lambda config: bool(config.measures.representations.steps),
 )
 def representations(probe: Probe) -> dict[str, torch.Tensor]:
-    n = probe.options.representation_inputs
+    n = probe.options.representations.inputs
     weights = probe.neuron_weights()[0].flatten(1)  # (run, N * fan_in)
     chosen = torch.randperm(weights.shape[1], generator=torch.Generator().manual_seed(0))[:4096]
     return {

@@ -39,12 +39,12 @@ def spectral_norms(probe: Probe) -> dict[str, torch.Tensor]:
 
 @register(
     "weight_sparsity",
-    "fraction of all parameters with |w| below measures.sparsity_threshold",
+    "fraction of all parameters with |w| below measures.weight_sparsity.threshold",
     "mean over every parameter entry of [|w| < threshold]",
     "seed 003",
 )
 def weight_sparsity(probe: Probe) -> dict[str, torch.Tensor]:
-    threshold = probe.options.sparsity_threshold
+    threshold = probe.options.weight_sparsity.threshold
     small = sum((p.abs() < threshold).flatten(1).sum(dim=1) for p in probe.params.values())
     total = sum(p[0].numel() for p in probe.params.values())
     return {"weight_sparsity": torch.as_tensor(small) / total}
@@ -52,7 +52,7 @@ def weight_sparsity(probe: Probe) -> dict[str, torch.Tensor]:
 
 @register(
     "large_neurons",
-    "number of first-layer hidden neurons whose weight norm is >= large_neuron_fraction x the largest",
+    "number of first-layer hidden neurons whose weight norm is >= large_neurons.fraction x the largest",
     "|{i : n_i >= f max_j n_j}|, n_i = sqrt(|w_in,i|^2 + |w_out,i|^2) (incoming and outgoing weights)",
     "Merrill et al. 2023 (a sparse subnetwork emerges at generalization)",
 )
@@ -60,7 +60,7 @@ def large_neurons(probe: Probe) -> dict[str, torch.Tensor]:
     w_in, w_out = probe.neuron_weights()
     norms = (w_in.square().sum(-1) + w_out.square().sum(-1)).sqrt()  # (run, N)
     largest = norms.max(dim=1, keepdim=True).values
-    count = (norms >= probe.options.large_neuron_fraction * largest).sum(dim=1)
+    count = (norms >= probe.options.large_neurons.fraction * largest).sum(dim=1)
     return {"large_neurons": count.to(norms.dtype), "neuron_norms": norms}
 
 
