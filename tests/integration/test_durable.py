@@ -20,7 +20,7 @@ import yaml
 
 import groklab
 from groklab.config import resolve_spec
-from groklab.store import ExperimentStore
+from groklab.store.writer import ExperimentStore
 
 SPEC: dict[str, Any] = {
     "name": "durable",

@@ -29,9 +29,10 @@ from groklab.runner.local import InProcess, Job, WorkerPool
 from groklab.runner.progress import ProgressBar
 from groklab.runner.schedule import Backend, Work, schedule
 from groklab.runner.trackers import Callback, check_trackers
-from groklab.store import ExperimentResult, ExperimentStore, load
+from groklab.store import ExperimentResult, load
 from groklab.store.checkpoints import Checkpoints
 from groklab.store.leases import Leases
+from groklab.store.writer import ExperimentStore
 
 
 def check_device(device: str, here: bool = True) -> str:

@@ -24,8 +24,8 @@ from groklab.engine.listener import Listener, Listeners
 from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
 from groklab.runner.trackers import Callback, Trackers
-from groklab.store import ExperimentStore
 from groklab.store.checkpoints import Checkpoints
+from groklab.store.writer import ExperimentStore
 
 
 @dataclass(frozen=True)

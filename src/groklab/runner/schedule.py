@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from groklab.config import Runs
 from groklab.engine import interrupt
 from groklab.runner.progress import ProgressBar
-from groklab.store import ExperimentStore
 from groklab.store.leases import HEARTBEAT_SECONDS, Leases
+from groklab.store.writer import ExperimentStore
 
 WAIT_SECONDS = 5.0
 """How often a process with nothing left to lease looks at the stacks other processes hold."""

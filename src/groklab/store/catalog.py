@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 
 from groklab.config import SpecError
+from groklab.store.layout import RUNS_DIR, SPEC_FILE
 from groklab.store.reader import DamagedRunWarning, ExperimentResult, load
-from groklab.store.writer import RUNS_DIR, SPEC_FILE
 
 EVENT_STEPS = ("memorized_step", "generalized_step")
 """Columns of the runs table that are steps at which something happened, besides the curve events'."""

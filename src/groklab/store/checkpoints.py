@@ -13,8 +13,7 @@ from pathlib import Path
 
 from groklab.config import RunConfig, Runs
 from groklab.engine.checkpoint import Checkpoint, DamagedCheckpoint, load, read_header, save
-
-CHECKPOINT_DIR = "checkpoints"
+from groklab.store.layout import CHECKPOINT_DIR
 
 
 class Checkpoints:

@@ -29,9 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-LEASE_DIR = "leases"
-"""Where the leases are (an experiment written before the leases were named so kept them in DIR/claims/, which
-nothing reads: they only ever mattered while their process lived)."""
+from groklab.store.layout import LEASE_DIR
 
 STALE_SECONDS = float(os.environ.get("GROKLAB_STALE_SECONDS", 300))
 """A lease not refreshed for this long is a dead process's, and its runs are taken over: 5 minutes, or

@@ -8,23 +8,21 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 import yaml
-from safetensors.torch import load_file
 
 from groklab.config import RunConfig, SpecError, set_dotted, upgrade
-from groklab.data import make_data
-from groklab.models import Model, build_model
-from groklab.store.leases import holder
-from groklab.store.writer import (
+from groklab.store.layout import (
+    DATA_FILE,
     LEGACY_WEIGHTS_FILE,
+    MEASURES_FILE,
     META_FILE,
+    METRICS_FILE,
     PROGRESS_FILE,
     PROGRESS_METRICS,
     RESULT_FILE,
@@ -34,6 +32,12 @@ from groklab.store.writer import (
     WEIGHTS_FILE,
     snapshot_name,
 )
+from groklab.store.leases import holder
+
+if TYPE_CHECKING:
+    import torch
+
+    from groklab.models import Model
 
 
 @dataclass(repr=False)
@@ -90,7 +94,7 @@ class ExperimentResult:
         per scalar measure (NaN at evaluations that skipped it)."""
         frames = []
         for row in self.rows:
-            frame = pd.read_parquet(self.run_dir(row["run_id"]) / "metrics.parquet")
+            frame = pd.read_parquet(self.run_dir(row["run_id"]) / METRICS_FILE)
             frame.insert(0, "run_id", row["run_id"])
             frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_id", "step"])
@@ -129,6 +133,9 @@ class ExperimentResult:
         """One run's state_dict (no run axis): its final weights, or those stored at `step`
         (measures.snapshot_steps; `snapshot_steps(run_id)` lists them). safetensors files, or a torch file
         read with weights_only=True (tensors only, never code) for stores written before safetensors."""
+        import torch  # here, not at the top: a table or a query of the store needs no torch (seconds to import)
+        from safetensors.torch import load_file
+
         run_dir = self.run_dir(run_id)
         if step is not None:
             path = run_dir / WEIGHTS_DIR / snapshot_name(step)
@@ -148,7 +155,7 @@ class ExperimentResult:
     def series(self, run_id: str) -> dict[str, np.ndarray]:
         """Vector-valued measures of one run: name -> (n_evaluations, ...) with name.steps -> their steps,
         and the final measures' arrays (e.g. the pruning curve)."""
-        path = self.run_dir(run_id) / "measures.npz"
+        path = self.run_dir(run_id) / MEASURES_FILE
         if not path.is_file():
             return {}
         with np.load(path) as arrays:
@@ -165,6 +172,9 @@ class ExperimentResult:
     def model(self, run_id: str) -> tuple[Model, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The run's model, its final parameters and its buffers (BatchNorm running statistics; {} if none),
         each with a run axis of 1: `model.forward(params, x, buffers=buffers)` (MLP) evaluates it."""
+        from groklab.data import make_data
+        from groklab.models import build_model
+
         config = self.run_config(run_id)
         model = build_model(config.model, make_data(config.task, config.seed))
         state = {name: p[None] for name, p in self.weights(run_id).items()}
@@ -173,7 +183,7 @@ class ExperimentResult:
 
     def data(self, run_id: str) -> dict[str, np.ndarray]:
         """The run's data: x/y train/test, y_train_clean, corrupted mask, task facts."""
-        with np.load(self.run_dir(run_id) / "data.npz") as arrays:
+        with np.load(self.run_dir(run_id) / DATA_FILE) as arrays:
             return dict(arrays)
 
 
@@ -248,7 +258,7 @@ def _read_row(path: Path) -> tuple[dict[str, Any], str | None]:
     wrong += [f"final.{k}" for k in FINAL_FIELDS if isinstance(row.get("final"), dict) and k not in row["final"]]
     if wrong:
         return {}, f"{path}: missing or malformed {', '.join(wrong)}"
-    metrics = path.parent / "metrics.parquet"
+    metrics = path.parent / METRICS_FILE
     try:
         pq.read_metadata(metrics)
     except (OSError, ValueError, pa.ArrowException) as error:

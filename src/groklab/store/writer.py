@@ -1,4 +1,4 @@
-"""Writing an experiment directory (see groklab.store for the layout)."""
+"""Writing an experiment directory (store/layout.py)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,23 @@ from safetensors.torch import save_file
 from groklab.config import Experiment, SpecError, run_params, upgrade
 from groklab.engine.result import RunResult
 from groklab.files import atomic_write, host_tag, temporary_writer
-from groklab.store.checkpoints import CHECKPOINT_DIR
+from groklab.store.layout import (
+    CHECKPOINT_DIR,
+    DATA_FILE,
+    MEASURES_FILE,
+    META_FILE,
+    METRICS_FILE,
+    PROGRESS_FILE,
+    PROGRESS_METRICS,
+    RESULT_FILE,
+    RUNS_DIR,
+    SESSIONS_DIR,
+    SPEC_FILE,
+    WEIGHTS_DIR,
+    WEIGHTS_FILE,
+    snapshot_name,
+)
 from groklab.store.leases import STALE_SECONDS, alive
-
-SPEC_FILE, META_FILE, RUNS_DIR, RESULT_FILE = "experiment.yaml", "meta.json", "runs", "result.json"
-PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
-SESSIONS_DIR = "sessions"
-WEIGHTS_FILE, WEIGHTS_DIR = "weights.safetensors", "weights"  # final weights; weights at snapshot_steps
-LEGACY_WEIGHTS_FILE = "weights.pt"  # what stores before safetensors hold (read, never written)
 
 
 def spec_text(experiment: Experiment) -> str:
@@ -157,15 +166,15 @@ class ExperimentStore:
         progress files go)."""
         run_dir = self._run_dir(result.run_id)
         metrics = pd.DataFrame(result.metrics)
-        atomic_write(run_dir / "metrics.parquet", lambda p: metrics.to_parquet(p, index=False))
+        atomic_write(run_dir / METRICS_FILE, lambda p: metrics.to_parquet(p, index=False))
         for step, weights in result.snapshots.items():  # first, so that a run with result.json has them all
             (run_dir / WEIGHTS_DIR).mkdir(exist_ok=True)
             path = run_dir / WEIGHTS_DIR / snapshot_name(step)
             atomic_write(path, functools.partial(_save_safetensors, weights, {"step": str(step)}))
         final = {"step": str(result.steps)}
         atomic_write(run_dir / WEIGHTS_FILE, functools.partial(_save_safetensors, result.state_dict, final))
-        atomic_write(run_dir / "data.npz", lambda p: save_npz(p, result.data))
-        atomic_write(run_dir / "measures.npz", lambda p: save_npz(p, result.series))
+        atomic_write(run_dir / DATA_FILE, lambda p: save_npz(p, result.data))
+        atomic_write(run_dir / MEASURES_FILE, lambda p: save_npz(p, result.series))
         row = json.dumps(result.row(), indent=1, default=_json_default)
         atomic_write(run_dir / RESULT_FILE, lambda p: p.write_text(row))
         for name in (PROGRESS_FILE, PROGRESS_METRICS):
@@ -213,11 +222,6 @@ def _what_trains(text: str) -> dict[str, Any]:
     here train the same runs."""
     spec = upgrade(yaml.safe_load(text) or {})
     return {key: value for key, value in spec.items() if key not in PRESENTATION_KEYS}
-
-
-def snapshot_name(step: int) -> str:
-    """The file of a run's weights at one step, in DIR/runs/ID/weights/ (names sort by step)."""
-    return f"step-{step:09d}.safetensors"
 
 
 def _save_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
