@@ -11,8 +11,11 @@ The public API (everything else is internal):
     MLPModel, TransformerModel, OptimizerConfig, TrainConfig   (the spec)
     expand_runs(experiment) -> list[RunConfig]
     builtin_specs() -> {name: path}
-    train_stack(runs, device) -> list[RunResult]   (the engine, for notebooks)
-    Stack(runs, device)                              (one stack's data, model and parameters, untrained)
+    train_stack(runs, device, listener=None, resume=None) -> list[RunResult]   (the engine, for notebooks)
+    Listener                                         (what train_stack tells: on_start, on_evaluation,
+                                                      on_checkpoint, on_run_done, on_progress)
+    Stack(runs, device)                              (one stack's model and parameters; stack.runs: its per-run
+                                                      data, e.g. stack.runs.x_test, shaped (run, ...))
     make_data(task, seed) -> RunData; MLP, Transformer, Model   (tasks; models and their one interface:
                                                       forward(params, x, hooks=...), run_with_cache, hook_names)
     reference_model(model, params, run) -> nn.Module  (one run as a plain torch module: oracle and export)
@@ -48,6 +51,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time ea
         expand_runs,
     )
     from groklab.data import RunData, make_data
+    from groklab.engine.listener import Listener
     from groklab.engine.loop import train_stack
     from groklab.engine.result import RunResult
     from groklab.engine.stack import Stack
@@ -64,6 +68,7 @@ _HOMES = {
     "groklab.config": "AdditionTask Claim Experiment ImageTask MeasuresConfig MLPModel ModularTask OptimizerConfig "
     "ParityTask PermutationTask RunConfig SpecError TeacherTask TrainConfig TransformerModel builtin_specs expand_runs",
     "groklab.data": "RunData make_data",
+    "groklab.engine.listener": "Listener",
     "groklab.engine.loop": "train_stack",
     "groklab.engine.result": "RunResult",
     "groklab.engine.stack": "Stack",
@@ -140,6 +145,7 @@ __all__ = [
     "Experiment",
     "ExperimentResult",
     "ImageTask",
+    "Listener",
     "MLPModel",
     "MeasuresConfig",
     "Model",

@@ -107,7 +107,7 @@ class StackOptimizer:
     def load_state_dict(self, saved: dict[str, dict[str, torch.Tensor]]) -> None:
         """Continue from a state_dict of the same runs."""
         self.state = dict(saved["state"])
-        self.filter_state = dict(saved.get("filter", {}))
+        self.filter_state = dict(saved["filter"])
         self._set_hyper(dict(saved["hyper"]))
 
     def switch(self, run: int, values: dict[str, float]) -> None:

@@ -113,16 +113,9 @@ def run(
     work = Work(stacks, store, leases, bar)
     # The spec stays in memory: what each stack needs of it travels with the stack, nothing is read back.
     job = Job(root, experiment.name, list(experiment.log), plan.device, list(callbacks or []))
-    backend: Backend
-    if client is not None:
-        backend = DaskCluster(client, job, bar)
-    elif plan.workers == 1:
-        backend = InProcess(job, plan.threads, bar)
-    else:
-        backend = WorkerPool(job, plan.workers, plan.threads, bar)
     try:
         with leases, interrupt.at_step_boundaries():
-            schedule(work, backend)
+            schedule(work, _backend(plan, job, bar, client))
         session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
         meta["failed_runs"] = work.failed
     except BaseException:
@@ -135,6 +128,15 @@ def run(
         session |= {"finished": _now(), "trained": work.trained, "failed": work.failed}
         store.write_session(session)
     return load(root)
+
+
+def _backend(plan: Plan, job: Job, bar: ProgressBar, client: Any) -> Backend:
+    """Where the stacks train: the Dask cluster of --scheduler, else this process or the plan's worker processes."""
+    if client is not None:
+        return DaskCluster(client, job, bar)
+    if plan.workers == 1:
+        return InProcess(job, plan.threads, bar)
+    return WorkerPool(job, plan.workers, plan.threads, bar)
 
 
 def _stacks_to_train(plan: Plan, store: ExperimentStore, configs: dict[str, RunConfig]) -> list[Runs]:
