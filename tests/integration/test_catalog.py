@@ -3,6 +3,7 @@ across experiments gets the answer pandas gives on the same stores."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,30 @@ def test_bad_queries_and_roots_are_one_line(root: Path, tmp_path: Path) -> None:
     listed = subprocess.run([sys.executable, "-m", "groklab", "query", "SELECT name FROM experiments", str(root),
                              "--json"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert listed.returncode == 0 and listed.stdout.strip() == '[{"name":"decay"},{"name":"fraction"}]'
+
+
+@pytest.mark.parametrize(
+    ("sql", "refusal"),
+    [
+        ("COPY (SELECT * FROM runs) TO '{victim}'", "COPY statement; allowed: one SELECT statement"),
+        ("ATTACH '{outside}/other.db'", "ATTACH statement"),
+        ("SELECT 1; SELECT 2", "2 statements"),
+        ("", "no statement"),
+        ("SET enable_external_access = true", "SET statement"),
+        ("PRAGMA database_list", "PRAGMA statement"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE statement"),
+        ("SELECT * FROM read_csv('{outside}/secret.csv')", "Permission Error"),
+        ("SELECT * FROM read_json('{victim}')", "Permission Error"),  # inside the root, but not a metrics file
+        ("COPY runs TO '{outside}/out.csv'", "COPY statement"),
+    ],
+    ids=["copy-over-a-result", "attach", "two-statements", "empty", "set", "pragma", "create", "read-outside",
+         "read-a-result", "copy-outside"],
+)  # fmt: skip
+def test_a_query_reads_the_catalog_and_nothing_else(root: Path, tmp_path: Path, sql: str, refusal: str) -> None:
+    victim = next(root.glob("*/runs/run-0000/result.json"))
+    before = victim.read_bytes()
+    (tmp_path / "secret.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SpecError, match=f"^query: .*{re.escape(refusal)}"):
+        query(sql.format(victim=victim, outside=tmp_path), root)
+    assert victim.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["secret.csv"]
+    assert query("SELECT count(*) AS n FROM metrics", root)["n"][0] > 0  # the metrics view still reads its files

@@ -10,6 +10,10 @@
 Parameters are columns named by their dotted keys, so they are quoted in SQL:
 
     SELECT experiment, run_id FROM runs WHERE "optimizer.weight_decay" >= 1 AND generalized_step IS NULL
+
+`groklab query` asks one question and changes nothing: one SELECT statement (no COPY, ATTACH, SET, PRAGMA or
+CREATE), on a connection locked once its tables and views are built (DuckDB's enable_external_access off, reading
+allowed only for the experiments' metrics files, extensions neither installed nor loaded, lock_configuration on).
 """
 
 from __future__ import annotations
@@ -81,9 +85,34 @@ def catalog(root: str | Path = ".") -> Any:
     return connection
 
 
+def lock(connection: Any, readable: list[str]) -> None:
+    """Nothing outside the catalog from here on: no file written, none read but `readable` (the metrics files the
+    view reads), no database attached, no extension installed or loaded, no setting changed back."""
+    listed = ", ".join("'" + name.replace("'", "''") + "'" for name in readable)
+    connection.execute(f"SET allowed_paths = [{listed}]")
+    connection.execute("SET autoinstall_known_extensions = false")
+    connection.execute("SET autoload_known_extensions = false")
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
+
+
 def query(sql: str, root: str | Path = ".") -> pd.DataFrame:
-    """Run one SQL statement over the catalog of root; the answer as a frame. Raises SpecError for bad SQL."""
+    """Answer one SELECT statement over the catalog of root, on a locked connection (see the module's docstring); the
+    answer as a frame. Raises SpecError for bad SQL and for anything but one SELECT."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except Exception as error:  # a parser error
+        raise SpecError(f"query: {str(error).strip().splitlines()[0]}") from None
+    kinds = [statement.type.name for statement in statements]
+    if kinds != ["SELECT"]:
+        given = (
+            "no statement" if not kinds else f"{len(kinds)} statements" if len(kinds) > 1 else f"{kinds[0]} statement"
+        )
+        raise SpecError(f"query: {given}; allowed: one SELECT statement (a query reads, it never writes)")
     connection = catalog(root)
+    lock(connection, [str(name) for (name,) in connection.execute("SELECT filename FROM metric_files").fetchall()])
     try:
         return connection.execute(sql).df()
     except Exception as error:  # duckdb's errors (parser, binder, catalog) share no importable base class
