@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from groklab.errors import SpecError
+from groklab.errors import SpecError, show_warning
 
 if TYPE_CHECKING:
     from groklab.store import ExperimentResult
@@ -142,6 +142,11 @@ def run(
     if not quiet:
         typer.echo(format_table(result))
         typer.echo(f"saved to {result.root}")
+    untrained = result.meta.get("untrained_runs") or []
+    if untrained:  # a safety net: every run is trained or failed, or this says which were not
+        typer.echo(f"error: {len(untrained)} run(s) not trained: {', '.join(untrained[:5])}; the same command "
+                   "trains them", err=True)  # fmt: skip
+        raise typer.Exit(1)
     failed = [row for row in result.progress if row["status"] == "failed"]
     if failed:  # the other runs finished; these raised (their errors are in `groklab summary`)
         typer.echo(f"error: {len(failed)} run(s) failed, first {failed[0]['run_id']}: {failed[0].get('error')}; "
@@ -358,7 +363,13 @@ def _is_usage_error(error: Exception) -> bool:
 
 
 def main() -> None:
-    """Entry point: usage errors and SpecErrors become one line on stderr and exit status 2."""
+    """Entry point: usage errors and SpecErrors become one line on stderr and exit status 2; warnings one line each."""
+    with warnings.catch_warnings():  # (restores Python's way of showing warnings afterwards, for callers in-process)
+        warnings.showwarning = show_warning
+        _main()
+
+
+def _main() -> None:
     try:
         code = app(standalone_mode=False)
     except SpecError as error:  # pragma: no cover - commands catch their own

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,3 +198,40 @@ def test_a_directory_another_process_is_creating_is_joined_not_refused(tmp_path:
     (other / "notes.txt").write_text("mine")
     with pytest.raises(groklab.SpecError, match="exists and is not a groklab experiment"):
         ExperimentStore.open(other, resolve_spec(str(_spec(tmp_path))))
+
+
+@pytest.mark.parametrize(("content", "age"), [("", 60), ("{not json", 60), ("[5]", 60), ("", 0)],
+                         ids=["empty", "garbage", "not-a-lease", "empty-just-now"])  # fmt: skip
+def test_a_lease_file_that_is_no_process_s_is_taken_over_never_skipped(tmp_path: Path, content: str, age: int) -> None:
+    """What a full disk leaves (the exclusive create succeeded, the write failed): its run is trained, with a
+    one-line warning, not skipped with exit 0 (the run-0001 of a stack whose run-0000 is on disk). One written
+    just now may be a process's that is about to write it: the command says it waits, then takes it over."""
+    spec, out = _spec(tmp_path), tmp_path / "out"
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))  # one stack of two runs
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
+    assert code == 0, stderr
+    shutil.rmtree(out / "runs" / "run-0001")
+    lease = out / "leases" / "run-0001.0"
+    lease.write_text(content)
+    past = time.time() - age  # a minute ago: no process is still writing it
+    os.utime(lease, (past, past))
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
+    assert code == 0, stderr
+    assert sorted(groklab.load(out).runs["run_id"]) == ["run-0000", "run-0001"]  # trained, not skipped
+    said = ["waiting for run-0001: leased by a process being started (taken over if it dies)"] * (age == 0)
+    assert stderr.strip().splitlines() == [*said, f"warning: {lease}: an empty or unreadable lease, held by no "
+                                           "process; taken over"]  # fmt: skip
+
+
+def test_a_damaged_checkpoint_is_one_warning_line_on_the_command_line(tmp_path: Path) -> None:
+    spec, out = _spec(tmp_path), tmp_path / "out"
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))  # one stack of two runs
+    assert _groklab("run", str(spec), "--out", str(out), "--quiet")[0] == 0
+    shutil.rmtree(out / "runs" / "run-0001")
+    (out / "checkpoints").mkdir(exist_ok=True)
+    (out / "checkpoints" / "run-0000.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
+    assert code == 0 and len(groklab.load(out).runs) == 2
+    assert stderr.strip().splitlines() == [f"warning: {out / 'checkpoints' / 'run-0000.pt'}: cannot be read (not a "
+                                           "groklab checkpoint, or one of an older format); its runs start again "
+                                           "from step 0"]  # fmt: skip

@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from groklab.store import leases as leases_module
 from groklab.store.leases import Leases, holder
 
@@ -71,3 +73,17 @@ def test_the_heartbeat_keeps_a_lease_fresh(tmp_path: Path, monkeypatch) -> None:
         while holder(tmp_path, "r0") is None and time.time() < deadline:
             time.sleep(0.02)
         assert holder(tmp_path, "r0") is not None  # refreshed by the heartbeat thread
+
+
+def test_an_unreadable_lease_is_held_while_it_may_be_written_then_taken_over_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "leases").mkdir()
+    lease = tmp_path / "leases" / "r0.0"
+    for content in ("", "{half", "[5]", '{"pid": "x"}'):
+        lease.write_text(content)
+        assert holder(tmp_path, "r0") == {}  # just created: its process may be about to write it
+        _age(lease, leases_module.WRITE_SECONDS + 1)
+        with pytest.warns(leases_module.LeaseWarning, match="an empty or unreadable lease, held by no process"):
+            assert holder(tmp_path, "r0") is None
+    with Leases(tmp_path, {"host": "h", "pid": 2}) as heir, pytest.warns(leases_module.LeaseWarning):
+        assert heir.take_stack(["r0"]) == ["r0"]
+        assert [p.name for p in (tmp_path / "leases").iterdir()] == ["r0.1"]

@@ -118,6 +118,9 @@ def run(
             schedule(work, _backend(plan, job, bar, client))
         session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
         meta["failed_runs"] = work.failed
+        if untrained := work.untrained(ids):  # never silently: the command says which runs it did not train
+            session["state"] = meta["state"] = "finished with runs not trained"
+            meta["untrained_runs"] = untrained
     except BaseException:
         session["state"] = meta["state"] = "interrupted"
         raise

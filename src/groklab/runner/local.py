@@ -10,6 +10,7 @@ import os
 import queue as queue_module
 import signal
 import sys
+import warnings
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from groklab.engine.checkpoint import Checkpoint
 from groklab.engine.listener import Listener, Listeners
 from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
+from groklab.errors import show_warning
 from groklab.runner.trackers import Callback, Trackers
 from groklab.store.checkpoints import Checkpoints
 from groklab.store.writer import ExperimentStore
@@ -231,6 +233,7 @@ def _init_worker(progress: Any, threads: int, parent: int) -> None:
     # kernel kills the workers, so nothing trains or writes into the directory after it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: interrupt.request(signum))
+    warnings.showwarning = show_warning  # a worker's warnings (a damaged checkpoint) read as the parent's: one line
     _die_with_parent(parent)
     torch.set_num_threads(threads)
 

@@ -34,5 +34,9 @@ class ProgressBar(Listener):
         """A stack another process trained (or a remote worker did): its runs' steps count as done here."""
         self.bar.update(sum(self.budgets.pop(run_id, 0) for run_id, _ in runs))
 
+    def say(self, message: str) -> None:
+        """One line on stderr, above the bar (shown with --quiet too)."""
+        tqdm.write(message, file=sys.stderr)
+
     def close(self) -> None:
         self.bar.close()

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from groklab.config import Runs
 from groklab.engine import interrupt
 from groklab.runner.progress import ProgressBar
-from groklab.store.leases import HEARTBEAT_SECONDS, Leases
+from groklab.store.leases import HEARTBEAT_SECONDS, Leases, holder
 from groklab.store.writer import ExperimentStore
 
 WAIT_SECONDS = 5.0
@@ -102,6 +102,7 @@ class Work:
         self.started = time.time()
         self.trained: list[str] = []
         self.failed: list[str] = []
+        self.told: set[str] = set()  # stacks whose wait was reported
 
     def next(self, wait: bool = True) -> Runs | None:
         """The next stack this process holds that has runs to train. When only stacks held by other processes are
@@ -116,8 +117,11 @@ class Work:
             runs = self.pending.pop(0)
             held = self.leases.take_stack([run_id for run_id, _ in runs])
             done = self.store.finished_run_ids() | self.store.failed_run_ids(since=self.started)
-            if not held and any(run_id not in done for run_id, _ in runs):
-                self.waiting.append(runs)
+            elsewhere = [run_id for run_id, _ in runs if run_id not in done and run_id not in held]
+            if elsewhere:  # (some of) its runs are another process's: wait for them, never train the stack in part
+                for run_id in held:
+                    self.leases.release(run_id)
+                self._wait_for(runs, elsewhere)
                 continue
             if any(run_id not in done for run_id in held):  # (train_here resumes its checkpoint, if it has one)
                 self.trained += held
@@ -126,6 +130,20 @@ class Work:
                 self.leases.release(run_id)
             self.bar.skip(runs)
         return None
+
+    def _wait_for(self, runs: Runs, elsewhere: list[str]) -> None:
+        """Put a stack aside until the process leasing its runs is done or dead, and say so once."""
+        if runs[0][0] not in self.told:
+            self.told.add(runs[0][0])
+            owner = holder(self.store.root, elsewhere[0]) or {}
+            who = f"{owner.get('host', '?')} pid {owner.get('pid', '?')}" if owner else "a process being started"
+            self.bar.say(f"waiting for {', '.join(elsewhere)}: leased by {who} (taken over if it dies)")
+        self.waiting.append(runs)
+
+    def untrained(self, run_ids: list[str]) -> list[str]:
+        """The runs neither on disk nor failed: none, unless something went wrong (the command then says so)."""
+        done = self.store.finished_run_ids() | self.store.failed_run_ids(since=0.0)
+        return [run_id for run_id in run_ids if run_id not in done]
 
     def _pause(self) -> None:
         deadline = time.monotonic() + min(WAIT_SECONDS, HEARTBEAT_SECONDS)

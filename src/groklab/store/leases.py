@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +57,29 @@ def _age(path: Path) -> float:
         return 0.0  # released just now: not stale
 
 
+WRITE_SECONDS = 10.0
+"""A lease file is written right after its exclusive create; one still empty or unreadable this long after it was
+last touched (a full disk between the two, a crash, a stray file) is no process's lease."""
+
+
+class LeaseWarning(UserWarning):
+    """A lease file that holds no live process's lease (empty, unreadable): taken over."""
+
+
 def _live(path: Path) -> dict[str, Any] | None:
-    """The owner of a lease file if it is live: fresh, and on this host its process still exists."""
-    if _age(path) > STALE_SECONDS:
+    """The owner of a lease file if it is live: fresh, readable, and on this host its process still exists."""
+    age = _age(path)
+    if age > STALE_SECONDS:
         return None
     try:
-        owner = json.loads(path.read_text() or "{}")
+        owner = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {}  # being written: held
+        owner = None
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
+        if age < WRITE_SECONDS:
+            return {}  # its process is writing it: held
+        warnings.warn(f"{path}: an empty or unreadable lease, held by no process; taken over", LeaseWarning, 2)
+        return None
     pid = owner.get("pid")
     if owner.get("host") == socket.gethostname() and isinstance(pid, int) and not alive(pid):
         return None  # killed on this machine: no need to wait for its heartbeat to stop
