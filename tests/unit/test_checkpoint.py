@@ -15,10 +15,11 @@ import torch
 
 from groklab import RunConfig
 from groklab.engine import interrupt
-from groklab.engine.checkpoint import Checkpoint, DamagedCheckpoint, load, read_header, save
+from groklab.engine.checkpoint import Checkpoint, DamagedCheckpoint, fingerprint, load, read_header, save
 from groklab.engine.listener import Listener
 from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
+from groklab.store.checkpoints import Checkpoints
 
 MLP_FULL = {  # Gromov's MLP on (a + b) mod 23: memorizes by ~25 steps, generalizes by ~110
     "task": {"name": "modular", "modulus": 23, "train_fraction": 0.5},
@@ -193,3 +194,23 @@ def test_a_damaged_checkpoint_is_detected_never_resumed_from(tmp_path: Path) -> 
     path.write_bytes(b"PK" + bytes(data[2:]))  # not ours (a zip, as checkpoints of an older format were)
     with pytest.raises(DamagedCheckpoint, match="not a groklab checkpoint"):
         read_header(path)
+
+
+def test_a_checkpoint_resumes_only_into_the_runs_it_was_saved_from(tmp_path: Path) -> None:
+    """Its header's fingerprint (the runs' resolved configs, the groklab version) must be the runs': a checkpoint
+    of width-32 runs copied into a width-16 experiment, or one past the runs' budget, is a warning and a restart."""
+    runs = _runs(MLP_FULL)
+    checkpoints = Checkpoints(tmp_path)
+    path = checkpoints.path(runs)
+    _train(runs, path, stop_after=2)
+    members, resumed = checkpoints.resume(runs, finished=set())
+    assert resumed is not None and members == runs and path.is_file()  # the same runs: resumed
+    wider = [(run_id, c.model_copy(update={"model": c.model.model_copy(update={"width": 32})})) for run_id, c in runs]
+    with pytest.warns(UserWarning, match="saved from runs with other settings or by another groklab version; its runs"):
+        members, resumed = checkpoints.resume(wider, finished=set())
+    assert resumed is None and members == wider and not path.exists()  # the whole stack again, from step 0
+    with pytest.raises(ValueError, match="does not fit the stack"):  # and the engine never takes it
+        train_stack(wider, resume=Checkpoint([r for r, _ in runs], 10, fingerprint(runs), {}))
+    save(path, Checkpoint([r for r, _ in runs], 10**6, fingerprint(runs), {}))
+    with pytest.warns(UserWarning, match="at step 1000000, past its runs' budget"):
+        assert checkpoints.resume(runs, finished=set()) == (runs, None)

@@ -74,7 +74,7 @@ def test_stored_files_get_the_mode_the_umask_allows(tmp_path: Path) -> None:
             f"import os; os.umask({umask}); from pathlib import Path; import torch\n"
             "from groklab.engine.checkpoint import Checkpoint, save\nfrom groklab.files import atomic_write\n"
             f"atomic_write(Path({str(tmp_path)!r}) / 'a{umask}.txt', lambda p: p.write_text('x'))\n"
-            f"save(Path({str(tmp_path)!r}) / 'c{umask}.pt', Checkpoint(['r'], 0, {{'w': torch.ones(2)}}))\n"
+            f"save(Path({str(tmp_path)!r}) / 'c{umask}.pt', Checkpoint(['r'], 0, '', {{'w': torch.ones(2)}}))\n"
         )
         subprocess.run([sys.executable, "-c", script], check=True)
         modes[umask] = {stat.S_IMODE(os.stat(tmp_path / f"{kind}{umask}.{ext}").st_mode) for kind, ext in

@@ -3,12 +3,13 @@
 file with a header that says whose it is without reading the rest:
 
     groklab-checkpoint 1
-    {"ids": ["run-0000", ...], "step": 1200, "bytes": 81234, "sha256": "..."}    the header, one line of JSON
-    <bytes bytes>                                                                  torch.save of the state
+    {"ids": [...], "step": 1200, "fingerprint": "...", "bytes": 81234, "sha256": "..."}   the header: one JSON line
+    <bytes bytes>                                                                          torch.save of the state
 
-Deciding which stack a checkpoint belongs to (and whether it is whole: its length) reads the header only; resuming
-reads the payload once, checks its SHA-256 and loads it with weights_only=True (tensors and plain containers).
-Written atomically (groklab.files)."""
+Deciding which stack a checkpoint belongs to (its runs, and the fingerprint of their resolved configs and of the
+groklab version that wrote it) and whether it is whole (its length) reads the header only; resuming reads the
+payload once, checks its SHA-256 and loads it with weights_only=True (tensors and plain containers). Written
+atomically (groklab.files)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from groklab.config import Runs
 from groklab.files import atomic_write
+
+VERSION = metadata.version("groklab")
 
 MAGIC = b"groklab-checkpoint 1\n"
 HEADER_BYTES = 1 << 20
@@ -40,6 +45,8 @@ class Header:
     """The runs of the stack, in stack order."""
     step: int
     """The step training continues at."""
+    fingerprint: str
+    """What the runs are: fingerprint(runs) of the stack it was saved from."""
     bytes: int
     sha256: str
 
@@ -50,9 +57,18 @@ class Checkpoint:
 
     ids: list[str]
     step: int
+    fingerprint: str
+    """fingerprint(runs) of the runs it holds: it resumes only into exactly those."""
     state: dict[str, Any]
     """{"stack": Stack.state_dict(), "recorder": Recorder.state_dict(), "milestones": {run id: Milestones
     .state_dict()}, "loop": the loop's LoopState}."""
+
+
+def fingerprint(runs: Runs) -> str:
+    """The SHA-256 of the runs' ids and resolved configs and of this groklab's version: a checkpoint resumes only
+    into the runs it was saved from, trained by the code that saved it."""
+    described = [[run_id, config.model_dump(mode="json")] for run_id, config in runs]
+    return hashlib.sha256(json.dumps([VERSION, described], sort_keys=True).encode()).hexdigest()
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
@@ -60,7 +76,8 @@ def save(path: Path, checkpoint: Checkpoint) -> None:
     payload = io.BytesIO()
     torch.save(checkpoint.state, payload)
     data = payload.getvalue()
-    header = Header(list(checkpoint.ids), checkpoint.step, len(data), hashlib.sha256(data).hexdigest())
+    digest = hashlib.sha256(data).hexdigest()
+    header = Header(list(checkpoint.ids), checkpoint.step, checkpoint.fingerprint, len(data), digest)
     line = json.dumps(vars(header)).encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: tmp.write_bytes(MAGIC + line + data))
@@ -77,6 +94,7 @@ def read_header(path: Path) -> Header:
             header = Header(
                 ids=[str(i) for i in fields["ids"]],
                 step=int(fields["step"]),
+                fingerprint=str(fields["fingerprint"]),
                 bytes=int(fields["bytes"]),
                 sha256=str(fields["sha256"]),
             )
@@ -100,7 +118,7 @@ def load(path: Path) -> Checkpoint:
             data = handle.read()
         if hashlib.sha256(data).hexdigest() != header.sha256:
             raise DamagedCheckpoint(f"{path}: cannot be read (checksum mismatch)")
-        return Checkpoint(header.ids, header.step, torch.load(io.BytesIO(data), weights_only=True))
+        return Checkpoint(header.ids, header.step, header.fingerprint, torch.load(io.BytesIO(data), weights_only=True))
     except DamagedCheckpoint:
         raise
     except Exception as error:  # removed meanwhile, not a torch file: all mean "do not resume from it"

@@ -21,7 +21,7 @@ import torch
 
 from groklab.config import RunConfig, run_params, snapshot_schedule
 from groklab.engine import interrupt
-from groklab.engine.checkpoint import Checkpoint
+from groklab.engine.checkpoint import Checkpoint, fingerprint
 from groklab.engine.listener import Listener
 from groklab.engine.milestones import Milestones
 from groklab.engine.recorder import Recorder
@@ -202,6 +202,7 @@ def checkpoint_of(state: LoopState, stack: Stack, recorder: Recorder, milestones
     return Checkpoint(
         ids=list(stack.runs.ids),
         step=state.step,
+        fingerprint=fingerprint(list(zip(stack.runs.ids, stack.runs.configs))),
         state={
             "stack": stack.state_dict(),
             "recorder": recorder.state_dict(),
@@ -215,6 +216,8 @@ def resume_from(
     checkpoint: Checkpoint, stack: Stack, recorder: Recorder, milestones: dict[str, Milestones]
 ) -> LoopState:
     """Put a checkpoint into a freshly built stack of the same runs; return the loop's state."""
+    if checkpoint.fingerprint != fingerprint(list(zip(stack.runs.ids, stack.runs.configs))):
+        raise ValueError(f"checkpoint of runs {checkpoint.ids} with other settings does not fit the stack")
     saved = checkpoint.state
     stack.load_state_dict(saved["stack"])
     recorder.load_state_dict(saved["recorder"])

@@ -2,7 +2,8 @@
 
 Which stack a checkpoint belongs to is read from its header alone; the process that trains the stack reads the
 whole file once, when it resumes it. A checkpoint another plan left (another --stack-size or device) is resumed as
-the stack it was saved from; one that cannot be read is removed with a warning, and its runs start again.
+the stack it was saved from. One that cannot be read, or that is not of exactly these runs (their resolved configs,
+the groklab version: its fingerprint) or is past their budget, is removed with a warning, and its runs start again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from groklab.config import RunConfig, Runs
-from groklab.engine.checkpoint import Checkpoint, DamagedCheckpoint, load, read_header, save
+from groklab.engine.checkpoint import Checkpoint, DamagedCheckpoint, Header, fingerprint, load, read_header, save
 from groklab.store.layout import CHECKPOINT_DIR
 
 
@@ -39,13 +40,13 @@ class Checkpoints:
         and its removal) or not all in this experiment is removed."""
         stacks = []
         for path in sorted(self.directory.glob("*.pt")):
-            if path.stem in planned or (ids := self._ids(path)) is None:
+            if path.stem in planned or (header := self._header(path, configs)) is None:
                 continue
-            if all(run_id in finished for run_id in ids) or any(run_id not in configs for run_id in ids):
+            if all(run_id in finished for run_id in header.ids):
                 path.unlink(missing_ok=True)
                 continue
-            os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after the stack's first run, as it resumes
-            stacks.append([(run_id, configs[run_id]) for run_id in ids])
+            os.replace(path, path.with_name(f"{header.ids[0]}.pt"))  # named after its first run, as it resumes
+            stacks.append([(run_id, configs[run_id]) for run_id in header.ids])
         return stacks
 
     def resume(self, runs: Runs, finished: set[str]) -> tuple[Runs, Checkpoint | None]:
@@ -54,27 +55,40 @@ class Checkpoints:
         not written again): a stack of other runs would round differently in float32 than the uninterrupted one,
         and they finished before the stack's first checkpoint, so little is trained twice. A checkpoint of
         finished runs, or of runs outside the stack, is removed; a damaged one too, with a warning."""
-        path = self.path(runs)
-        if path.is_file() and (ids := self._ids(path)) is not None:
-            configs = dict(runs)
-            if all(run_id in configs for run_id in ids) and not all(run_id in finished for run_id in ids):
+        path, configs = self.path(runs), dict(runs)
+        if path.is_file() and (header := self._header(path, configs)) is not None:
+            if not all(run_id in finished for run_id in header.ids):
                 try:
                     checkpoint = load(path)
                 except DamagedCheckpoint as error:
                     self._discard(path, error)
                 else:
-                    os.replace(path, path.with_name(f"{ids[0]}.pt"))  # named after its first run, as it resumes
-                    return [(run_id, configs[run_id]) for run_id in ids], checkpoint
+                    os.replace(path, path.with_name(f"{header.ids[0]}.pt"))  # named after its first run, as it resumes
+                    return [(run_id, configs[run_id]) for run_id in header.ids], checkpoint
             path.unlink(missing_ok=True)
         return list(runs), None
 
-    def _ids(self, path: Path) -> list[str] | None:
-        """The runs of a checkpoint (its header only), or None (and the file removed, with a warning)."""
+    def _header(self, path: Path, configs: dict[str, RunConfig]) -> Header | None:
+        """The header of a checkpoint of exactly these runs, or None: the file is removed, with a warning when it is
+        damaged, of other settings or past the runs' budget (a checkpoint of runs outside `configs` silently: it is
+        another stack's, and its runs are in this experiment no longer)."""
         try:
-            return read_header(path).ids
+            header = read_header(path)
         except DamagedCheckpoint as error:  # cut short or not ours: never resume from it
             self._discard(path, error)
             return None
+        if any(run_id not in configs for run_id in header.ids):
+            path.unlink(missing_ok=True)
+            return None
+        runs = [(run_id, configs[run_id]) for run_id in header.ids]
+        if header.fingerprint != fingerprint(runs):
+            self._discard(path, DamagedCheckpoint(f"{path}: saved from runs with other settings or by another "
+                                                  "groklab version"))  # fmt: skip
+            return None
+        if header.step > max(config.train.steps for _, config in runs):
+            self._discard(path, DamagedCheckpoint(f"{path}: at step {header.step}, past its runs' budget"))
+            return None
+        return header
 
     @staticmethod
     def _discard(path: Path, error: DamagedCheckpoint) -> None:
