@@ -115,6 +115,16 @@ def test_reading_a_store_imports_no_torch(spec_file: Path, tmp_path: Path) -> No
     assert _heavy_imports("query", "SELECT run_id FROM runs", str(out)) == ["pandas"]
 
 
+def test_a_bad_environment_variable_is_one_line_before_anything_is_written(spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    result = subprocess.run([sys.executable, "-m", "groklab", "run", str(spec_file), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "GROKLAB_STALE_SECONDS": "soon"})  # fmt: skip
+    assert result.returncode == 2 and not out.exists()
+    assert result.stderr.strip().splitlines() == [
+        "error: GROKLAB_STALE_SECONDS=soon: not a number of seconds; allowed: a number > 0 (default 300)"
+    ]
+
+
 def test_run_help_shows_its_options_first_and_brackets_as_written() -> None:
     help_text = groklab("run", "--help").stdout
     assert len(help_text.splitlines()) < 60 and help_text.index("--set") < 40 * 80
@@ -129,6 +139,10 @@ def test_run_help_shows_its_options_first_and_brackets_as_written() -> None:
 
 
 BAD_INPUTS = [
+    (["--set", "seeds=1000000000"], "seeds: 1,000,000,000 seeds = 1,000,000,000 runs; at most 100,000"),  # never built
+    (["--set", "train.steps=9223372036854775807", "--set", "train.eval_every=log"], "train.steps: Input should be"),
+    (["--log", "tensorboard", "--log", "tensorboard"], "log: tensorboard named twice; each tracker once"),
+    (["--set", "notes=" + "[" * 5000 + "]" * 5000], "nested deeper than 100 levels"),
     (["--set", "task.modulos=97"], "task.modulos: unknown key"),
     (["--set", "model.width=wide"], "model.width"),
     (["--set", "optimizer.lr=0"], "optimizer.lr"),
@@ -153,7 +167,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     spec_file: Path, tmp_path: Path, extra: list[str], expected: str | None
 ) -> None:
     out = tmp_path / "never"
-    result = groklab("run", str(spec_file), "--out", str(out), *extra)
+    result = groklab("run", str(spec_file), "--out", str(out), *extra, timeout=60)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from groklab import Experiment, SpecError, expand_runs
-from groklab.config import apply_overrides, parse_experiment, run_params
+from groklab.config import apply_overrides, load_yaml, parse_experiment, parse_scalar, run_params
 
 
 def test_sweep_times_seeds_expands_to_every_run() -> None:
@@ -86,3 +89,34 @@ def test_bad_specs_name_the_key(data: dict, expected: str) -> None:
     message = str(info.value)
     assert expected in message, message
     assert "\n" not in message
+
+
+BOMB = "notes: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+).replace("notes: &a", "a: &a")
+"""9 anchors of 10 references each: 1 kB that stands for 10^9 values (the "billion laughs")."""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BOMB, r"stands for 1,234,567,909 values \(its aliases expanded\); at most 100,000$"),
+        ("name: x\nseeds: " + "[" * 5000 + "]" * 5000, "nested deeper than 100 levels$"),
+        ("name: x\nseeds: " + "[" * 150 + "]" * 150, "nested 151 levels deep; at most 100$"),
+        ("name: x\noptimizer: {lr: 0.1, lr: 0.2}\n", r"malformed YAML at line 2: duplicate key 'lr'$"),
+    ],
+    ids=["alias-bomb", "deep", "deeper-than-allowed", "duplicate-key"],
+)
+def test_yaml_is_bounded_and_unambiguous_before_anything_is_built(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(SpecError, match=message):
+        load_yaml(path)
+    assert time.perf_counter() - started < 1.0  # refused on the composed document, never expanded
+
+
+def test_a_value_on_the_command_line_is_bounded_too() -> None:
+    with pytest.raises(SpecError, match="^the value .*: stands for 1,234,567,909 values"):
+        parse_scalar("{" + BOMB.replace("\n", ", ").rstrip(", ") + "}")
+    assert parse_scalar("{a: &x [1, 2], b: *x}") == {"a": [1, 2], "b": [1, 2]}  # anchors themselves are fine

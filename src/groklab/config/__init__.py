@@ -24,7 +24,7 @@ from groklab.config.experiment import (
 )
 from groklab.config.measures import MeasuresConfig, snapshot_schedule
 from groklab.config.models import MLPModel, TransformerModel
-from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, set_dotted
+from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, read_yaml, set_dotted
 from groklab.config.specs import resolve_spec, upgrade
 from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, TeacherTask
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
@@ -57,6 +57,7 @@ __all__ = [
     "flatten",
     "format_validation_error",
     "load_yaml",
+    "read_yaml",
     "parse_experiment",
     "parse_scalar",
     "resolve_spec",

@@ -173,7 +173,7 @@ class Experiment(Spec):
     a list of {claim, source, check, params}; see docs/claims.md for the checks."""
     log: list[Literal["tensorboard", "wandb", "mlflow"]] = []
     """Trackers that hear every evaluation of every run as it trains (`groklab run --log NAME`, repeatable): one
-    tracker run per groklab run, with its params, metrics, scalar measures and events. tensorboard writes to
+    tracker run per groklab run, with its params, metrics, scalar measures and milestones. tensorboard writes to
     DIR/logs/tensorboard/RUN_ID; wandb to the project named after the experiment (WANDB_MODE=offline keeps it
     in DIR/logs/wandb); mlflow to MLFLOW_TRACKING_URI, or else DIR/logs/mlflow.db. Extras: groklab[tensorboard],
     groklab[wandb], groklab[mlflow]."""
@@ -187,6 +187,14 @@ class Experiment(Spec):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}", name) or ".." in name:
             raise ValueError(f"name: {name!r} must be a plain name (letters, digits, . _ + -; no path separators)")
         return name
+
+    @field_validator("log")
+    @classmethod
+    def _log(cls, log: list[str]) -> list[str]:
+        twice = sorted({name for name in log if log.count(name) > 1})
+        if twice:
+            raise ValueError(f"log: {', '.join(twice)} named twice; each tracker once")
+        return log
 
     @field_validator("seeds")
     @classmethod
@@ -231,12 +239,13 @@ class Experiment(Spec):
             for key in settings:
                 if key in self.sweep:
                     raise ValueError(f"variants.{name}.{key}: also swept; allowed: keys the sweep does not set")
-        runs = math.prod(len(v) for v in self.sweep.values()) * len(self.seed_list) * max(1, len(self.variants))
+        seeds = self.seeds if isinstance(self.seeds, int) else len(self.seeds)  # (a count is never made a list here)
+        runs = math.prod(len(v) for v in self.sweep.values()) * seeds * max(1, len(self.variants))
         if runs > MAX_RUNS:
             shape = " x ".join(
                 ([f"{len(self.variants)} variants"] if self.variants else [])
                 + [str(len(v)) for v in self.sweep.values()]
-                + [f"{len(self.seed_list)} seeds"]
+                + [f"{seeds:,} seeds"]
             )
             raise ValueError(f"seeds: {shape} = {runs:,} runs; at most {MAX_RUNS:,} in one experiment (split it)")
         return self

@@ -10,13 +10,69 @@ import yaml
 
 from groklab.errors import SpecError
 
+MAX_NODES = 100_000
+"""The most values a YAML document may stand for, each alias counted every time it is used: a spec is a page of
+keys, while a few anchors can stand for 10^9 values (the "billion laughs"), which hang whatever walks them."""
+MAX_DEPTH = 100
+"""The deepest nesting a YAML document may have."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with duplicate keys an error (the last one would win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str, source: str = "spec") -> Any:
+    """A YAML document as data, or SpecError when it nests deeper than MAX_DEPTH or stands for more than MAX_NODES
+    values: checked on the composed document, before anything is built from it. Malformed YAML and duplicate keys
+    raise yaml.YAMLError."""
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise SpecError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
+        if node is None:
+            return None
+        values, depth = _size(node, {})
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{source}: nested {depth} levels deep; at most {MAX_DEPTH}")
+        if values > MAX_NODES:
+            raise SpecError(f"{source}: stands for {values:,} values (its aliases expanded); at most {MAX_NODES:,}")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _size(node: yaml.Node, known: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(values, depth) of a composed node, each alias (a shared node) counted at every use, computed once each."""
+    if id(node) not in known:
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        sizes = [_size(child, known) for child in children]
+        known[id(node)] = (1 + sum(v for v, _ in sizes), 1 + max((d for _, d in sizes), default=0))
+    return known[id(node)]
+
 
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML spec file, raising SpecError for a missing or malformed file."""
     if not path.is_file():
         raise SpecError(f"{path}: no such spec file (give a YAML path or a built-in name: groklab list)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path.read_text(), str(path))
+    except SpecError:
+        raise
     except (UnicodeDecodeError, ValueError):
         raise SpecError(f"{path}: not a text file; a spec is a YAML file") from None
     except OSError as error:
@@ -35,7 +91,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
 def parse_scalar(text: str) -> Any:
     """Parse a command-line value as a YAML scalar (0.01 -> float, true -> bool, [0.9, 0.98] -> list)."""
     try:
-        return yaml.safe_load(text)
+        return read_yaml(text, f"the value {text[:40]!r}")
     except yaml.YAMLError:
         return text
 

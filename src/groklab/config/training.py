@@ -116,8 +116,9 @@ class TrainConfig(Spec):
     """Training budget, loss, evaluation schedule and numerics."""
 
     model_config = STRICT
-    steps: int = Field(10_000, ge=1)
-    """Optimizer steps per run."""
+    steps: int = Field(10_000, ge=1, le=10**12)
+    """Optimizer steps per run (at most 10^12, a year of steps at 30 microseconds each, so that every schedule of
+    steps fits an int64)."""
     batch_size: int | None = Field(None, ge=1)
     """Minibatch size (per run, taken as train.batch_order says); null = full batch."""
     batch_order: Literal["epochs", "draws"] = "epochs"

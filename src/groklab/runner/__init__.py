@@ -31,7 +31,7 @@ from groklab.runner.schedule import Backend, Work, schedule
 from groklab.runner.trackers import Callback, check_trackers
 from groklab.store import ExperimentResult, load
 from groklab.store.checkpoints import Checkpoints
-from groklab.store.leases import Leases
+from groklab.store.leases import Leases, check_environment
 from groklab.store.writer import ExperimentStore
 
 
@@ -79,6 +79,7 @@ def run(
     validate_claims(experiment)
     device = check_device(device, here=scheduler is None)  # with a scheduler, the workers' device
     check_trackers(experiment.log)
+    check_environment()
     root = check_out(out, experiment.name)
     runs = expand_runs(experiment)
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written

@@ -22,6 +22,7 @@ must agree to well within STALE_SECONDS (NTP does).
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -30,12 +31,35 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from groklab.errors import SpecError
 from groklab.store.layout import LEASE_DIR
 
-STALE_SECONDS = float(os.environ.get("GROKLAB_STALE_SECONDS", 300))
+
+def _stale_seconds() -> tuple[float, str | None]:
+    """GROKLAB_STALE_SECONDS, or 300; and what is wrong with the variable, if anything (said before any write)."""
+    text = os.environ.get("GROKLAB_STALE_SECONDS")
+    if text is None:
+        return 300.0, None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        return 300.0, f"GROKLAB_STALE_SECONDS={text[:40]}: not a number of seconds; allowed: a number > 0 (default 300)"
+    return seconds, None
+
+
+STALE_SECONDS, _STALE_PROBLEM = _stale_seconds()
 """A lease not refreshed for this long is a dead process's, and its runs are taken over: 5 minutes, or
 GROKLAB_STALE_SECONDS (the same in every process of the experiment). Shorter takes over sooner after a node
 dies; it must stay well above the filesystem's delays and the nodes' clock differences."""
+
+
+def check_environment() -> None:
+    """SpecError for a GROKLAB_STALE_SECONDS that is not a number of seconds (checked before anything is written)."""
+    if _STALE_PROBLEM is not None:
+        raise SpecError(_STALE_PROBLEM)
+
 
 HEARTBEAT_SECONDS = STALE_SECONDS / 10
 """How often a process refreshes its leases (10 beats per STALE_SECONDS)."""

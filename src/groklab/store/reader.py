@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from groklab.config import RunConfig, SpecError, set_dotted, upgrade
+from groklab.config import RunConfig, SpecError, read_yaml, set_dotted, upgrade
 from groklab.store.layout import (
     DATA_FILE,
     LEGACY_WEIGHTS_FILE,
@@ -205,7 +205,7 @@ def load(root: str | Path) -> ExperimentResult:
     spec_path, meta_path = root / SPEC_FILE, root / META_FILE
     if not spec_path.is_file():
         raise SpecError(f"{root}: not a groklab experiment directory (no {SPEC_FILE})")
-    spec = upgrade(_read(spec_path, yaml.safe_load))  # an earlier version's keys as this one names them
+    spec = upgrade(_read(spec_path, read_yaml))  # an earlier version's keys as this one names them
     meta = _read(meta_path, json.loads) if meta_path.is_file() else {}
     rows = []
     for path in sorted((root / RUNS_DIR).glob(f"*/{RESULT_FILE}")):

@@ -16,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from groklab.config import Experiment, SpecError, run_params, upgrade
+from groklab.config import Experiment, SpecError, read_yaml, run_params, upgrade
 from groklab.engine.result import RunResult
 from groklab.files import atomic_write, host_tag, temporary_writer
 from groklab.store.layout import (
@@ -220,7 +220,7 @@ PRESENTATION_KEYS = ("description", "notes", "claims", "quick", "log")
 def _what_trains(text: str) -> dict[str, Any]:
     """A stored spec (its keys as this version names them) without its PRESENTATION_KEYS: two specs that agree
     here train the same runs."""
-    spec = upgrade(yaml.safe_load(text) or {})
+    spec = upgrade(read_yaml(text) or {})
     return {key: value for key, value in spec.items() if key not in PRESENTATION_KEYS}
 
 
