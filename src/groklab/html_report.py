@@ -19,6 +19,7 @@ import yaml
 from groklab.config import SpecError, builtin_specs, flatten, parse_experiment
 from groklab.expectations import check
 from groklab.figures import DPI, FIGURES, plot
+from groklab.files import atomic_write
 from groklab.store.reader import ExperimentResult, load
 
 STYLE = """
@@ -193,9 +194,7 @@ def _index_page(root: Path, results: list[ExperimentResult], pages: list[Path]) 
 def _write(path: Path, title: str, body: str) -> Path:
     page = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{STYLE}</style></head><body>{body}<script>{SORT}</script></body></html>")  # fmt: skip
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(page)
-    partial.replace(path)  # whole or absent
+    atomic_write(path, lambda temporary: temporary.write_text(page))  # whole or absent, never through a link
     return path
 
 

@@ -235,3 +235,37 @@ def test_a_damaged_checkpoint_is_one_warning_line_on_the_command_line(tmp_path: 
     assert stderr.strip().splitlines() == [f"warning: {out / 'checkpoints' / 'run-0000.pt'}: cannot be read (not a "
                                            "groklab checkpoint, or one of an older format); its runs start again "
                                            "from step 0"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("link", "command"),
+    [
+        ("sessions", ["run"]),
+        ("leases", ["run"]),
+        ("checkpoints", ["run"]),
+        ("logs", ["run", "--log", "tensorboard"]),
+        ("runs/run-0000/weights", ["run"]),
+        ("figures", ["plot"]),
+        ("recomputed", ["measures", "--recompute", "weight_norms"]),
+    ],
+    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+)
+def test_nothing_is_written_through_a_link(tmp_path: Path, link: str, command: list[str]) -> None:
+    """Every directory groklab writes into under --out, made a symbolic link to elsewhere, is refused with one line
+    (exit 2) before anything is written, and nothing lands where the link points."""
+    spec, out, elsewhere = _spec(tmp_path), tmp_path / "out", tmp_path / "elsewhere"
+    data = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**data, "sweep": {}, "measures": {"snapshot_steps": [0, 100]}}))
+    assert _groklab("run", str(spec), "--out", str(out), "--quiet")[0] == 0
+    shutil.rmtree(out / "runs" / "run-0001")  # a run left to train, for the commands that train
+    elsewhere.mkdir()
+    target = out / link
+    shutil.rmtree(target, ignore_errors=True)
+    target.symlink_to(elsewhere, target_is_directory=True)
+    verb, *options = command
+    where = [str(spec), "--out", str(out), "--quiet"] if verb == "run" else [str(out)]
+    code, _, stderr = _groklab(verb, *where, *options)
+    said = f"--out {out}: {target} is" if verb == "run" else f"{target}: is"  # (run checks every one before it starts)
+    expected = [f"error: {said} a symbolic link; groklab writes only inside --out"]
+    assert code == 2 and stderr.strip().splitlines() == expected, stderr
+    assert list(elsewhere.iterdir()) == []

@@ -24,10 +24,12 @@ def stop_now() -> None:
     raise Terminated if requested == signal.SIGTERM else KeyboardInterrupt
 
 
-def request(signum: int) -> None:
-    """Ask the training loop to stop at its next step boundary (a second request stops at once)."""
+def request(signum: int, again_stops_at_once: bool = True) -> None:
+    """Ask the training loop to stop at its next step boundary. A second request stops at once (Ctrl-C twice),
+    unless again_stops_at_once is False: a worker process hears SIGTERM from its parent and from a signal to its
+    whole process group, and must still stop at a step boundary (after its checkpoint)."""
     global requested
-    if requested is not None:
+    if requested is not None and again_stops_at_once:
         stop_now()
     requested = signum
 

@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from groklab.config import SpecError
+from groklab.files import atomic_write
 
 # The figures register as their modules are imported: this order is the report's.
 # isort: off
@@ -31,6 +33,7 @@ from groklab.figures import analysis  # noqa: F401
 # isort: on
 from groklab.figures.registry import FIGURES, Stored
 from groklab.figures.style import DPI, empty, paper_style
+from groklab.store.layout import FIGURES_DIR, directory
 from groklab.store.reader import ExperimentResult, load
 
 
@@ -79,15 +82,14 @@ def save_figures(
         raise SpecError(f"--dpi {dpi}: out of range; allowed: 20 to 1200")
     if not isinstance(result, ExperimentResult):
         result = load(result)
-    folder = out or result.root / "figures"
     figures = plot(result, what)
-    folder.mkdir(parents=True, exist_ok=True)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    folder = out or directory(result.root, FIGURES_DIR)  # (never through a link)
     paths = []
     for name, fig in figures.items():
-        stem = name.replace(":", "-")
-        path, partial = folder / f"{stem}.{fmt}", folder / f".{stem}.{fmt}.partial"
-        fig.savefig(partial, format=fmt, dpi=dpi)
-        partial.replace(path)  # a figure file is whole or absent
+        path = folder / f"{name.replace(':', '-')}.{fmt}"
+        atomic_write(path, functools.partial(fig.savefig, format=fmt, dpi=dpi))  # whole or absent, never via a link
         paths.append(path)
     return paths
 

@@ -232,7 +232,7 @@ def _init_worker(progress: Any, threads: int, parent: int) -> None:
     # checkpoint its stack at the next step boundary and stop. If the parent dies (even by kill -9), the
     # kernel kills the workers, so nothing trains or writes into the directory after it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: interrupt.request(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: interrupt.request(signum, again_stops_at_once=False))
     warnings.showwarning = show_warning  # a worker's warnings (a damaged checkpoint) read as the parent's: one line
     _die_with_parent(parent)
     torch.set_num_threads(threads)

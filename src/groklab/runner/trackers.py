@@ -19,8 +19,7 @@ from typing import Any, Protocol
 from groklab.config import Runs, SpecError, run_params
 from groklab.engine.listener import Listener
 from groklab.engine.result import RunResult
-
-LOGS_DIR = "logs"
+from groklab.store.layout import LOGS_DIR, directory
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class TensorBoardRun:
     def __init__(self, root: Path, first: Evaluation) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(root / LOGS_DIR / "tensorboard" / first.run_id))
+        self.writer = SummaryWriter(log_dir=str(directory(root, LOGS_DIR, "tensorboard", first.run_id)))
         table = "\n".join(f"| {k} | {v} |" for k, v in first.params.items())
         self.writer.add_text("params", "| key | value |\n|---|---|\n" + table, global_step=first.step)
 
@@ -77,21 +76,20 @@ class WandbRun:
     def __init__(self, root: Path, first: Evaluation) -> None:
         import wandb
 
-        directory = (root / LOGS_DIR).resolve()
-        directory.mkdir(exist_ok=True)
+        logs = directory(root, LOGS_DIR).resolve()
         for variable, folder in (
             ("WANDB_CACHE_DIR", "cache"),
             ("WANDB_CONFIG_DIR", "config"),
             ("WANDB_DATA_DIR", "data"),
         ):
-            os.environ.setdefault(variable, str(directory / "wandb" / folder))  # not ~/.cache etc.: nothing outside
+            os.environ.setdefault(variable, str(logs / "wandb" / folder))  # not ~/.cache etc.: nothing outside
         self.run = wandb.init(
             project=first.experiment,
             name=first.run_id,
             id=f"{first.experiment}-{first.run_id}",
             resume="allow",
             config=first.params,
-            dir=str(directory),
+            dir=str(logs),
             reinit="create_new",
         )
 
@@ -111,8 +109,7 @@ class MLflowRun:
     def __init__(self, root: Path, first: Evaluation) -> None:
         from mlflow.tracking import MlflowClient
 
-        logs = (root / LOGS_DIR).resolve()
-        logs.mkdir(exist_ok=True)
+        logs = directory(root, LOGS_DIR).resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         self.client = MlflowClient(tracking_uri=uri or f"sqlite:///{logs / 'mlflow.db'}")
         found = self.client.get_experiment_by_name(first.experiment)

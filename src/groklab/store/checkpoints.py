@@ -14,20 +14,21 @@ from pathlib import Path
 
 from groklab.config import RunConfig, Runs
 from groklab.engine.checkpoint import Checkpoint, DamagedCheckpoint, Header, fingerprint, load, read_header, save
-from groklab.store.layout import CHECKPOINT_DIR
+from groklab.store.layout import CHECKPOINT_DIR, directory
 
 
 class Checkpoints:
     """DIR/checkpoints/: one file per unfinished stack, named after its first run."""
 
     def __init__(self, root: Path) -> None:
-        self.directory = root / CHECKPOINT_DIR
+        self.root, self.directory = root, root / CHECKPOINT_DIR
 
     def path(self, runs: Runs) -> Path:
         return self.directory / f"{runs[0][0]}.pt"
 
     def save(self, runs: Runs, checkpoint: Checkpoint) -> None:
         """Save the checkpoint of a stack that started as `runs` (one file for its whole life, though runs leave)."""
+        directory(self.root, CHECKPOINT_DIR)  # (never through a link)
         save(self.path(runs), checkpoint)
 
     def remove(self, runs: Runs) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from groklab.errors import SpecError
-from groklab.store.layout import LEASE_DIR
+from groklab.store.layout import LEASE_DIR, directory
 
 
 def _stale_seconds() -> tuple[float, str | None]:
@@ -131,7 +131,7 @@ class Leases:
     """This process's leases in one experiment directory, kept alive by a heartbeat thread."""
 
     def __init__(self, root: Path, owner: dict[str, Any]) -> None:
-        self.directory = root / LEASE_DIR
+        self.root, self.directory = root, root / LEASE_DIR
         self.owner = owner
         self.held: dict[str, Path] = {}
         self._lock = threading.Lock()
@@ -139,7 +139,7 @@ class Leases:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Leases:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        directory(self.root, LEASE_DIR)
         self._thread = threading.Thread(target=self._beat, name="groklab-leases", daemon=True)
         self._thread.start()
         return self

@@ -19,10 +19,9 @@ from groklab.config import SpecError
 from groklab.engine.stack import Stack
 from groklab.files import atomic_write
 from groklab.measures import MEASURES
+from groklab.store.layout import RECOMPUTED_DIR, directory
 from groklab.store.reader import ExperimentResult
 from groklab.store.writer import save_npz, write_parquet
-
-RECOMPUTED_DIR = "recomputed"
 
 
 def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
@@ -56,8 +55,7 @@ def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
                     vectors.setdefault(f"{run_id}/{key}", []).append(value)
                     vectors.setdefault(f"{run_id}/{key}.steps", []).append(np.asarray(step))
     frame = pd.DataFrame(rows)
-    folder = result.root / RECOMPUTED_DIR
-    folder.mkdir(exist_ok=True)
+    folder = directory(result.root, RECOMPUTED_DIR)
     atomic_write(folder / f"{name}.parquet", functools.partial(write_parquet, frame))
     if vectors:
         stacked = {k: np.stack(v) for k, v in vectors.items()}

@@ -33,6 +33,8 @@ from groklab.store.layout import (
     SPEC_FILE,
     WEIGHTS_DIR,
     WEIGHTS_FILE,
+    directory,
+    links,
     snapshot_name,
 )
 from groklab.store.leases import STALE_SECONDS, alive
@@ -61,9 +63,8 @@ class ExperimentStore:
         spec_path = root / SPEC_FILE
         if root.exists() and not root.is_dir():
             raise SpecError(f"--out {root}: is a file; give a new or empty directory")
-        links = [p for p in (root, root / RUNS_DIR, *root.glob(f"{RUNS_DIR}/*")) if p.is_symlink()]
-        if links:
-            raise SpecError(f"--out {root}: {links[0]} is a symbolic link; groklab writes only inside --out")
+        if found := links(root):
+            raise SpecError(f"--out {root}: {found[0]} is a symbolic link; groklab writes only inside --out")
         store = cls(root)
         stored = spec_path.read_text() if spec_path.exists() else None
         same_training = stored is not None and _what_trains(stored) == _what_trains(text)
@@ -134,11 +135,7 @@ class ExperimentStore:
             atomic_write(run_dir / PROGRESS_FILE, functools.partial(_write_text, text))
 
     def _run_dir(self, run_id: str) -> Path:
-        run_dir = self.root / RUNS_DIR / run_id
-        if run_dir.is_symlink():
-            raise SpecError(f"{run_dir}: is a symbolic link; groklab writes only inside --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir
+        return directory(self.root, RUNS_DIR, run_id)
 
     def write_new_run(self, result: RunResult) -> None:
         """Write a finished run unless it is already on disk (it finished after its stack's last checkpoint)."""
@@ -168,7 +165,7 @@ class ExperimentStore:
         metrics = pd.DataFrame(result.metrics)
         atomic_write(run_dir / METRICS_FILE, lambda p: metrics.to_parquet(p, index=False))
         for step, weights in result.snapshots.items():  # first, so that a run with result.json has them all
-            (run_dir / WEIGHTS_DIR).mkdir(exist_ok=True)
+            directory(self.root, RUNS_DIR, result.run_id, WEIGHTS_DIR)
             path = run_dir / WEIGHTS_DIR / snapshot_name(step)
             atomic_write(path, functools.partial(_save_safetensors, weights, {"step": str(step)}))
         final = {"step": str(result.steps)}
@@ -182,10 +179,9 @@ class ExperimentStore:
 
     def write_session(self, session: dict[str, Any]) -> None:
         """Record what one process did (DIR/sessions/HOST-PID.json): several may share the directory."""
-        directory = self.root / SESSIONS_DIR
-        directory.mkdir(exist_ok=True)
+        folder = directory(self.root, SESSIONS_DIR)
         text = json.dumps(session, indent=1, default=_json_default)
-        atomic_write(directory / f"{session['host']}-{session['pid']}.json", lambda p: p.write_text(text))
+        atomic_write(folder / f"{session['host']}-{session['pid']}.json", lambda p: p.write_text(text))
 
     def read_meta(self) -> dict[str, Any]:
         """meta.json as an earlier run of this experiment left it ({} if none)."""
