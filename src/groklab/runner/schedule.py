@@ -56,13 +56,13 @@ MAX_WORKER_DEATHS = 3
 
 
 def schedule(work: Work, backend: Backend) -> None:
-    """Train every stack this process leases on the backend; return when every run is done (or others hold the
-    rest), raise KeyboardInterrupt / Terminated after a stop and OSError when the disk fails."""
+    """Train every stack this process leases on the backend; return when every run is done (by this process or
+    others), raise KeyboardInterrupt / Terminated after a stop and OSError when the disk fails."""
     running: dict[Any, Runs] = {}
     deaths: dict[str, int] = {}
     try:
         while True:
-            # Claim a stack as the backend frees up (waiting for other processes' stacks only when none of ours
+            # Lease a stack as the backend frees up (waiting for other processes' stacks only when none of ours
             # runs), and none once a stop was asked for: a stack started then would miss the signal.
             while interrupt.requested is None and len(running) < backend.capacity():
                 if (runs := work.next(wait=not running)) is None:
