@@ -4,6 +4,7 @@ across experiments gets the answer pandas gives on the same stores."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,20 @@ def test_a_query_reads_the_catalog_and_nothing_else(root: Path, tmp_path: Path, 
         query(sql.format(victim=victim, outside=tmp_path), root)
     assert victim.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["secret.csv"]
     assert query("SELECT count(*) AS n FROM metrics", root)["n"][0] > 0  # the metrics view still reads its files
+
+
+def test_a_damaged_experiment_or_run_is_left_out_with_a_warning(root: Path, tmp_path: Path) -> None:
+    """One damaged file under the root no longer fails the whole query: its run, or its experiment, is left out."""
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    before = query("SELECT experiment, count(*) AS n FROM runs GROUP BY ALL ORDER BY experiment", copy)
+    (copy / "decay" / "experiment.yaml").write_text("name: [unclosed")
+    (copy / "nested" / "fraction" / "runs" / "run-0000" / "metrics.parquet").write_bytes(b"PAR1 damaged")
+    with pytest.warns(UserWarning, match=r"decay/experiment.yaml: damaged.*; experiment left out of the query"):
+        runs = query("SELECT experiment, run_id FROM runs ORDER BY run_id", copy)
+    assert set(runs["experiment"]) == {"nested/fraction"} and "run-0000" not in set(runs["run_id"])
+    fraction = before.set_index("experiment")["n"]["nested/fraction"]
+    assert len(runs) == fraction - 1  # the damaged run alone is left out of runs and of the metrics view
+    with pytest.warns(UserWarning):
+        counted = query("SELECT count(DISTINCT run_id) AS n FROM metrics", copy)["n"][0]
+    assert counted == fraction - 1

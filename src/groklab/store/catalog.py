@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from groklab.config import SpecError
-from groklab.store.layout import RUNS_DIR, SPEC_FILE
+from groklab.store.layout import METRICS_FILE, RUNS_DIR, SPEC_FILE
 from groklab.store.reader import DamagedRunWarning, ExperimentResult, load
 
 EVENT_STEPS = ("memorized_step", "generalized_step")
@@ -48,9 +48,16 @@ def catalog(root: str | Path = ".") -> Any:
     folders = experiments_under(root) if root.is_dir() else []
     if not folders:
         raise SpecError(f"{root}: no groklab experiment in it or below it")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DamagedRunWarning)  # a damaged run is left out, as `groklab summary` does
-        results = [(str(folder.relative_to(root)) or ".", load(folder)) for folder in folders]
+    results = []
+    for folder in folders:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DamagedRunWarning)  # a damaged run is left out, as summary does
+                results.append((str(folder.relative_to(root)) or ".", load(folder)))
+        except SpecError as error:  # a damaged experiment.yaml or meta.json: the others still answer
+            warnings.warn(f"{error}; experiment left out of the query", DamagedRunWarning, stacklevel=2)
+    if not results:
+        raise SpecError(f"{root}: no readable groklab experiment in it or below it")
     connection = duckdb.connect()
     connection.register("experiments_frame", _experiments(results))
     connection.execute("CREATE TABLE experiments AS SELECT * FROM experiments_frame")
@@ -64,9 +71,13 @@ def catalog(root: str | Path = ".") -> Any:
     # metrics stay in their Parquet files: a view, with each file's experiment and run from a table of the files
     files = pd.DataFrame(
         [
-            {"filename": str(path.resolve()), "experiment": where, "run_id": path.parent.name}
-            for (where, _), folder in zip(results, folders)
-            for path in sorted((folder / RUNS_DIR).glob("*/metrics.parquet"))
+            {
+                "filename": str(result.run_dir(row["run_id"]).resolve() / METRICS_FILE),
+                "experiment": where,
+                "run_id": row["run_id"],
+            }
+            for where, result in results
+            for row in result.rows  # the runs that read whole (their metrics files checked): never a damaged one
         ],
         columns=["filename", "experiment", "run_id"],
     )
