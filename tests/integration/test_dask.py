@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +111,42 @@ def test_an_unreachable_or_malformed_scheduler_is_one_line_exit_2_nothing_writte
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2 and stderr.startswith(f"error: --scheduler {address}: "), stderr
     assert stderr.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("answer", [None, b"HTTP/1.0 200 OK\r\n\r\nhello\n"], ids=["silent", "junk"])
+def test_a_port_that_never_speaks_dask_is_one_line_in_bounded_time(tmp_path: Path, answer: bytes | None) -> None:
+    """A server that accepts and never answers (or answers junk: the dashboard's port by mistake) hung for good."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(connection)
+            if answer:
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    out, address = tmp_path / "never", f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        process = _run(str(_spec(tmp_path)), "--out", str(out), "--scheduler", address)
+        try:
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            process.kill()
+    finally:
+        server.close()
+        for connection in accepted:
+            connection.close()
+    assert time.monotonic() - started < 45  # the connection's 10 s, and the rest of the command
+    assert process.returncode == 2 and stderr.strip().splitlines() == [
+        f"error: --scheduler {address}: no Dask scheduler answered within 10 s; start one with `dask scheduler` and "
+        "give the address it prints"], stderr  # fmt: skip
+    assert not out.exists()
 
 
 def test_ctrl_c_on_the_client_checkpoints_the_remote_stacks_and_the_same_command_resumes(

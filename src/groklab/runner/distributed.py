@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -44,13 +45,37 @@ def connect(address: str) -> Any:
         raise SpecError(
             f"--scheduler {address}: not a scheduler address; allowed: tcp://HOST:PORT (or tls://HOST:PORT)"
         )
-    try:
-        return Client(address, timeout=f"{CONNECT_SECONDS:g}s", set_as_default=False)
-    except Exception:  # OSError / TimeoutError, as distributed words it
+    # Dask's own timeout does not bound its handshake: a port that accepts and never speaks Dask (an HTTP server,
+    # the dashboard's 8787 by mistake) would hang for good. The client is made in a thread that is given up on.
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made["client"] = Client(address, timeout=f"{CONNECT_SECONDS:g}s", set_as_default=False)
+        except Exception:  # OSError / TimeoutError / a junk answer, as distributed words it
+            pass
+
+    thread = threading.Thread(target=make, name="groklab-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_SECONDS + 2)
+    if "client" not in made:
+        sys.unraisablehook = _quiet_failed_client(sys.unraisablehook)
         raise SpecError(
             f"--scheduler {address}: no Dask scheduler answered within {CONNECT_SECONDS:g} s; start one with "
             "`dask scheduler` and give the address it prints"
-        ) from None
+        )
+    return made["client"]
+
+
+def _quiet_failed_client(previous: Any) -> Any:
+    """An unraisable-exception hook that drops what a Dask client that never connected says when it is collected
+    (its close times out after 20 s: a 9-line "Exception ignored" traceback); the command has said what is wrong."""
+
+    def hook(unraisable: Any) -> None:
+        if getattr(unraisable.object, "__qualname__", "") != "Client.__del__":
+            previous(unraisable)
+
+    return hook
 
 
 class DaskCluster:
