@@ -71,8 +71,10 @@ def _quiet_failed_client(previous: Any) -> Any:
     """An unraisable-exception hook that drops what a Dask client that never connected says when it is collected
     (its close times out after 20 s: a 9-line "Exception ignored" traceback); the command has said what is wrong."""
 
+    from distributed import Client
+
     def hook(unraisable: Any) -> None:
-        if getattr(unraisable.object, "__qualname__", "") != "Client.__del__":
+        if unraisable.object is not Client.__del__:
             previous(unraisable)
 
     return hook
