@@ -46,7 +46,11 @@ def _groklab(*args: str, env: dict[str, str] | None = None, wait: bool = True) -
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
     if not wait:
         return process
-    stdout, stderr = process.communicate(timeout=300)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()  # (a no-op once it has exited) never left training after a failed test
+        process.wait()
     return process.returncode, stdout, stderr
 
 

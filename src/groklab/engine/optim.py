@@ -260,6 +260,7 @@ class StackOptimizer:
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep only the runs where `keep` (run,) is True."""
+        self.update_norm = None  # measured for the runs of the last measured step: none of it is current now
         self.state = {n: v[keep] for n, v in self.state.items()}
         self.filter_state = {n: v[keep] for n, v in self.filter_state.items()}
         self._set_hyper({n: v[keep] for n, v in self.hyper.items()})
