@@ -13,6 +13,8 @@ import yaml
 import groklab
 from groklab.expectations import check
 
+from .waiting import DEADLINE
+
 QUICK = sorted(n for n, p in groklab.builtin_specs().items() if (yaml.safe_load(p.read_text()) or {}).get("quick"))
 
 
@@ -40,7 +42,7 @@ def test_quick_without_a_quick_variant_is_one_line_exit_2(tmp_path: Path) -> Non
         [sys.executable, "-m", "groklab", "run", "nanda-modadd", "--quick", "--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=DEADLINE,
     )
     assert result.returncode == 2
     assert (

@@ -16,6 +16,8 @@ import groklab
 from groklab.config import SpecError
 from groklab.store.catalog import query
 
+from .waiting import DEADLINE
+
 SPEC = {
     "task": {"modulus": 23, "train_fraction": 0.5},
     "model": {"width": 64, "activation": "quadratic", "bias": False, "init": "gromov"},
@@ -76,11 +78,11 @@ def test_bad_queries_and_roots_are_one_line(root: Path, tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="no groklab experiment in it or below it"):
         query("SELECT 1", tmp_path)
     shown = subprocess.run([sys.executable, "-m", "groklab", "query", "SELECT * FROM nowhere", str(root)],
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
+                           capture_output=True, text=True, timeout=DEADLINE)  # fmt: skip
     assert shown.returncode == 2 and len(shown.stderr.strip().splitlines()) == 1
     assert "the tables are experiments, runs, metrics, events" in shown.stderr
     listed = subprocess.run([sys.executable, "-m", "groklab", "query", "SELECT name FROM experiments", str(root),
-                             "--json"], capture_output=True, text=True, timeout=120)  # fmt: skip
+                             "--json"], capture_output=True, text=True, timeout=DEADLINE)  # fmt: skip
     assert listed.returncode == 0 and listed.stdout.strip() == '[{"name":"decay"},{"name":"fraction"}]'
 
 

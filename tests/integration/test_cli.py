@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from groklab import load
+
+from .waiting import DEADLINE, wait_for
 
 TINY_SPEC = {
     "name": "tiny",
@@ -25,7 +26,7 @@ TINY_SPEC = {
 }
 
 
-def groklab(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def groklab(*args: str, cwd: Path | None = None, timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "groklab", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
     )
@@ -95,7 +96,7 @@ def _heavy_imports(*args: str) -> list[str]:
     probe = ("import sys, runpy; sys.argv = ['groklab', *sys.argv[1:]]\n"
              "try:\n    runpy.run_module('groklab', run_name='__main__')\n"
              "finally:\n    print('HEAVY', sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=DEADLINE)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout.rstrip().rsplit("HEAVY ", 1)[1])
 
@@ -118,7 +119,7 @@ def test_reading_a_store_imports_no_torch(spec_file: Path, tmp_path: Path) -> No
 def test_a_bad_environment_variable_is_one_line_before_anything_is_written(spec_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "never"
     result = subprocess.run([sys.executable, "-m", "groklab", "run", str(spec_file), "--out", str(out)],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "GROKLAB_STALE_SECONDS": "soon"})  # fmt: skip
+                            capture_output=True, text=True, timeout=DEADLINE, env={**os.environ, "GROKLAB_STALE_SECONDS": "soon"})  # fmt: skip
     assert result.returncode == 2 and not out.exists()
     assert result.stderr.strip().splitlines() == [
         "error: GROKLAB_STALE_SECONDS=soon: not a number of seconds; allowed: a number > 0 (default 300)"
@@ -167,7 +168,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
     spec_file: Path, tmp_path: Path, extra: list[str], expected: str | None
 ) -> None:
     out = tmp_path / "never"
-    result = groklab("run", str(spec_file), "--out", str(out), *extra, timeout=60)
+    result = groklab("run", str(spec_file), "--out", str(out), *extra, timeout=DEADLINE)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -234,11 +235,9 @@ def test_ctrl_c_keeps_finished_runs_and_resume_completes(tmp_path: Path) -> None
         env=env,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("runs/*/result.json"))) < 3:
-        time.sleep(0.05)
+    wait_for(lambda: len(list(out.glob("runs/*/result.json"))) >= 3, process)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     partial = load(out)

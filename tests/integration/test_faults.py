@@ -22,6 +22,8 @@ from groklab.cli import main
 from groklab.engine.checkpoint import read_header
 from groklab.store.writer import ExperimentStore
 
+from .waiting import DEADLINE, wait_for
+
 SPEC = {
     "name": "faults",
     "task": {"name": "modular", "modulus": 11, "train_fraction": 0.5},
@@ -39,15 +41,13 @@ def _start(path: Path, out: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_for_runs(out: Path, count: int, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline and len(list(out.glob("runs/*/result.json"))) < count:
-        time.sleep(0.05)
-    assert len(list(out.glob("runs/*/result.json"))) >= count
+def _wait_for_runs(out: Path, count: int, process: subprocess.Popen[str]) -> None:
+    wait_for(lambda: len(list(out.glob("runs/*/result.json"))) >= count, process)
 
 
-def _workers(pid: int) -> list[int]:
-    """The multiprocessing workers whose parent is `pid` (Linux /proc; not the resource tracker)."""
+def _workers(pid: int, count: int | None = None) -> list[int]:
+    """The multiprocessing workers whose parent is `pid` (Linux /proc; not the resource tracker); with `count`,
+    [] unless there are that many."""
     found = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -57,7 +57,7 @@ def _workers(pid: int) -> list[int]:
             continue
         if fields.get("PPid", "").strip() == str(pid) and b"spawn_main" in command:
             found.append(int(status.parent.name))
-    return found
+    return found if count is None or len(found) == count else []
 
 
 @pytest.fixture
@@ -70,9 +70,9 @@ def spec(tmp_path: Path) -> Path:
 def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "exp"
     process = _start(spec, out, "--workers", "1")
-    _wait_for_runs(out, 3)
+    _wait_for_runs(out, 3, process)
     process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 143, stderr
     assert stderr.startswith("terminated: ") and stderr.count("\n") == 1 and "Traceback" not in stderr
     partial = groklab.load(out)
@@ -82,7 +82,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(spec: Path, tmp_path: Pat
     saved = read_header(checkpoint)
     assert saved.step > 20 and len(saved.ids) == 3
     resumed = _start(spec, out, "--workers", "1")  # the same command resumes it
-    _, stderr = resumed.communicate(timeout=300)
+    _, stderr = resumed.communicate(timeout=DEADLINE)
     assert resumed.returncode == 0, stderr
     assert len(groklab.load(out).runs) == 6 and groklab.load(out).meta["state"] == "finished"
     assert kept == {p: p.stat().st_mtime_ns for p in kept}  # the finished runs were kept as they were
@@ -100,21 +100,14 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(spec: Path, tmp_path: Pat
 def test_workers_die_with_their_parent_even_on_kill_9(spec: Path, tmp_path: Path) -> None:
     two_stacks = tmp_path / "two-stacks.yaml"  # a swept width makes two stacks: one per worker
     two_stacks.write_text(yaml.safe_dump(SPEC | {"seeds": 1, "sweep": {"model.width": [16, 17]}, "train": {
-        **SPEC["train"], "steps": 1_000_000}}))  # fmt: skip
+        **SPEC["train"], "steps": 1_000_000, "checkpoint_every": 100}}))  # fmt: skip
     out = tmp_path / "exp"
     process = _start(two_stacks, out, "--workers", "2")
-    deadline = time.time() + 120
-    while time.time() < deadline and len(workers := _workers(process.pid)) < 2:
-        time.sleep(0.1)
-    assert len(workers) == 2, "the experiment should train in two worker processes"
-    time.sleep(3.0)  # they import torch and start training
+    workers = wait_for(lambda: _workers(process.pid, count=2), process)
+    wait_for(lambda: len(list(out.glob("runs/*/progress.json"))) == 2, process)  # both are training
     process.kill()  # SIGKILL: the parent cannot clean up
-    process.communicate(timeout=30)
-    deadline = time.time() + 30
-    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
-        time.sleep(0.05)
-    alive = [pid for pid in workers if Path(f"/proc/{pid}/status").exists() and "Z" not in _state(pid)]
-    assert alive == [], "worker processes outlived their parent"
+    process.communicate(timeout=DEADLINE)
+    wait_for(lambda: not [pid for pid in workers if "Z" not in _state(pid)])  # they die with their parent
     written = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
     time.sleep(1.0)
     assert written == {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}  # nothing writes after it
@@ -126,9 +119,9 @@ def test_sigterm_to_the_whole_process_group_with_workers(spec: Path, tmp_path: P
     cmd = [sys.executable, "-m", "groklab", "run", str(spec), "--out", str(out), "--quiet", "--workers", "2",
            "--sweep", "model.width=16,17"]  # fmt: skip
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    _wait_for_runs(out, 3)
+    _wait_for_runs(out, 3, process)
     os.killpg(process.pid, signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 143, stderr
     assert stderr.startswith("terminated: ") and stderr.count("\n") == 1, stderr
     assert groklab.load(out).meta["state"] == "interrupted"
@@ -137,9 +130,9 @@ def test_sigterm_to_the_whole_process_group_with_workers(spec: Path, tmp_path: P
 def test_a_damaged_checkpoint_is_a_warning_and_its_runs_start_again(spec: Path, tmp_path: Path) -> None:
     out = tmp_path / "exp"
     process = _start(spec, out, "--workers", "1")
-    _wait_for_runs(out, 3)
+    _wait_for_runs(out, 3, process)
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=60)
+    process.communicate(timeout=DEADLINE)
     (checkpoint,) = out.glob("checkpoints/*.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated
     with pytest.warns(UserWarning, match="cannot be read.*start again from step 0"):
@@ -203,13 +196,11 @@ def test_a_worker_process_that_dies_mid_stack_is_replaced_and_its_stack_resumes(
     cmd = [sys.executable, "-m", "groklab", "run", str(spec), "--out", str(out), "--quiet", "--workers", "2",
            "--sweep", "model.width=16,17", "--set", "train.checkpoint_every=100"]  # fmt: skip
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob("checkpoints/*.pt")):
-        time.sleep(0.05)
+    wait_for(lambda: list(out.glob("checkpoints/*.pt")), process)
     workers = _workers(process.pid)
     assert workers and list(out.glob("checkpoints/*.pt"))
     os.kill(workers[0], signal.SIGKILL)
-    _, stderr = process.communicate(timeout=300)
+    _, stderr = process.communicate(timeout=DEADLINE)
     assert process.returncode == 0, stderr
     result = groklab.load(out)
     assert len(result.runs) == 12 and not result.progress and result.meta["state"] == "finished"

@@ -10,6 +10,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from .waiting import DEADLINE
+
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
 
 
@@ -20,7 +22,7 @@ def test_the_example_notebook_runs_and_shows_its_figures(name: str, tmp_path: Pa
     notebook = nbformat.read(tmp_path / source.name, as_version=4)
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")  # stored clean
     NotebookClient(
-        notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        notebook, timeout=DEADLINE, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]

@@ -23,6 +23,8 @@ from groklab.figures.analysis import _run as pick_run
 from groklab.figures.style import PAPER, TEST
 from groklab.html_report import report
 
+from .waiting import DEADLINE
+
 SPEC = {
     "name": "modular-addition",  # a built-in's name: the report names the settings changed from it
     "claims": yaml.safe_load(groklab.builtin_specs()["modular-addition"].read_text())["claims"],
@@ -84,7 +86,9 @@ def test_figures_without_data_say_so(tmp_path: Path) -> None:
 
 def test_cli_plot_and_report(experiment: groklab.ExperimentResult, tmp_path: Path) -> None:
     def groklab_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "groklab", *args], capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "groklab", *args], capture_output=True, text=True, timeout=DEADLINE
+        )
 
     result = groklab_cli("plot", str(experiment.root), "--what", "curves", "--what", "sweep", "--format", "svg")
     assert result.returncode == 0, result.stderr
@@ -127,7 +131,7 @@ def test_report_loads_in_headless_chromium_without_console_errors(
     flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
     flags += [f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
     shown = subprocess.run(
-        [CHROMIUM, *flags, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=120
+        [CHROMIUM, *flags, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=DEADLINE
     )
     dom = shown.stdout
     assert 'data-ready="1"' in dom, shown.stderr[-2000:]  # the page's script ran to its end
@@ -147,7 +151,7 @@ def test_figures_leave_pyplot_and_its_backend_alone(experiment: groklab.Experime
         f"figures = groklab.load({str(experiment.root)!r}).plot(['curves', 'fourier'])\n"
         "print(matplotlib.get_backend(), plt.get_fignums(), sorted(figures), isinstance(figures['curves'], Figure))\n"
     )
-    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=DEADLINE,
                            env={**os.environ, "MPLBACKEND": "svg"})  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.split() == ["svg", "[]", "['curves',", "'fourier']", "True"]

@@ -20,6 +20,8 @@ from groklab.config import SpecError
 from groklab.config.specs import RENAMED
 from groklab.store.recompute import recompute
 
+from .waiting import DEADLINE
+
 SPEC = {
     "name": "snapshots",
     "task": {"modulus": 23, "train_fraction": 0.5},
@@ -72,7 +74,9 @@ def test_a_measure_recomputed_from_snapshots_equals_the_one_recorded_in_training
 
 def test_recompute_from_the_command_line_and_its_errors(result: groklab.ExperimentResult, tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "groklab", *args], capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "groklab", *args], capture_output=True, text=True, timeout=DEADLINE
+        )
 
     shown = cli("measures", str(result.root), "--recompute", "weight_norms")
     assert shown.returncode == 0, shown.stderr

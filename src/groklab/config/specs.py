@@ -85,7 +85,8 @@ def upgrade(spec: dict[str, Any]) -> dict[str, Any]:
             section = section.get(part) if isinstance(section, dict) else None
         if isinstance(section, dict) and key in section:
             set_dotted(spec, new, section.pop(key))
-        for overrides in [spec.get("sweep"), *(spec.get("variants") or {}).values()]:
+        variants = spec.get("variants")
+        for overrides in [spec.get("sweep"), *(variants.values() if isinstance(variants, dict) else [])]:
             if isinstance(overrides, dict) and old in overrides:
                 overrides[new] = overrides.pop(old)
     return spec

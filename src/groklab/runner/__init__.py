@@ -31,7 +31,7 @@ from groklab.runner.schedule import Backend, Work, schedule
 from groklab.runner.trackers import Callback, check_trackers
 from groklab.store import ExperimentResult, load
 from groklab.store.checkpoints import Checkpoints
-from groklab.store.leases import Leases, check_environment
+from groklab.store.leases import Leases, check_environment, process_started
 from groklab.store.writer import ExperimentStore
 
 
@@ -89,48 +89,49 @@ def run(
     for task in {json.dumps(c.task.model_dump(mode="json"), sort_keys=True): c.task for c in runs}.values():
         check_data(task)
     client = connect(scheduler) if scheduler is not None else None  # an unreachable one: before anything is written
+    leases = Leases(root, owner(device))
     try:
-        store = ExperimentStore.open(root, experiment)
+        store = ExperimentStore.open(root, experiment, leases)  # from here on this process is present there
     except SpecError:
         if client is not None:
             client.close()
         raise
-    stacks = _stacks_to_train(plan, store, dict(zip(ids, runs)))
-    earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
-    finished = store.finished_run_ids()
-    spent_before = float(earlier.get("wall_time_s", 0.0)) if store.resumed else 0.0
-    overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
-    overrides["scheduler"] = scheduler
-    if command is None:
-        command = command_line(spec, out, overrides)
-    meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
-    meta |= {"command": command, "overrides": overrides}
-    meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if store.resumed else _now()}
-    store.write_meta(meta)
-    started = time.perf_counter()
-    bar = ProgressBar(stacks, progress, finished)
-    session = owner(device) | {"command": command, "started": _now(), "state": "running"}
-    leases = Leases(root, owner(device))
-    work = Work(stacks, store, leases, bar)
-    # The spec stays in memory: what each stack needs of it travels with the stack, nothing is read back.
-    job = Job(root, experiment.name, list(experiment.log), plan.device, list(callbacks or []))
-    try:
-        with leases, interrupt.at_step_boundaries():
-            schedule(work, _backend(plan, job, bar, client))
-        session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
-        meta["failed_runs"] = work.failed
-        if untrained := work.untrained(ids):  # never silently: the command says which runs it did not train
-            session["state"] = meta["state"] = "finished with runs not trained"
-            meta["untrained_runs"] = untrained
-    except BaseException:
-        session["state"] = meta["state"] = "interrupted"
-        raise
-    finally:
-        bar.close()
-        meta |= {"finished": _now(), "wall_time_s": round(spent_before + time.perf_counter() - started, 3)}
+    with leases:
+        stacks = _stacks_to_train(plan, store, dict(zip(ids, runs)))
+        earlier = store.read_meta()  # a resumed experiment's time is the sum of its sessions
+        finished = store.finished_run_ids()
+        spent_before = float(earlier.get("wall_time_s", 0.0)) if store.resumed else 0.0
+        overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
+        overrides["scheduler"] = scheduler
+        if command is None:
+            command = command_line(spec, out, overrides)
+        meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
+        meta |= {"command": command, "overrides": overrides}
+        meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if store.resumed else _now()}
         store.write_meta(meta)
-        session |= {"finished": _now(), "trained": work.trained, "failed": work.failed}
-        store.write_session(session)
+        started = time.perf_counter()
+        bar = ProgressBar(stacks, progress, finished)
+        session = owner(device) | {"command": command, "started": _now(), "state": "running"}
+        work = Work(stacks, store, leases, bar)
+        # The spec stays in memory: what each stack needs of it travels with the stack, nothing is read back.
+        job = Job(root, experiment.name, list(experiment.log), plan.device, list(callbacks or []))
+        try:
+            with interrupt.at_step_boundaries():
+                schedule(work, _backend(plan, job, bar, client))
+            session["state"] = meta["state"] = "finished" if not work.failed else "finished with failed runs"
+            meta["failed_runs"] = work.failed
+            if untrained := work.untrained(ids):  # never silently: the command says which runs it did not train
+                session["state"] = meta["state"] = "finished with runs not trained"
+                meta["untrained_runs"] = untrained
+        except BaseException:
+            session["state"] = meta["state"] = "interrupted"
+            raise
+        finally:
+            bar.close()
+            meta |= {"finished": _now(), "wall_time_s": round(spent_before + time.perf_counter() - started, 3)}
+            store.write_meta(meta)
+            session |= {"finished": _now(), "trained": work.trained, "failed": work.failed}
+            store.write_session(session)
     return load(root)
 
 
@@ -158,8 +159,9 @@ def _stacks_to_train(plan: Plan, store: ExperimentStore, configs: dict[str, RunC
 
 
 def owner(device: str) -> dict[str, Any]:
-    """Who trains: this host and process, on a device."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "device": device}
+    """Who trains: this host and process (its pid and when it started: a pid alone is reused), on a device."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_started": process_started(pid), "device": device}
 
 
 def command_line(spec: object, out: str | Path | None, overrides: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@
     DIR/runs/<run_id>/progress.parquet  ... and its curve so far (both removed when the run finishes)
     DIR/checkpoints/<run_id>.pt         a stack's checkpoint, named after its first run (checkpoints.py)
     DIR/leases/<run_id>.<generation>    which live process trains a run (leases.py)
+    DIR/leases/<host>-<pid>.process     which live processes work on the experiment (leases.py)
     DIR/sessions/<host>-<pid>.json      what each process that worked on the experiment trained
     DIR/logs/, DIR/figures/, DIR/recomputed/   trackers' files, `groklab plot`, `groklab measures --recompute`
 
@@ -29,6 +30,7 @@ PROGRESS_FILE, PROGRESS_METRICS = "progress.json", "progress.parquet"
 WEIGHTS_FILE, WEIGHTS_DIR = "weights.safetensors", "weights"  # final weights; weights at snapshot_steps
 LEGACY_WEIGHTS_FILE = "weights.pt"  # what stores before safetensors hold (read, never written)
 CHECKPOINT_DIR, LEASE_DIR, SESSIONS_DIR = "checkpoints", "leases", "sessions"
+PRESENCE = ".process"  # DIR/leases/<host>-<pid>.process: a live process working on the experiment
 LOGS_DIR, FIGURES_DIR, RECOMPUTED_DIR = "logs", "figures", "recomputed"  # trackers; groklab plot; --recompute
 
 

@@ -3,7 +3,7 @@
 Any number of `groklab run` processes on one --out (one machine, or several sharing a filesystem: a SLURM
 array job with the same command in every task) split the work through lease files, one per run:
 
-    DIR/leases/<run_id>.<generation>     {"host", "pid", "device", "taken"}; its mtime is the heartbeat
+    DIR/leases/<run_id>.<generation>     {"host", "pid", "pid_started", "device", "taken"}; its mtime is the heartbeat
 
 A lease is taken by creating its file exclusively (O_CREAT | O_EXCL: atomic on local filesystems and on
 NFSv3+), so exactly one process gets each generation. The holder refreshes the mtime of its leases every
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from groklab.errors import SpecError
-from groklab.store.layout import LEASE_DIR, directory
+from groklab.files import atomic_write
+from groklab.store.layout import LEASE_DIR, PRESENCE, directory
 
 
 def _stale_seconds() -> tuple[float, str | None]:
@@ -91,34 +92,70 @@ class LeaseWarning(UserWarning):
 
 
 def _live(path: Path) -> dict[str, Any] | None:
-    """The owner of a lease file if it is live: fresh, readable, and on this host its process still exists."""
+    """The owner of a lease file if it is live; a lease that is not, and not plainly its ended process's, is
+    reported (a LeaseWarning saying why) and taken over."""
+    owner, problem = _judged(path)
+    if problem is not None:
+        warnings.warn(f"{path}: {problem}; taken over", LeaseWarning, 3)
+    return owner
+
+
+def _judged(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The owner of a lease (or presence) file if it is live: fresh, readable, and on this host its process still
+    the one that wrote it; else None, and what is wrong with the file unless its process plainly ended."""
     age = _age(path)
     if age > STALE_SECONDS:
-        return None
+        return None, None
+    if age < -STALE_SECONDS:  # no heartbeat is dated ahead of this clock by more than the clocks may differ
+        return None, f"dated {-age:.0f} s in the future, held by no process"
     try:
         owner = json.loads(path.read_text())
     except (OSError, ValueError):
         owner = None
     if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
         if age < WRITE_SECONDS:
-            return {}  # its process is writing it: held
-        warnings.warn(f"{path}: an empty or unreadable lease, held by no process; taken over", LeaseWarning, 2)
-        return None
-    pid = owner.get("pid")
-    if owner.get("host") == socket.gethostname() and isinstance(pid, int) and not alive(pid):
-        return None  # killed on this machine: no need to wait for its heartbeat to stop
-    return owner
+            return {}, None  # its process is writing it: held
+        return None, "an empty or unreadable lease, held by no process"
+    if owner.get("host") != socket.gethostname():
+        return owner, None  # another machine's: its heartbeat decides
+    if not alive(owner["pid"]):
+        return None, None  # ended on this machine: no need to wait for its heartbeat to stop
+    if (started := process_started(owner["pid"])) is not None and owner.get("pid_started") != started:
+        return None, (
+            f"names process {owner['pid']}, which is not the process that wrote it (that one ended and its pid was "
+            "reused, or groklab did not write the file)"
+        )
+    return owner, None
 
 
 def alive(pid: int) -> bool:
-    """Whether a process of this machine exists (another user's counts)."""
+    """Whether a process of this machine exists and has not ended (another user's counts; one killed but not yet
+    reaped by its parent, a zombie, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    except OverflowError:
+        return False  # not a pid at all
+    return _proc_stat(pid)[:1] != ["Z"]
+
+
+def process_started(pid: int) -> str | None:
+    """When a process of this machine started, in clock ticks since boot (/proc/PID/stat): with its pid, it names
+    one process for good, as a pid alone does not once the pid is reused. None where /proc is not (macOS)."""
+    fields = _proc_stat(pid)
+    return fields[19] if len(fields) > 19 else None
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state first), or [] where there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (OSError, ValueError):
+        return []
+    return text[text.rfind(")") + 2 :].split()
 
 
 def holder(root: Path, run_id: str) -> dict[str, Any] | None:
@@ -128,20 +165,25 @@ def holder(root: Path, run_id: str) -> dict[str, Any] | None:
 
 
 class Leases:
-    """This process's leases in one experiment directory, kept alive by a heartbeat thread."""
+    """This process's leases in one experiment directory, kept alive by a heartbeat thread, and its presence there
+    (DIR/leases/<host>-<pid>.process, heartbeaten alike): a process with another spec is refused while any other
+    process is present (store/writer.py)."""
 
     def __init__(self, root: Path, owner: dict[str, Any]) -> None:
         self.root, self.directory = root, root / LEASE_DIR
         self.owner = owner
         self.held: dict[str, Path] = {}
+        self.presence = self.directory / f"{owner.get('host', socket.gethostname())}-{owner['pid']}{PRESENCE}"
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Leases:
-        directory(self.root, LEASE_DIR)
-        self._thread = threading.Thread(target=self._beat, name="groklab-leases", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            directory(self.root, LEASE_DIR)
+            atomic_write(self.presence, lambda p: p.write_text(json.dumps(self.owner)))
+            self._thread = threading.Thread(target=self._beat, name="groklab-leases", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -150,6 +192,19 @@ class Leases:
             self._thread.join()
         for run_id in list(self.held):
             self.release(run_id)
+        self.presence.unlink(missing_ok=True)
+
+    def others(self) -> list[dict[str, Any]]:
+        """The other live processes present in the directory (their owners' fields); dead ones' files go."""
+        found = []
+        for path in sorted(self.directory.glob(f"*{PRESENCE}")):
+            if path == self.presence:
+                continue
+            if (owner := _judged(path)[0]) is None:
+                path.unlink(missing_ok=True)
+            else:
+                found.append(owner)
+        return found
 
     def take_stack(self, run_ids: list[str]) -> list[str]:
         """Lease a stack: its first run decides (another live process holds it: []), then the others that are
@@ -186,7 +241,7 @@ class Leases:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             with self._lock:
-                paths = list(self.held.values())
+                paths = [self.presence, *self.held.values()]
             for path in paths:
                 try:
                     os.utime(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -18,10 +19,11 @@ from safetensors.torch import save_file
 
 from groklab.config import Experiment, SpecError, read_yaml, run_params, upgrade
 from groklab.engine.result import RunResult
-from groklab.files import atomic_write, host_tag, temporary_writer
+from groklab.files import atomic_write, host_tag, temporary_prefix, temporary_writer
 from groklab.store.layout import (
     CHECKPOINT_DIR,
     DATA_FILE,
+    LEASE_DIR,
     MEASURES_FILE,
     META_FILE,
     METRICS_FILE,
@@ -37,7 +39,7 @@ from groklab.store.layout import (
     links,
     snapshot_name,
 )
-from groklab.store.leases import STALE_SECONDS, alive
+from groklab.store.leases import STALE_SECONDS, Leases, alive
 
 
 def spec_text(experiment: Experiment) -> str:
@@ -54,41 +56,50 @@ class ExperimentStore:
         """Whether `open` found this same experiment here (its sessions' time adds up)."""
 
     @classmethod
-    def open(cls, root: Path, experiment: Experiment) -> ExperimentStore:
-        """Create `root` for `experiment`, or reopen it if it holds the same experiment (to resume).
+    def open(cls, root: Path, experiment: Experiment, leases: Leases) -> ExperimentStore:
+        """Create `root` for `experiment`, or reopen it if it holds the same experiment (to resume); enters
+        `leases` (this process's presence in the directory), and leaves them if it refuses.
 
+        A directory belongs to one spec from its first write: this process announces itself, then creates
+        experiment.yaml exclusively, so of two processes started at once with different specs the later one
+        always sees the first and is refused. A stored spec that trains other runs is replaced only where none of
+        its runs finished and no other process is present (a corrected command after a failed start).
         Raises SpecError if `root` holds another experiment or other files.
         """
         text = spec_text(experiment)
-        spec_path = root / SPEC_FILE
         if root.exists() and not root.is_dir():
             raise SpecError(f"--out {root}: is a file; give a new or empty directory")
         if found := links(root):
             raise SpecError(f"--out {root}: {found[0]} is a symbolic link; groklab writes only inside --out")
-        store = cls(root)
-        stored = spec_path.read_text() if spec_path.exists() else None
-        same_training = stored is not None and _what_trains(stored) == _what_trains(text)
-        if stored is not None:
-            # A directory whose experiment finished no run (e.g. one that failed at its start) is reused by a
-            # corrected command; one with finished runs only by a spec that trains the same runs, to resume it
-            # (its notes, claims or trackers may change: the stored spec takes the new ones).
-            if not same_training and store.finished_run_ids():
-                raise SpecError(
-                    f"--out {root}: already holds another experiment; give a new directory "
-                    "(or the same spec to resume it)"
-                )
-        elif root.exists() and any(not _being_created(path) for path in root.iterdir()):
+        if root.exists() and not (root / SPEC_FILE).exists() and any(not _being_created(p) for p in root.iterdir()):
             raise SpecError(f"--out {root}: exists and is not a groklab experiment; give a new or empty directory")
+        store = cls(root)
         try:
             (root / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-            store.remove_stale_temporaries()
-            store.resumed = same_training
-            if not store.resumed:
+            leases.__enter__()
+            stored = _create_exclusively(root / SPEC_FILE, text)  # None: this process made the directory's spec
+            store.resumed = stored is not None and _what_trains(stored, root) == _what_trains(text, root)
+            if stored is not None and not store.resumed:
+                if store.finished_run_ids():
+                    raise SpecError(
+                        f"--out {root}: already holds another experiment; give a new directory "
+                        "(or the same spec to resume it)"
+                    )
+                if others := leases.others():
+                    raise SpecError(
+                        f"--out {root}: another process (host {others[0].get('host')}, pid {others[0].get('pid')}) "
+                        "is training another experiment there; give a new directory (or the same spec to join it)"
+                    )
                 shutil.rmtree(root / CHECKPOINT_DIR, ignore_errors=True)  # another spec's stacks: never resumed
-            if stored != text:
-                atomic_write(spec_path, lambda p: p.write_text(text))
+            if stored is not None and stored != text:  # the same runs with other notes, claims or trackers
+                atomic_write(root / SPEC_FILE, lambda p: p.write_text(text))
+            store.remove_stale_temporaries()
         except OSError as error:
+            leases.__exit__(None, None, None)
             raise SpecError(f"--out {root}: cannot write there ({error.strerror or error})") from None
+        except BaseException:
+            leases.__exit__(None, None, None)
+            raise
         return store
 
     def remove_stale_temporaries(self) -> None:
@@ -195,9 +206,32 @@ class ExperimentStore:
 
 
 def _being_created(path: Path) -> bool:
-    """What another process starting the same experiment at the same moment (a SLURM array) has made before its
-    experiment.yaml is in place: the run directory, or the temporary file of the spec itself."""
-    return (path.name == RUNS_DIR and path.is_dir()) or path.name.startswith(f".{SPEC_FILE}.")
+    """What another process starting an experiment at the same moment (a SLURM array) has made before its
+    experiment.yaml is in place: the run and lease directories, or the temporary file of the spec itself."""
+    return (path.name in (RUNS_DIR, LEASE_DIR) and path.is_dir()) or path.name.startswith(f".{SPEC_FILE}.")
+
+
+def _create_exclusively(path: Path, text: str) -> str | None:
+    """Write `text` to `path` if no file is there (None), else return what is there: one process's spec wins
+    however close the starts. The text goes to a temporary file that is hard-linked into place, so no reader
+    sees it half written; where the filesystem has no hard links, an exclusive create."""
+    if path.exists():
+        return path.read_text(errors="replace")
+    temporary = path.with_name(temporary_prefix(path) + "spec")
+    temporary.write_text(text)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return path.read_text(errors="replace")
+    except OSError:  # no hard links here (some network and FUSE filesystems)
+        try:
+            with open(path, "x") as handle:
+                handle.write(text)
+        except FileExistsError:
+            return path.read_text(errors="replace")
+    finally:
+        temporary.unlink(missing_ok=True)
+    return None
 
 
 def _now() -> str:
@@ -213,10 +247,16 @@ PRESENTATION_KEYS = ("description", "notes", "claims", "quick", "log")
 """Spec keys that change what is said about the runs or where they are logged, not the runs themselves."""
 
 
-def _what_trains(text: str) -> dict[str, Any]:
+def _what_trains(text: str, root: Path) -> dict[str, Any]:
     """A stored spec (its keys as this version names them) without its PRESENTATION_KEYS: two specs that agree
-    here train the same runs."""
-    spec = upgrade(read_yaml(text) or {})
+    here train the same runs. SpecError for one that is not a spec (damaged, hand-edited)."""
+    try:
+        spec = read_yaml(text) or {}
+    except SpecError as error:
+        raise SpecError(f"--out {root}: its {SPEC_FILE} is damaged ({error}); give a new directory") from None
+    if not isinstance(spec, dict):
+        raise SpecError(f"--out {root}: its {SPEC_FILE} is not a spec (a mapping); give a new directory")
+    spec = upgrade(spec)
     return {key: value for key, value in spec.items() if key not in PRESENTATION_KEYS}
 
 
