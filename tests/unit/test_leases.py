@@ -86,7 +86,9 @@ def test_an_unreadable_lease_is_held_while_it_may_be_written_then_taken_over_wit
         lease.write_text(content)
         assert holder(tmp_path, "r0") == {}  # just created: its process may be about to write it
         _age(lease, leases_module.WRITE_SECONDS + 1)
-        with pytest.warns(leases_module.LeaseWarning, match="an empty or unreadable lease, held by no process; taken over"):
+        with pytest.warns(
+            leases_module.LeaseWarning, match="an empty or unreadable lease, held by no process; taken over"
+        ):
             assert holder(tmp_path, "r0") is None
     with Leases(tmp_path, {"host": "h", "pid": 2}) as heir, pytest.warns(leases_module.LeaseWarning):
         assert heir.take_stack(["r0"]) == ["r0"]
