@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from groklab.errors import SpecError, show_warning
+from groklab.errors import SpecError, show_warning, visible
 
 if TYPE_CHECKING:
     from groklab.store import ExperimentResult
@@ -61,12 +61,18 @@ def _load(directory: Path) -> ExperimentResult:
 
 def _echo_warnings(caught: list[warnings.WarningMessage]) -> None:
     for warning in caught:
-        typer.echo(f"warning: {warning.message}", err=True)
+        typer.echo(f"warning: {visible(str(warning.message))}", err=True)
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)
     raise typer.Exit(2)
+
+
+def _cannot_write(error: OSError) -> None:
+    """A command that writes into an experiment directory it may not write to (a read-only mount, no space)."""
+    where = f"{error.filename}: " if error.filename else ""
+    _fail(f"{where}cannot write there ({error.strerror or error})")
 
 
 @app.command()
@@ -186,6 +192,8 @@ def plot(
         paths = save_figures(_load(directory), what, fmt, dpi=dpi)
     except SpecError as error:
         _fail(str(error))
+    except OSError as error:
+        _cannot_write(error)
     for path in paths:
         typer.echo(str(path))
 
@@ -206,6 +214,8 @@ def report(
         _echo_warnings(caught)
     except SpecError as error:
         _fail(str(error))
+    except OSError as error:
+        _cannot_write(error)
     typer.echo(str(page))
     if open_:
         import webbrowser
@@ -239,6 +249,8 @@ def list_measures(
             frame = compute(_load(Path(str(name))), recompute)
         except SpecError as error:
             _fail(str(error))
+        except OSError as error:
+            _cannot_write(error)
         typer.echo(frame.to_string(index=False))
         return
     listing = measure_listing()
@@ -373,7 +385,7 @@ def _main() -> None:
     try:
         code = app(standalone_mode=False)
     except SpecError as error:  # pragma: no cover - commands catch their own
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {visible(str(error))}", err=True)
         sys.exit(2)
     except Exception as error:
         if not _is_usage_error(error):
@@ -383,7 +395,7 @@ def _main() -> None:
             sys.exit(0)
         ctx = getattr(error, "ctx", None)
         command = f" {ctx.info_name}" if ctx is not None and ctx.parent is not None else ""
-        typer.echo(f"error: {message} (see: groklab{command} --help)", err=True)
+        typer.echo(f"error: {visible(message)} (see: groklab{command} --help)", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -13,4 +13,14 @@ def show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
 ) -> None:
     """A warning as the command line shows it: one line on stderr, `warning: ...` (for warnings.showwarning)."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    print(f"warning: {visible(str(message))}", file=sys.stderr, flush=True)
+
+
+def visible(text: str) -> str:
+    """`text` with every character that does not print (a newline, a zero-width space or a direction mark in a
+    key, a terminal escape) written as its escape: a message shows what was typed and stays one line.
+
+    >>> print(visible("model.wid\\u200bth: unknown key"))
+    model.wid\\u200bth: unknown key
+    """
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

@@ -5,6 +5,7 @@ spec files, and stored experiments damaged in each way. Signal and fault tests a
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import sys
@@ -359,6 +360,18 @@ IMAGE_CASES = {  # the images task through the command line: (MNIST written?, fi
     "a subset larger than the data": (True, {}, ["task.n_train=13"], "task.n_train: 13 is more than the 12"),
     "mnist without a path": (True, {}, ["task.path=null"], "task.path: dataset mnist needs the directory"),
     "a path with digits": (True, {}, ["task.dataset=digits"], "task.path: dataset digits is scikit-learn's"),
+    "an IDX file declaring a terabyte": (
+        True,
+        {"train-images-idx3-ubyte": bytes([0, 0, 8, 3]) + (10**6).to_bytes(4, "big") + (10**3).to_bytes(4, "big") * 2},
+        [],
+        "at most 1 GiB",
+    ),
+    "a gzip that inflates past its header": (
+        True,
+        {"train-labels-idx1-ubyte.gz": gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 12]) + bytes(10**7))},
+        [],
+        "where an IDX array of shape (12,) takes",
+    ),
 }
 
 
@@ -372,6 +385,7 @@ def test_bad_image_data_is_refused(case: str, tmp_path: Path, capsys: pytest.Cap
     if written:
         write_mnist(data, n_train=12, n_test=4)
     for name, raw in files.items():
+        (data / name.removesuffix(".gz")).unlink(missing_ok=True)
         (data / name).write_bytes(raw)
     spec = {**TINY, "task": {"name": "images", "dataset": "mnist", "path": str(data), "n_train": 8}}
     path = tmp_path / "images.yaml"
@@ -381,3 +395,15 @@ def test_bad_image_data_is_refused(case: str, tmp_path: Path, capsys: pytest.Cap
     code, _, err = _groklab(capsys, "run", str(path), *overrides, "--out", str(out), "--quiet")
     _refused(code, err, out)
     assert says in err, err
+
+
+@pytest.mark.parametrize("key", ["model.wid\u200bth", "model.width\u202e", "model.\x1b[31mwidth"],
+                         ids=["zero-width space", "right-to-left override", "terminal escape"])  # fmt: skip
+def test_an_invisible_character_in_a_key_is_shown_escaped(
+    key: str, spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code, _, err = _groklab(capsys, "run", str(spec), "--set", f"{key}=3", "--out", str(out), "--quiet")
+    _refused(code, err, out)
+    assert err[:-1].isprintable(), repr(err)  # nothing raw but the final newline
+    assert ascii(key)[1:-1] in err, err  # the key as typed, its invisible character written as its escape

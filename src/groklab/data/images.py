@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,27 @@ def decode_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
+MAX_IDX_BYTES = 2**30
+"""The most bytes one IDX file may hold once decompressed (1 GiB; MNIST's largest is 47 MB, EMNIST's 0.7 GB): what
+its header declares is checked before anything is read past it, so a file that says (or gunzips to) more is
+refused, not read into memory."""
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """The array in an IDX file, gzipped when its name ends in .gz."""
+    """The array in an IDX file, gzipped when its name ends in .gz: its header first, then exactly the bytes the
+    header declares (IdxError if that is more than MAX_IDX_BYTES, or the file holds more or fewer)."""
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as error:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+            raw = handle.read(4)
+            if len(raw) == 4 and raw[:2] == b"\0\0" and raw[2] in IDX_TYPES:  # else decode_idx says what is wrong
+                raw += handle.read(4 * raw[3])
+                shape = tuple(int(n) for n in np.frombuffer(raw, ">u4", count=(len(raw) - 4) // 4, offset=4))
+                declared = len(raw) + np.dtype(IDX_TYPES[raw[2]]).itemsize * math.prod(shape)
+                if declared > MAX_IDX_BYTES:
+                    limit = MAX_IDX_BYTES / 2**30
+                    raise IdxError(f"{path}: declares an array of {shape} ({declared:,} bytes); at most {limit:g} GiB")
+                raw += handle.read(declared - len(raw) + 1)  # one byte more than declared: decode_idx sees a surplus
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
         raise IdxError(f"{path}: cannot be read ({error})") from None
     return decode_idx(raw, str(path))
 

@@ -44,14 +44,25 @@ def validate_claims(experiment: Experiment) -> None:
 
 
 def check(result: ExperimentResult) -> list[Verdict]:
-    """Every claim of the stored spec, with what was measured and whether it was met."""
+    """Every claim of the stored spec, with what was measured and whether it was met. A claim that cannot be
+    checked (a hand-edited stored spec: an unknown check, parameters that do not fit it) says why on the page,
+    with met None, instead of failing the page."""
     verdicts = []
-    for claim in result.spec.get("claims") or []:
-        registered = CHECKS.get(claim["check"])
-        if registered is None:  # a hand-edited stored spec: say so on the page instead of failing it
-            verdicts.append(Verdict(claim["claim"], claim["source"], f"unknown check {claim['check']!r}", None))
+    for i, claim in enumerate(result.spec.get("claims") or []):
+        if not isinstance(claim, dict) or not all(isinstance(claim.get(k), str) for k in ("claim", "source", "check")):
+            verdicts.append(Verdict(f"claims.{i}", "?", "cannot be checked: not a claim (claim, source, check)", None))
             continue
-        params: dict[str, Any] = claim.get("params") or {}
+        params = claim.get("params") or {}
+        try:
+            if claim["check"] not in CHECKS:
+                raise SpecError(f"unknown check {claim['check']!r}")
+            registered = CHECKS[claim["check"]]
+            if not isinstance(params, dict):
+                raise SpecError(f"claims.{i}.params: not a mapping")
+            registered.validate(params, f"claims.{i}")
+        except SpecError as error:
+            verdicts.append(Verdict(claim["claim"], claim["source"], f"cannot be checked: {error}", None))
+            continue
         sentence = f"{claim['claim']} (checked: {registered.describe(params)})"
         measured, met = registered.fn(result, **params)
         verdicts.append(Verdict(sentence, claim["source"], measured, None if met is None else bool(met)))

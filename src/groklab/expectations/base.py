@@ -9,12 +9,14 @@ Registered with `checks(name, condition)`: `condition` is a format string over t
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import TypeAdapter, ValidationError
 
 from groklab.config import SpecError
 from groklab.store.reader import ExperimentResult
@@ -46,7 +48,8 @@ class Check:
         return {n: d for n, d in self.params.items() if d is not inspect.Parameter.empty}
 
     def validate(self, params: dict[str, Any], where: str) -> None:
-        """Raise SpecError for unknown or missing parameters."""
+        """Raise SpecError for unknown or missing parameters, or one of another type than the check's signature
+        says (a limit `soon` where a number belongs)."""
         unknown = sorted(set(params) - set(self.params))
         missing = sorted(n for n, d in self.params.items() if d is inspect.Parameter.empty and n not in params)
         allowed = ", ".join(self.params) or "none"
@@ -56,6 +59,13 @@ class Check:
             )
         if missing:
             raise SpecError(f"{where}.params: check {self.name} needs {', '.join(missing)}; allowed: {allowed}")
+        hints = typing.get_type_hints(self.fn)
+        for name, value in params.items():
+            try:
+                TypeAdapter(hints.get(name, Any)).validate_python(value, strict=True)
+            except ValidationError:
+                wanted = getattr(hints.get(name), "__name__", str(hints.get(name)))
+                raise SpecError(f"{where}.params.{name}: {value!r:.40} is not a {wanted}") from None
 
 
 CHECKS: dict[str, Check] = {}

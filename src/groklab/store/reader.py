@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import pickle
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -15,8 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from pydantic import ValidationError
 
-from groklab.config import RunConfig, SpecError, read_yaml, set_dotted, upgrade
+from groklab.config import RunConfig, SpecError, format_validation_error, read_yaml, set_dotted, upgrade
 from groklab.store.layout import (
     DATA_FILE,
     LEGACY_WEIGHTS_FILE,
@@ -56,6 +59,8 @@ class ExperimentResult:
     """The unfinished runs that have started: the same fields, status running (a live process holds the run),
     interrupted (none does: stopped, killed, or its node lost) or failed (with its error); steps is the last
     step saved and final the latest accuracies and losses."""
+    damaged_series: set[str] = field(default_factory=set)
+    """Runs whose measures.npz could not be read (warned about once)."""
 
     @property
     def partial_metrics(self) -> pd.DataFrame:
@@ -134,6 +139,7 @@ class ExperimentResult:
         (measures.snapshot_steps; `snapshot_steps(run_id)` lists them). safetensors files, or a torch file
         read with weights_only=True (tensors only, never code) for stores written before safetensors."""
         import torch  # here, not at the top: a table or a query of the store needs no torch (seconds to import)
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         run_dir = self.run_dir(run_id)
@@ -142,10 +148,14 @@ class ExperimentResult:
             if not path.is_file():
                 stored = ", ".join(map(str, self.snapshot_steps(run_id))) or "none (set measures.snapshot_steps)"
                 raise SpecError(f"step {step}: no weights of {run_id} stored at that step; stored: {stored}")
-            return load_file(str(path))
-        if (run_dir / WEIGHTS_FILE).is_file():
-            return load_file(str(run_dir / WEIGHTS_FILE))
-        return torch.load(run_dir / LEGACY_WEIGHTS_FILE, weights_only=True)
+        elif (run_dir / WEIGHTS_FILE).is_file():
+            path = run_dir / WEIGHTS_FILE
+        else:
+            path = run_dir / LEGACY_WEIGHTS_FILE
+        try:
+            return load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, weights_only=True)
+        except (SafetensorError, OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+            raise DamagedFile(f"{path}: damaged, cannot be read ({type(error).__name__})") from None
 
     def snapshot_steps(self, run_id: str) -> list[int]:
         """The steps at which the run's weights were stored (measures.snapshot_steps), ascending."""
@@ -158,16 +168,24 @@ class ExperimentResult:
         path = self.run_dir(run_id) / MEASURES_FILE
         if not path.is_file():
             return {}
-        with np.load(path) as arrays:
-            return dict(arrays)
+        try:
+            return read_npz(path)
+        except SpecError as error:
+            if run_id not in self.damaged_series:  # said once, however many figures ask
+                self.damaged_series.add(run_id)
+                warnings.warn(f"{error}; its vector measures are left out", DamagedRunWarning, 2)
+            return {}
 
     def run_config(self, run_id: str) -> RunConfig:
         """The resolved config of one run (from its stored params and the spec's measures)."""
         row = next(r for r in self.rows if r["run_id"] == run_id)
         nested: dict[str, Any] = {"measures": self.spec.get("measures", {})}
-        for key, value in row["params"].items():
-            set_dotted(nested, key, value)
-        return RunConfig.model_validate(nested)
+        try:
+            for key, value in row["params"].items():
+                set_dotted(nested, key, value)
+            return RunConfig.model_validate(nested)
+        except ValidationError as error:
+            raise DamagedFile(f"{self.run_dir(run_id) / RESULT_FILE}: {format_validation_error(error)}") from None
 
     def model(self, run_id: str) -> tuple[Model, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The run's model, its final parameters and its buffers (BatchNorm running statistics; {} if none),
@@ -183,8 +201,11 @@ class ExperimentResult:
 
     def data(self, run_id: str) -> dict[str, np.ndarray]:
         """The run's data: x/y train/test, y_train_clean, corrupted mask, task facts."""
-        with np.load(self.run_dir(run_id) / DATA_FILE) as arrays:
-            return dict(arrays)
+        return read_npz(self.run_dir(run_id) / DATA_FILE)
+
+
+class DamagedFile(SpecError):
+    """A stored file that cannot be read or does not fit its experiment (damaged, hand-edited, another's)."""
 
 
 class DamagedRunWarning(UserWarning):
@@ -206,7 +227,7 @@ def load(root: str | Path) -> ExperimentResult:
     if not spec_path.is_file():
         raise SpecError(f"{root}: not a groklab experiment directory (no {SPEC_FILE})")
     spec = upgrade(_read(spec_path, read_yaml))  # an earlier version's keys as this one names them
-    meta = _read(meta_path, json.loads) if meta_path.is_file() else {}
+    meta = checked_meta(_read(meta_path, json.loads), meta_path) if meta_path.is_file() else {}
     rows = []
     for path in sorted((root / RUNS_DIR).glob(f"*/{RESULT_FILE}")):
         row, problem = _read_row(path)
@@ -218,16 +239,21 @@ def load(root: str | Path) -> ExperimentResult:
 
 
 def _progress(root: Path) -> list[dict[str, Any]]:
-    """The unfinished runs' progress rows, each with its status as of now."""
+    """The unfinished runs' progress rows, each with its status as of now; a damaged one is left out with a
+    DamagedRunWarning (progress is what a run did so far: the run itself is retrained or resumed, not lost)."""
     rows = []
     for path in sorted((root / RUNS_DIR).glob(f"*/{PROGRESS_FILE}")):
         if (path.parent / RESULT_FILE).is_file():
             continue  # finished between two writes
         try:
             row = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # being replaced, or damaged: progress is advisory, the run is not lost
-        if not isinstance(row, dict) or not isinstance(row.get("run_id"), str):
+        except FileNotFoundError:
+            continue  # finished meanwhile
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            warnings.warn(f"{path}: damaged ({type(error).__name__}); its progress is not shown", DamagedRunWarning, 3)
+            continue
+        if problem := _malformed(row):
+            warnings.warn(f"{path}: {problem}; its progress is not shown", DamagedRunWarning, 3)
             continue
         if row.get("status") == "running" and holder(root, row["run_id"]) is None:
             row["status"] = "interrupted"  # no live process holds it: stopped, killed, or its node is gone
@@ -240,7 +266,7 @@ def _read(path: Path, parse: Any) -> dict[str, Any]:
     try:
         data = parse(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
-        raise SpecError(f"{path}: damaged, cannot be read ({type(error).__name__})") from None
+        raise DamagedFile(f"{path}: damaged, cannot be read ({type(error).__name__})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: damaged, holds a {type(data).__name__} where a mapping belongs")
     return data
@@ -252,18 +278,60 @@ def _read_row(path: Path) -> tuple[dict[str, Any], str | None]:
         row = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         return {}, f"{path}: damaged ({type(error).__name__})"
-    if not isinstance(row, dict):
-        return {}, f"{path}: damaged (not a JSON object)"
-    wrong = [k for k, kind in ROW_FIELDS.items() if not isinstance(row.get(k), kind)]
-    wrong += [f"final.{k}" for k in FINAL_FIELDS if isinstance(row.get("final"), dict) and k not in row["final"]]
-    if wrong:
-        return {}, f"{path}: missing or malformed {', '.join(wrong)}"
+    if problem := _malformed(row, finished=True):
+        return {}, f"{path}: {problem}"
     metrics = path.parent / METRICS_FILE
     try:
         pq.read_metadata(metrics)
     except (OSError, ValueError, pa.ArrowException) as error:
         return {}, f"{metrics}: damaged ({type(error).__name__})"
     return row, None
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a stored .npz (never pickled objects), or SpecError naming the file if it is damaged."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return dict(arrays)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        raise DamagedFile(f"{path}: damaged, cannot be read ({type(error).__name__})") from None
+
+
+def _malformed(row: Any, finished: bool = False) -> str | None:
+    """What is wrong with a stored run row (result.json: `finished`, or progress.json), or None."""
+    if not isinstance(row, dict):
+        return "damaged (not a JSON object)"
+    wrong = [k for k, kind in ROW_FIELDS.items() if not isinstance(row.get(k), kind)]
+    if isinstance(row.get("final"), dict):
+        wrong += [
+            f"final.{k}" for k in FINAL_FIELDS if not isinstance(row["final"].get(k, 0), (int, float, type(None)))
+        ]
+        wrong += [f"final.{k}" for k in FINAL_FIELDS if k not in row["final"] and finished]
+    for key in ("memorized_step", "generalized_step"):
+        if not isinstance(row.get(key), (int, type(None))):
+            wrong.append(key)
+    return f"missing or malformed {', '.join(wrong)}" if wrong else None
+
+
+META_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "n_runs": int, "resumed_runs": int, "state": str, "command": str, "device": str, "started": str,
+    "finished": str, "wall_time_s": (int, float), "overrides": dict, "plan": dict, "failed_runs": list,
+    "untrained_runs": list, "groklab": str, "torch": str, "python": str, "device_name": str,
+}  # fmt: skip
+"""meta.json's fields that groklab reads back, and their JSON types."""
+
+
+def checked_meta(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """meta.json without the fields of a wrong type (a hand edit), which a one-line warning names: what is good
+    in it is kept."""
+    wrong = [k for k, kind in META_FIELDS.items() if k in meta and not _is(meta[k], kind)]
+    if wrong:
+        warnings.warn(f"{path}: malformed {', '.join(wrong)}; left out", DamagedRunWarning, 3)
+    return {k: v for k, v in meta.items() if k not in wrong}
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, (int, float)))
 
 
 def _presentation() -> ModuleType:

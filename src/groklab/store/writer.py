@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from groklab.store.layout import (
     snapshot_name,
 )
 from groklab.store.leases import STALE_SECONDS, Leases, alive
+from groklab.store.reader import DamagedRunWarning, checked_meta
 
 
 def spec_text(experiment: Experiment) -> str:
@@ -195,9 +197,20 @@ class ExperimentStore:
         atomic_write(folder / f"{session['host']}-{session['pid']}.json", lambda p: p.write_text(text))
 
     def read_meta(self) -> dict[str, Any]:
-        """meta.json as an earlier run of this experiment left it ({} if none)."""
+        """meta.json as an earlier run of this experiment left it ({} if none; a damaged one is a warning, and
+        its fields that can be read are kept)."""
         path = self.root / META_FILE
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            warnings.warn(f"{path}: damaged ({type(error).__name__}); written anew", DamagedRunWarning, 2)
+            return {}
+        if not isinstance(meta, dict):
+            warnings.warn(f"{path}: damaged (not a JSON object); written anew", DamagedRunWarning, 2)
+            return {}
+        return checked_meta(meta, path)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Write (or overwrite) meta.json."""
@@ -252,8 +265,9 @@ def _what_trains(text: str, root: Path) -> dict[str, Any]:
     here train the same runs. SpecError for one that is not a spec (damaged, hand-edited)."""
     try:
         spec = read_yaml(text) or {}
-    except SpecError as error:
-        raise SpecError(f"--out {root}: its {SPEC_FILE} is damaged ({error}); give a new directory") from None
+    except (SpecError, yaml.YAMLError) as error:
+        problem = error if isinstance(error, SpecError) else getattr(error, "problem", None) or type(error).__name__
+        raise SpecError(f"--out {root}: its {SPEC_FILE} is damaged ({problem}); give a new directory") from None
     if not isinstance(spec, dict):
         raise SpecError(f"--out {root}: its {SPEC_FILE} is not a spec (a mapping); give a new directory")
     spec = upgrade(spec)
