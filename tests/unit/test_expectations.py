@@ -69,7 +69,7 @@ def test_label_flip_threshold_and_delay() -> None:
 def test_a_stored_claim_with_an_unknown_check_is_reported_not_fatal() -> None:
     claims = [{"claim": "c", "source": "s", "check": "gone", "params": {}}]
     (verdict,) = check(_result("x", [(0.0, 1000)], claims=claims))
-    assert (verdict.measured, verdict.met) == ("unknown check 'gone'", None)
+    assert (verdict.measured, verdict.met) == ("cannot be checked: unknown check 'gone'", None)
 
 
 def test_a_spec_without_claims_checks_nothing() -> None:

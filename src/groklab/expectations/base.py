@@ -64,7 +64,8 @@ class Check:
             try:
                 TypeAdapter(hints.get(name, Any)).validate_python(value, strict=True)
             except ValidationError:
-                wanted = getattr(hints.get(name), "__name__", str(hints.get(name)))
+                hint = hints.get(name)
+                wanted = hint.__name__ if isinstance(hint, type) else str(hint)
                 raise SpecError(f"{where}.params.{name}: {value!r:.40} is not a {wanted}") from None
 
 

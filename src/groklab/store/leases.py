@@ -187,9 +187,10 @@ class Leases:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._thread is None:
+            return  # never entered (the directory could not be made)
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._thread.join()
         for run_id in list(self.held):
             self.release(run_id)
         self.presence.unlink(missing_ok=True)
