@@ -92,6 +92,16 @@ def run(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, metavar="N", help="Worker processes (default: planned).")
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            metavar="N",
+            help="At most N torch threads in all (default: the cores it may use: affinity, cgroup quota, "
+            "OMP_NUM_THREADS, SLURM_CPUS_PER_TASK). On a machine others keep busy, 1 (docs/cluster.md).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar and no table.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="The spec's quick variant (smaller grid/budget).")] = False,
     scheduler: Annotated[
@@ -128,6 +138,7 @@ def run(
             sweeps=sweep,
             progress=not quiet,
             workers=workers,
+            threads=threads,
             quick=quick,
             command=shlex.join(["groklab", *sys.argv[1:]]),
             scheduler=scheduler,

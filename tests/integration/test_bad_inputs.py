@@ -137,6 +137,8 @@ ARGS = [
     ["--device", "tpu"],
     ["--device", "cuda:x"],
     ["--workers", "0"],
+    ["--threads", "0"],
+    ["--threads", "two"],
     ["--quick"],
 ]
 
@@ -407,3 +409,25 @@ def test_an_invisible_character_in_a_key_is_shown_escaped(
     _refused(code, err, out)
     assert err[:-1].isprintable(), repr(err)  # nothing raw but the final newline
     assert ascii(key)[1:-1] in err, err  # the key as typed, its invisible character written as its escape
+
+
+@pytest.mark.parametrize("variable", ["OMP_NUM_THREADS=abc", "SLURM_CPUS_PER_TASK=0"])  # GROKLAB_*: test_cli.py
+def test_a_bad_environment_variable_is_refused(
+    variable: str, spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, value = variable.split("=")
+    monkeypatch.setenv(name, value)
+    out = tmp_path / "out"
+    code, _, err = _groklab(capsys, "run", str(spec), "--out", str(out), "--quiet")
+    _refused(code, err, out)
+    assert err.startswith(f"error: {variable}"), err
+
+
+def test_threads_limits_the_plan_and_is_kept_in_the_command(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = _groklab(capsys, "run", str(spec), "--out", str(tmp_path / "out"), "--threads", "1", "--quiet")
+    assert code == 0, err
+    meta = groklab.load(tmp_path / "out").meta
+    assert meta["plan"]["threads_per_worker"] == 1 and meta["plan"]["cpu_budget"] == "1 (--threads)"
+    assert meta["overrides"]["threads"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from groklab import expand_runs
 from groklab.config import parse_experiment
+from groklab.engine.cores import CpuBudget
 from groklab.engine.plan import make_plan
 
 
@@ -36,7 +37,9 @@ def test_large_runs_are_not_stacked_on_cpu_but_are_on_gpu() -> None:
 
 
 def test_many_large_cpu_runs_get_a_process_per_core(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("groklab.engine.plan.cpu_count", lambda: 2)
+    monkeypatch.setattr(
+        "groklab.engine.plan.cpu_budget", lambda threads=None: CpuBudget(min(2, threads or 2), "affinity")
+    )
     gromov = {"task": {"modulus": 97}, "model": {"width": 500}, "train": {"steps": 2000}, "seeds": 4}
     plan = make_plan(_ids(gromov))  # 4 x 2,000 steps x 1.4 GFLOP: worth two processes
     assert (plan.workers, plan.threads) == (2, 1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +37,7 @@ from groklab.config import (
     TeacherTask,
     TransformerModel,
 )
+from groklab.engine.cores import CpuBudget, cpu_budget
 from groklab.models import MLP, Transformer
 
 PER_RUN_KEYS = {
@@ -81,8 +82,10 @@ class Plan:
     workers: int
     """Worker processes (1 = train in this process)."""
     threads: int
-    """torch threads per process."""
+    """torch threads per process (workers x threads stays within the CPU budget)."""
     device: str
+    budget: CpuBudget = field(default_factory=lambda: CpuBudget(1, "affinity"))
+    """The cores this process may use in all, and what set that number (engine/cores.py)."""
 
     def describe(self) -> dict[str, object]:
         """What the plan decided, for meta.json."""
@@ -90,6 +93,7 @@ class Plan:
             "device": self.device,
             "workers": self.workers,
             "threads_per_worker": self.threads,
+            "cpu_budget": f"{self.budget.cores} ({self.budget.limited_by})",
             "stack_sizes": [len(s) for s in self.stacks],
         }
 
@@ -291,11 +295,8 @@ def _table_size(task: object) -> int:
 
 
 def cpu_count() -> int:
-    """Cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS
-        return os.cpu_count() or 1
+    """Cores this process may use (engine/cores.py: affinity, cgroup quota, OMP_NUM_THREADS, SLURM_CPUS_PER_TASK)."""
+    return cpu_budget().cores
 
 
 def make_plan(
@@ -304,9 +305,11 @@ def make_plan(
     workers: int | None = None,
     stack_size: int | None = None,
     first: list[list[tuple[str, RunConfig]]] | None = None,
+    threads: int | None = None,
 ) -> Plan:
     """Group runs into stacks and choose the process layout for `device`. `first`: stacks already formed
-    (resumed from their checkpoints), kept as they are and trained first."""
+    (resumed from their checkpoints), kept as they are and trained first. `threads` (--threads): the most
+    torch threads in all, over every worker process; the CPU budget limits it further (engine/cores.py)."""
     groups: dict[str, list[tuple[str, RunConfig]]] = {}
     for run_id, config in runs:
         groups.setdefault(stack_key(config), []).append((run_id, config))
@@ -320,7 +323,8 @@ def make_plan(
         else:
             size = 1 if step_flops(members[0][1]) >= LARGE_STEP_FLOPS else 16
         stacks += [members[i : i + size] for i in range(0, len(members), size)]
-    cores = cpu_count()
+    budget = cpu_budget(threads)
+    cores = budget.cores
     if on_gpu:
         workers = 1
     elif workers is None:
@@ -329,7 +333,7 @@ def make_plan(
         workers = max(1, min(workers, len(stacks)))
     check_param_groups(stacks)
     check_memory(stacks, device)
-    return Plan(stacks=stacks, workers=workers, threads=max(1, cores // workers), device=device)
+    return Plan(stacks=stacks, workers=workers, threads=max(1, cores // workers), device=device, budget=budget)
 
 
 def _cpu_workers(stacks: list[list[tuple[str, RunConfig]]], cores: int) -> int:

@@ -58,6 +58,7 @@ def run(
     sweeps: list[str] | None = None,
     progress: bool = True,
     workers: int | None = None,
+    threads: int | None = None,
     stack_size: int | None = None,
     quick: bool = False,
     command: str | None = None,
@@ -71,7 +72,8 @@ def run(
     command line that made it (`command`, as the CLI received it; from Python, the equivalent command)
     and its overrides, as Hydra keeps overrides.yaml. `scheduler` (tcp://HOST:PORT) trains the stacks on
     that Dask cluster (runner/distributed.py), whose workers share the directory's filesystem. `callbacks`
-    hear every evaluation of every run (runner/trackers.py: Evaluation), in the process that trains it.
+    hear every evaluation of every run (runner/trackers.py: Evaluation), in the process that trains it. `threads`
+    (--threads): at most that many torch threads in all (engine/cores.py: the CPU budget limits it further).
     """
     # Everything is checked before the directory exists: the spec, its claims and measures, the memory
     # each stack needs, and that every run's data can be made.
@@ -85,7 +87,7 @@ def run(
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written
         selected(config)
     ids = [f"run-{i:04d}" for i in range(len(runs))]
-    plan = make_plan(list(zip(ids, runs)), device, workers=workers, stack_size=stack_size)  # refuses what cannot fit
+    plan = make_plan(list(zip(ids, runs)), device, workers, stack_size, threads=threads)  # refuses what cannot fit
     for task in {json.dumps(c.task.model_dump(mode="json"), sort_keys=True): c.task for c in runs}.values():
         check_data(task)
     client = connect(scheduler) if scheduler is not None else None  # an unreachable one: before anything is written
@@ -102,7 +104,7 @@ def run(
         finished = store.finished_run_ids()
         spent_before = float(earlier.get("wall_time_s", 0.0)) if store.resumed else 0.0
         overrides = {"set": sets or [], "sweep": sweeps or [], "quick": quick, "device": device, "workers": workers}
-        overrides["scheduler"] = scheduler
+        overrides |= {"threads": threads, "scheduler": scheduler}
         if command is None:
             command = command_line(spec, out, overrides)
         meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
@@ -172,6 +174,7 @@ def command_line(spec: object, out: str | Path | None, overrides: dict[str, Any]
     words += ["--quick"] if overrides["quick"] else []
     words += ["--device", overrides["device"]] if overrides["device"] != "cpu" else []
     words += ["--workers", str(overrides["workers"])] if overrides["workers"] else []
+    words += ["--threads", str(overrides["threads"])] if overrides.get("threads") else []
     words += ["--scheduler", overrides["scheduler"]] if overrides.get("scheduler") else []
     words += ["--out", str(out)] if out is not None else []
     return shlex.join(words)

@@ -21,8 +21,11 @@ import time
 import uuid
 from typing import Any
 
+import torch
+
 from groklab.config import Runs, SpecError
 from groklab.engine import interrupt
+from groklab.engine.cores import cpu_budget
 from groklab.engine.listener import Listener
 from groklab.runner.local import WORKER_GRACE_SECONDS, Job, train_here
 from groklab.runner.progress import ProgressBar
@@ -134,8 +137,11 @@ class DaskCluster:
 def _train_task(runs: Runs, job: Job, stop_name: str) -> None:
     """On a worker: train one stack into the shared directory; stop at a step boundary (after checkpointing)
     when the client sets the stop event."""
-    from distributed import Event, get_client
+    from distributed import Event, get_client, get_worker
 
+    # The worker's threads share its cores: each stack gets its share (torch's one thread per core would make
+    # nthreads stacks spin against each other).
+    torch.set_num_threads(max(1, cpu_budget().cores // get_worker().state.nthreads))
     stopping = threading.Event()
     event = Event(stop_name, client=get_client())  # made in the task's thread, where the worker's client is
 
