@@ -139,6 +139,8 @@ class ExperimentStore:
                 continue
             try:
                 row = json.loads((run_dir / PROGRESS_FILE).read_text())
+                if not isinstance(row, dict):
+                    raise ValueError("not a run's progress")  # damaged: written anew from the config
             except (OSError, ValueError):  # failed before its first progress: what the config says
                 params = {k: v for k, v in run_params(config).items() if not k.startswith("measures.")}
                 row = {"run_id": run_id, "seed": config.seed, "params": params, "steps": 0, "final": {}}
