@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -271,6 +272,30 @@ def test_a_lease_file_that_is_no_process_s_is_taken_over_never_skipped(tmp_path:
     said = ["waiting for run-0001: leased by a process being started (taken over if it dies)"] * (age == 0)
     assert stderr.strip().splitlines() == [*said, f"warning: {lease}: an empty or unreadable lease, held by no "
                                            "process; taken over"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["dated in the future", "a live process that did not take it"])
+def test_a_lease_no_live_process_holds_is_judged_and_taken_over_at_once(tmp_path: Path, kind: str) -> None:
+    """Neither waits for the lease to go stale (a day here): a lease dated ahead of every clock, or naming a live
+    process of this machine (this test's) with another start time, as a reused pid does."""
+    spec, out = _spec(tmp_path), tmp_path / "out"
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))  # one stack of two runs
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
+    assert code == 0, stderr
+    shutil.rmtree(out / "runs" / "run-0001")
+    lease = out / "leases" / "run-0001.0"
+    if kind == "dated in the future":
+        lease.write_text(json.dumps({"host": "node-elsewhere", "pid": 1}))
+        os.utime(lease, (time.time() + 10 * 86400,) * 2)
+        says = "s in the future, held by no process; taken over"
+    else:
+        lease.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "pid_started": "1"}))
+        says = f"names process {os.getpid()}, which is not the process that wrote it"
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet", env={"GROKLAB_STALE_SECONDS": "86400"})
+    assert code == 0, stderr
+    assert sorted(groklab.load(out).runs["run_id"]) == ["run-0000", "run-0001"]
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith(f"warning: {lease}: ") and says in line, line
 
 
 def test_a_damaged_checkpoint_is_one_warning_line_on_the_command_line(tmp_path: Path) -> None:
