@@ -56,7 +56,10 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time ea
     from groklab.engine.result import RunResult
     from groklab.engine.stack import Stack
     from groklab.expectations import CHECKS
+    from groklab.expectations.base import check
+    from groklab.figures.registry import figure
     from groklab.measures import MEASURES, gromov_solution
+    from groklab.measures.registry import measure
     from groklab.models import MLP, Model, Transformer, reference_model
     from groklab.runner import run
     from groklab.runner.trackers import Evaluation
@@ -73,7 +76,10 @@ _HOMES = {
     "groklab.engine.result": "RunResult",
     "groklab.engine.stack": "Stack",
     "groklab.expectations": "CHECKS",
+    "groklab.expectations.base": "check",
+    "groklab.figures.registry": "figure",
     "groklab.measures": "MEASURES gromov_solution",
+    "groklab.measures.registry": "measure",
     "groklab.models": "MLP Model Transformer reference_model",
     "groklab.runner": "run",
     "groklab.runner.trackers": "Evaluation",
@@ -165,10 +171,13 @@ __all__ = [
     "__version__",
     "builtin_specs",
     "catalog",
+    "check",
     "expand_runs",
+    "figure",
     "gromov_solution",
     "load",
     "make_data",
+    "measure",
     "plot",
     "reference_model",
     "report",

@@ -270,18 +270,26 @@ def list_measures(
             _fail(f"measures {name}: unknown measure; allowed: {', '.join(sorted(listing))}")
         m = listing[name]
         typer.echo(f"{name}: {m['summary']}\nwhen: {m['when']}\nformula: {m['formula']}")
-        typer.echo(f"source: {m['source']}\napplies to: {m['applies']}")
+        typer.echo(f"source: {m['source']}\napplies to: {m['applies']}\npackage: {m['package']}")
         return
     for name, m in sorted(listing.items()):
-        typer.echo(f"{name:<20} {m['when']:<15} {m['default']:<8} {m['summary']}")
+        origin = f" [{m['package']}]" if m["package"] != "groklab" else ""
+        typer.echo(f"{name:<20} {m['when']:<15} {m['default']:<8} {m['summary']}{origin}")
 
 
 def measure_listing() -> dict[str, dict[str, str]]:
     """The measure registry as `groklab measures` shows it, read from measures/listing.json: importing the measures
     would import torch (seconds) to print a table. tests/unit/test_measures.py keeps the file equal to the
-    registry (groklab.measures.registry.listing)."""
-    from importlib import resources
+    registry (groklab.measures.registry.listing). Where plugins are installed, the registry with their measures."""
+    from importlib import metadata, resources
 
+    from groklab.plugins import GROUP, load_plugins
+
+    if metadata.entry_points(group=GROUP):  # plugins add measures: the registry itself, with them
+        from groklab.measures.registry import listing
+
+        load_plugins()
+        return listing()
     return json.loads((resources.files("groklab") / "measures" / "listing.json").read_text())
 
 

@@ -20,6 +20,7 @@ from groklab.config import SpecError, builtin_specs, flatten, parse_experiment
 from groklab.expectations import check
 from groklab.figures import DPI, FIGURES, plot
 from groklab.files import atomic_write
+from groklab.plugins import load_plugins
 from groklab.store.reader import ExperimentResult, load
 
 STYLE = """
@@ -60,6 +61,7 @@ RUN_COLUMNS += ["final_train_acc", "final_test_acc", "final_test_loss", "wall_ti
 def report(directory: str | Path) -> Path:
     """Write DIR/report.html for an experiment directory, or an index.html (and every report) for a
     directory of experiments. Returns the page written."""
+    load_plugins()  # their checks and figures are on the page
     root = Path(directory)
     if (root / "experiment.yaml").is_file():
         return _experiment_page(load(root))
@@ -87,8 +89,10 @@ def _experiment_page(result: ExperimentResult) -> Path:
     parts.append("<h2>Runs</h2><div class='wide'>" + _runs_table(result) + _unfinished_table(result) + "</div>")
     parts.append("<h2>Figures</h2>")
     for name, fig in plot(result).items():
+        kind = FIGURES[name]
+        caption = kind.summary + (f" (from {kind.package})" if kind.package != "groklab" else "")
         parts.append(f"<figure id='fig-{name}'><img alt='{name}' src='data:image/png;base64,{_png(fig)}'>"
-                     f"<figcaption><b>{name}</b>: {_e(FIGURES[name].summary)}</figcaption></figure>")  # fmt: skip
+                     f"<figcaption><b>{name}</b>: {_e(caption)}</figcaption></figure>")  # fmt: skip
     spec_text = yaml.safe_dump(spec, sort_keys=False)
     parts.append(f"<h2>Spec</h2><details><summary>{len(spec_text.splitlines())} lines of YAML</summary><pre>"
                  + _e(spec_text) + "</pre></details>")  # fmt: skip

@@ -19,10 +19,11 @@ from typing import Any
 
 from groklab.config import Experiment, SpecError
 from groklab.expectations import doshi, general, grids, liu, methods, omnigrok, thilak, varma  # noqa: F401  (registers the checks)
-from groklab.expectations.base import CHECKS, Check, checks
+from groklab.expectations.base import CHECKS, Check
+from groklab.plugins import described, load_plugins
 from groklab.store.reader import ExperimentResult
 
-__all__ = ["CHECKS", "Check", "Verdict", "check", "checks", "claims_reference", "validate_claims"]
+__all__ = ["CHECKS", "Check", "Verdict", "check", "claims_reference", "validate_claims"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ def check(result: ExperimentResult) -> list[Verdict]:
     """Every claim of the stored spec, with what was measured and whether it was met. A claim that cannot be
     checked (a hand-edited stored spec: an unknown check, parameters that do not fit it) says why on the page,
     with met None, instead of failing the page."""
+    load_plugins()  # their checks join CHECKS
     verdicts = []
     for i, claim in enumerate(result.spec.get("claims") or []):
         if not isinstance(claim, dict) or not all(isinstance(claim.get(k), str) for k in ("claim", "source", "check")):
@@ -64,6 +66,15 @@ def check(result: ExperimentResult) -> list[Verdict]:
             verdicts.append(Verdict(claim["claim"], claim["source"], f"cannot be checked: {error}", None))
             continue
         sentence = f"{claim['claim']} (checked: {registered.describe(params)})"
+        if registered.package != "groklab":
+            sentence = f"{sentence[:-1]}, by {registered.package})"
+            try:
+                measured, met = registered.fn(result, **params)
+            except Exception as error:  # a plugin's bug: said on the page, the other claims are checked
+                verdicts.append(Verdict(sentence, claim["source"], f"cannot be checked: {described(error)}", None))
+                continue
+            verdicts.append(Verdict(sentence, claim["source"], measured, None if met is None else bool(met)))
+            continue
         measured, met = registered.fn(result, **params)
         verdicts.append(Verdict(sentence, claim["source"], measured, None if met is None else bool(met)))
     return verdicts

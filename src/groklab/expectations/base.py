@@ -2,7 +2,7 @@
 
 A check is a function check(result, **params) -> (measured, met): `measured` says the number, `met` is
 True/False, or None when the experiment does not contain what the claim needs (e.g. a sweep it lacks).
-Registered with `checks(name, condition)`: `condition` is a format string over the parameters, the
+Registered with `check(name, condition)`: `condition` is a format string over the parameters, the
 "checked: ..." sentence a reader sees, so each threshold is written once, in the spec's `claims:`.
 """
 
@@ -19,6 +19,7 @@ import pandas as pd
 from pydantic import TypeAdapter, ValidationError
 
 from groklab.config import SpecError
+from groklab.plugins import package_of
 from groklab.store.reader import ExperimentResult
 
 Outcome = tuple[str, bool | None]
@@ -43,6 +44,11 @@ class Check:
             n: ", ".join(map(str, v)) if isinstance(v, list) else v for n, v in {**self.defaults(), **params}.items()
         }
         return self.condition.format(**shown)
+
+    @property
+    def package(self) -> str:
+        """The installed package that registered it (a plugin's, or groklab)."""
+        return package_of(self.fn.__module__)
 
     def defaults(self) -> dict[str, Any]:
         return {n: d for n, d in self.params.items() if d is not inspect.Parameter.empty}
@@ -72,8 +78,12 @@ class Check:
 CHECKS: dict[str, Check] = {}
 
 
-def checks(name: str, condition: str) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
-    """Decorator: register a check under `name` with the sentence template of its condition."""
+def check(name: str, condition: str) -> Callable[[Callable[..., Outcome]], Callable[..., Outcome]]:
+    """Decorator (public: `groklab.check`): register a claims check under `name`. `fn(result, **params)` returns
+    (measured, met): what was measured in words, and True / False, or None when the experiment lacks what the
+    claim needs; its typed keyword parameters are what a spec's `claims:` entry gives in `params` (checked
+    against the annotations before any run). `condition` is the checked condition as a format string over the
+    parameters, e.g. "median {column} <= {limit}". docs/extending.md has a worked example."""
 
     def add(fn: Callable[..., Outcome]) -> Callable[..., Outcome]:
         CHECKS[name] = Check(name, fn, condition)

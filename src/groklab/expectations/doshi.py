@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from groklab.expectations.base import Outcome, checks
+from groklab.expectations.base import Outcome, check
 from groklab.store.reader import ExperimentResult
 
 
-@checks("pruning_unlearns", "corrupted-label fit cut to x{fraction:g} with test >= {test:g}, every coexistence run")
+@check("pruning_unlearns", "corrupted-label fit cut to x{fraction:g} with test >= {test:g}, every coexistence run")
 def pruning_unlearns(result: ExperimentResult, fraction: float = 0.5, test: float = 0.9) -> Outcome:
     """On every coexistence run: is there a pruning depth that cuts the corrupted-label fit to `fraction` of
     its value while the test accuracy stays >= `test`?"""
@@ -40,7 +40,7 @@ def _final(result: ExperimentResult, key: str, column: str) -> pd.DataFrame | No
     return values.pivot_table(index="task.label_noise", columns=key, values="v", aggfunc="median")
 
 
-@checks(
+@check(
     "dropout_unlearns",
     "at every noise level some dropout rate reaches test >= {test:g} with at most x{fraction:g} the "
     "corrupted-label fit of dropout 0",
@@ -62,7 +62,7 @@ def dropout_unlearns(result: ExperimentResult, fraction: float = 0.5, test: floa
     return "corrupted-label fit " + "; ".join(parts), met
 
 
-@checks("raises_ipr", "final mean neuron IPR higher at the largest {key} than at the smallest, every noise level")
+@check("raises_ipr", "final mean neuron IPR higher at the largest {key} than at the smallest, every noise level")
 def raises_ipr(result: ExperimentResult, key: str) -> Outcome:
     """A regularizer makes the neurons periodic (generalizing): their mean IPR rises with it."""
     ipr = _final(result, key, "neuron_ipr_mean")
@@ -73,7 +73,7 @@ def raises_ipr(result: ExperimentResult, key: str) -> Outcome:
     return f"mean neuron IPR at {key} {low:g} -> {high:g}: " + "; ".join(parts), bool((ipr[high] > ipr[low]).all())
 
 
-@checks(
+@check(
     "batchnorm_amplifies",
     "Spearman rho between a neuron's BatchNorm gain |gamma|/sigma and its IPR > {rho:g}, every BatchNorm run",
 )
@@ -89,7 +89,7 @@ def batchnorm_amplifies(result: ExperimentResult, rho: float) -> Outcome:
     return f"Spearman rho(gain, IPR) per BatchNorm run: {listing}", bool((measured > rho).all())
 
 
-@checks("batchnorm_unlearns", "final corrupted-label fit lower with BatchNorm than without, every noise level")
+@check("batchnorm_unlearns", "final corrupted-label fit lower with BatchNorm than without, every noise level")
 def batchnorm_unlearns(result: ExperimentResult) -> Outcome:
     """BatchNorm reduces the memorization of corrupted labels."""
     fit = _final(result, "model.batchnorm", "corrupted_acc")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.expectations.base import Outcome, by_value, checks, first_step_below, median, reached
+from groklab.expectations.base import Outcome, by_value, check, first_step_below, median, reached
 from groklab.store.reader import ExperimentResult
 
 
-@checks("step_at_most", "median {column} <= {limit:,}")
+@check("step_at_most", "median {column} <= {limit:,}")
 def step_at_most(result: ExperimentResult, column: str, limit: float) -> Outcome:
     """A per-run step (memorized_step, generalized_step, ...) comes early enough, in the median run."""
     value = median(result, column)
@@ -19,7 +19,7 @@ def step_at_most(result: ExperimentResult, column: str, limit: float) -> Outcome
     return f"median step {value:.0f} over {len(result.runs)} run(s)", value <= limit
 
 
-@checks("median_at_least", "median {column} >= {limit:g}")
+@check("median_at_least", "median {column} >= {limit:g}")
 def median_at_least(result: ExperimentResult, column: str, limit: float) -> Outcome:
     """A per-run number (an analysis scalar, a final accuracy) is at least `limit` in the median run."""
     value = median(result, column)
@@ -28,7 +28,7 @@ def median_at_least(result: ExperimentResult, column: str, limit: float) -> Outc
     return f"{column} = {value:.3f}", value >= limit
 
 
-@checks("median_below", "median {column} < {limit:g}")
+@check("median_below", "median {column} < {limit:g}")
 def median_below(result: ExperimentResult, column: str, limit: float) -> Outcome:
     """A per-run number stays below `limit` in the median run."""
     value = median(result, column)
@@ -37,7 +37,7 @@ def median_below(result: ExperimentResult, column: str, limit: float) -> Outcome
     return f"{column} = {value:.3f}", value < limit
 
 
-@checks("first_below_by", "{column} < {level:g} first by step {limit:,}")
+@check("first_below_by", "{column} < {level:g} first by step {limit:,}")
 def first_below_by(result: ExperimentResult, column: str, level: float, limit: float) -> Outcome:
     """A metric curve (e.g. test_loss) first falls below `level` by step `limit`."""
     step = first_step_below(result, column, level)
@@ -46,7 +46,7 @@ def first_below_by(result: ExperimentResult, column: str, level: float, limit: f
     return f"{column} < {level:g} first at step {step:.0f}", step <= limit
 
 
-@checks("falls_first", "{column} below {level:g} before {other}")
+@check("falls_first", "{column} below {level:g} before {other}")
 def falls_first(result: ExperimentResult, column: str, other: str, level: float) -> Outcome:
     """One curve (e.g. restricted_loss) falls below `level` strictly before another (e.g. test_loss)."""
     first, second = first_step_below(result, column, level), first_step_below(result, other, level)
@@ -55,7 +55,7 @@ def falls_first(result: ExperimentResult, column: str, other: str, level: float)
     return f"{column} < {level:g} at step {first:.0f}, {other} < {level:g} at {second:.0f}", first < second
 
 
-@checks("rises_after_memorization", "{column} peaks above x{factor:g} its value at memorization")
+@check("rises_after_memorization", "{column} peaks above x{factor:g} its value at memorization")
 def rises_after_memorization(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """A curve (e.g. excluded_loss) rises after memorization to `factor` times its value there."""
     metrics, memorized = result.metrics, median(result, "memorized_step")
@@ -66,7 +66,7 @@ def rises_after_memorization(result: ExperimentResult, column: str, factor: floa
     return f"{column} {start:.3g} at memorization, peak {peak:.3g}", peak > factor * start
 
 
-@checks("rises", "median final {column} > x{factor:g} its first value")
+@check("rises", "median final {column} > x{factor:g} its first value")
 def rises(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """A measured curve (e.g. neuron_ipr_mean) ends `factor` times higher than it starts, in the median run."""
     metrics = result.metrics.dropna(subset=[column]) if column in result.metrics else None
@@ -77,7 +77,7 @@ def rises(result: ExperimentResult, column: str, factor: float) -> Outcome:
     return f"{column} {first:.3f} -> {last:.3f}", last > factor * first
 
 
-@checks("rises_by_memorization", "median {column} at memorization > x{factor:g} its first value")
+@check("rises_by_memorization", "median {column} at memorization > x{factor:g} its first value")
 def rises_by_memorization(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """A measure (e.g. the llc) has risen by the time the run memorizes: its value at the first evaluation at or
     after memorized_step against its first value, medians over the runs that memorized."""
@@ -96,7 +96,7 @@ def rises_by_memorization(result: ExperimentResult, column: str, factor: float) 
     return f"{column} {first:.4g} at the start, {at_memorization:.4g} at memorization", at_memorization > factor * first
 
 
-@checks("memorizes_first", "memorized_step < generalized_step in every run that did both")
+@check("memorizes_first", "memorized_step < generalized_step in every run that did both")
 def memorizes_first(result: ExperimentResult) -> Outcome:
     """Memorization precedes generalization."""
     runs = result.runs.dropna(subset=["memorized_step", "generalized_step"])
@@ -106,7 +106,7 @@ def memorizes_first(result: ExperimentResult) -> Outcome:
     return f"memorized before generalizing in {earlier:.0%} of {len(runs)} run(s)", bool(earlier == 1.0)
 
 
-@checks("generalizes_late", "median generalized_step >= {factor:g} x median memorized_step")
+@check("generalizes_late", "median generalized_step >= {factor:g} x median memorized_step")
 def generalizes_late(result: ExperimentResult, factor: float) -> Outcome:
     """Generalization comes much later than memorization (grokking)."""
     memorized, generalized = median(result, "memorized_step"), median(result, "generalized_step")
@@ -115,7 +115,7 @@ def generalizes_late(result: ExperimentResult, factor: float) -> Outcome:
     return f"memorized at {memorized:.0f}, generalized at {generalized:.0f}", generalized >= factor * memorized
 
 
-@checks("threshold", "a value of {key} in the grid where no run generalized, every smaller one generalizing")
+@check("threshold", "a value of {key} in the grid where no run generalized, every smaller one generalizing")
 def threshold(result: ExperimentResult, key: str) -> Outcome:
     """Beyond a threshold value of a swept key, runs never generalize (no verdict when no value generalizes)."""
     steps = by_value(result, key, "generalized_step")
@@ -133,7 +133,7 @@ def threshold(result: ExperimentResult, key: str) -> Outcome:
     return f"threshold {min(never):g} (median generalization step at {key} = {listing})", met
 
 
-@checks("shortens", "some larger {key} has a shorter median {column} than the smallest")
+@check("shortens", "some larger {key} has a shorter median {column} than the smallest")
 def shortens(result: ExperimentResult, key: str, column: str) -> Outcome:
     """Raising a swept key shortens a per-run delay (e.g. grokking_delay)."""
     delays = by_value(result, key, column)
@@ -145,7 +145,7 @@ def shortens(result: ExperimentResult, key: str, column: str) -> Outcome:
     )
 
 
-@checks("delays", "median {column} later at the largest {key} that generalizes than at the smallest")
+@check("delays", "median {column} later at the largest {key} that generalizes than at the smallest")
 def delays(result: ExperimentResult, key: str, column: str = "generalized_step") -> Outcome:
     """Raising a swept key delays an event (e.g. generalization)."""
     steps = by_value(result, key, column)
@@ -160,7 +160,7 @@ def delays(result: ExperimentResult, key: str, column: str = "generalized_step")
             f"{generalizing.index[-1]:g}"), bool(last > first)  # fmt: skip
 
 
-@checks("phases_appear", "each of {phases} labels at least one run ({column})")
+@check("phases_appear", "each of {phases} labels at least one run ({column})")
 def phases_appear(result: ExperimentResult, phases: list[str], column: str = "doshi_phase") -> Outcome:
     """The phases of a per-run label all appear over the grid: Doshi et al.'s (doshi_phase), or Liu et al.'s
     (liu_phase)."""
@@ -172,7 +172,7 @@ def phases_appear(result: ExperimentResult, phases: list[str], column: str = "do
     return f"{listing} (of {len(labelled)} runs)", all(p in counts for p in phases)
 
 
-@checks("slingshots", "an observation, not a pass/fail check")
+@check("slingshots", "an observation, not a pass/fail check")
 def slingshots(result: ExperimentResult) -> Outcome:
     """Counts train-loss spikes, the slingshots among them (Thilak et al.: the last-layer norm rises fast across
     the spike, then plateaus) and last-layer norm cycles (a rise, then a fall)."""

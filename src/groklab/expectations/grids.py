@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.expectations.base import Outcome, checks, median
+from groklab.expectations.base import Outcome, check, median
 from groklab.store.reader import ExperimentResult
 
 
@@ -21,7 +21,7 @@ def _median_or_never(values: pd.Series) -> float:
     return median if np.isfinite(median) else np.inf
 
 
-@checks("later_at_smaller", "median first step with {column} < {level:g} later at every {toward} {key}")
+@check("later_at_smaller", "median first step with {column} < {level:g} later at every {toward} {key}")
 def later_at_smaller(result: ExperimentResult, key: str, column: str, level: float, toward: str = "smaller") -> Outcome:
     """A curve reaches a level later and later as a swept key (e.g. the training fraction) falls (toward
     "smaller"; "larger": as it grows, e.g. an output scale): strictly later at each value further that way, a
@@ -39,7 +39,7 @@ def later_at_smaller(result: ExperimentResult, key: str, column: str, level: flo
     return f"{column} < {level:g} first by {key}: {shown}", bool(later)
 
 
-@checks("falls_by_generalization", "median {column} at generalization <= x{factor:g} its value at memorization")
+@check("falls_by_generalization", "median {column} at generalization <= x{factor:g} its value at memorization")
 def falls_by_generalization(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """A measure (e.g. the count of large-norm neurons) has dropped by the time the run generalizes: its value at
     the first evaluation at or after generalized_step against the one at memorized_step, median over runs."""
@@ -60,7 +60,7 @@ def falls_by_generalization(result: ExperimentResult, column: str, factor: float
     return f"{column} {start:.4g} at memorization, {end:.4g} at generalization", bool(end <= factor * start)
 
 
-@checks("peaks_inside", "median final {column} over {key} rises above both neighbours at an inner value")
+@check("peaks_inside", "median final {column} over {key} rises above both neighbours at an inner value")
 def peaks_inside(result: ExperimentResult, key: str, column: str) -> Outcome:
     """Double descent over a swept size: the final value of a runs column (e.g. final_test_loss) is not monotone
     but peaks at some inner value of the grid, above the values on both sides of it."""
@@ -78,7 +78,7 @@ def peaks_inside(result: ExperimentResult, key: str, column: str) -> Outcome:
     return f"{column} by {key}: {shown}; inner peak at {where}", bool(inner)
 
 
-@checks("descends_twice", "{column} falls, rises x{factor:g} above its low, then falls below that peak / {factor:g}")
+@check("descends_twice", "{column} falls, rises x{factor:g} above its low, then falls below that peak / {factor:g}")
 def descends_twice(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """Double descent over training (epoch-wise): in the median run a curve (e.g. test_loss) falls to a low,
     rises `factor` times above it, and later falls to below the peak divided by `factor`."""
@@ -100,7 +100,7 @@ def descends_twice(result: ExperimentResult, column: str, factor: float) -> Outc
     return f"{sum(hits)} of {len(hits)} run(s) descend twice", bool(np.mean(hits) > 0.5)
 
 
-@checks("never_generalizes_at", "no run at {key} = {value} generalizes; where the others do, listed")
+@check("never_generalizes_at", "no run at {key} = {value} generalizes; where the others do, listed")
 def never_generalizes_at(result: ExperimentResult, key: str, value: str | float) -> Outcome:
     """One sweep point (e.g. Power et al.'s x3+xy2+y) never generalizes in the budget, while the others are listed
     with the share of their runs that did."""
@@ -115,7 +115,7 @@ def never_generalizes_at(result: ExperimentResult, key: str, value: str | float)
     return f"generalized by {key}: {listed}", bool(int(mine["sum"].iloc[0]) == 0)
 
 
-@checks("moves_before", "median first step with {column} >= {level:g} <= the first with {other} < {other_level:g}")
+@check("moves_before", "median first step with {column} >= {level:g} <= the first with {other} < {other_level:g}")
 def moves_before(result: ExperimentResult, column: str, level: float, other: str, other_level: float) -> Outcome:
     """One curve rises to a level (e.g. the kernel's change from init) no later than another falls to its level
     (e.g. the test loss), in the median run of those where the second happens."""

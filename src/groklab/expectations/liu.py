@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.expectations.base import Outcome, by_value, checks, reached
+from groklab.expectations.base import Outcome, by_value, check, reached
 from groklab.store.reader import ExperimentResult
 
 
-@checks("agrees", "median |final {column} - final {other}| <= {tolerance:g} over the runs")
+@check("agrees", "median |final {column} - final {other}| <= {tolerance:g} over the runs")
 def agrees(result: ExperimentResult, column: str, other: str, tolerance: float) -> Outcome:
     """Two per-run quantities measured over steps agree at the end of training (e.g. the accuracy Liu et al.'s
     theory predicts and the trained test accuracy)."""
@@ -25,7 +25,7 @@ def agrees(result: ExperimentResult, column: str, other: str, tolerance: float) 
     return measured, bool(gap.median() <= tolerance)
 
 
-@checks("critical", "a {key} below which the median run never reaches {column}, and from which every one does")
+@check("critical", "a {key} below which the median run never reaches {column}, and from which every one does")
 def critical(result: ExperimentResult, key: str, column: str) -> Outcome:
     """A critical value of a swept key (Liu et al.'s critical training set size): the median run reaches an event
     (e.g. rqi_step) at every value from it up and at no value below it, and at least one value lies below."""
@@ -42,7 +42,7 @@ def critical(result: ExperimentResult, key: str, column: str) -> Outcome:
     return f"critical {key} {steps.index[first]:g} (median {column} at {key} = {listing})", met
 
 
-@checks(
+@check(
     "phase_arrangement",
     "memorization and confusion at higher median {lr} than comprehension and grokking; memorization at lower "
     "median {wd} than confusion",

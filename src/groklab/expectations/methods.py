@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.expectations.base import Outcome, checks
+from groklab.expectations.base import Outcome, check
 from groklab.store.reader import ExperimentResult
 
 
@@ -36,7 +36,7 @@ def _listing(frame: pd.DataFrame) -> str:
     return ", ".join(parts)
 
 
-@checks("variant_reaches_by", "median first step with {column} >= {level:g} in variant {variant} <= {limit:,}")
+@check("variant_reaches_by", "median first step with {column} >= {level:g} in variant {variant} <= {limit:,}")
 def variant_reaches_by(result: ExperimentResult, variant: str, column: str, level: float, limit: float) -> Outcome:
     """One variant's runs reach a level of a metric (e.g. test_acc 0.95) by a step, in the median run; the other
     variants' steps are listed beside it."""
@@ -48,7 +48,7 @@ def variant_reaches_by(result: ExperimentResult, variant: str, column: str, leve
     return f"median first step per variant: {_listing(frame)}", bool(median == median and median <= limit)
 
 
-@checks("steps_to_level", "an observation: the median first step with {column} >= {level:g}, variant by variant")
+@check("steps_to_level", "an observation: the median first step with {column} >= {level:g}, variant by variant")
 def steps_to_level_check(result: ExperimentResult, column: str, level: float) -> Outcome:
     """How soon each variant reaches a level, side by side (a method against its baselines), not pass/fail."""
     frame = steps_to_level(result, column, level)
@@ -70,14 +70,14 @@ def _final_of_variant(result: ExperimentResult, variant: str, column: str) -> tu
     return f"median final {column} per variant: {listing}", float(mine.median())
 
 
-@checks("variant_ends_above", "median final {column} in variant {variant} >= {limit:g}")
+@check("variant_ends_above", "median final {column} in variant {variant} >= {limit:g}")
 def variant_ends_above(result: ExperimentResult, variant: str, column: str, limit: float) -> Outcome:
     """A variant's runs end with a metric at least `limit` (e.g. the share of collapsed softmaxes)."""
     measured, value = _final_of_variant(result, variant, column)
     return measured, None if value is None else value >= limit
 
 
-@checks("variant_ends_below", "median final {column} in variant {variant} < {limit:g}")
+@check("variant_ends_below", "median final {column} in variant {variant} < {limit:g}")
 def variant_ends_below(result: ExperimentResult, variant: str, column: str, limit: float) -> Outcome:
     """A variant's runs end with a metric below `limit` (e.g. a test accuracy that stalled)."""
     measured, value = _final_of_variant(result, variant, column)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.expectations.base import Outcome, checks
+from groklab.expectations.base import Outcome, check
 from groklab.store.reader import ExperimentResult
 
 
@@ -49,7 +49,7 @@ def _lag(result: ExperimentResult, key: str, value: float, train_level: float, t
     return train, test, f"at {key} = {value:g}: train at step {shown['train']}, test at step {shown['test']}"
 
 
-@checks(
+@check(
     "test_lags_train",
     "at {key} = {value:g}, test_acc >= {test_level:g} first at >= {factor:g}x the step of train_acc >= {train_level:g}",
 )
@@ -64,7 +64,7 @@ def test_lags_train(
     return f"{shown} ({test / max(train, 1):.1f}x)", bool(test >= factor * max(train, 1))
 
 
-@checks(
+@check(
     "test_keeps_up",
     "at {key} = {value:g}, test_acc >= {test_level:g} first within {factor:g}x the step of train_acc >= "
     "{train_level:g}",
@@ -80,7 +80,7 @@ def test_keeps_up(
     return f"{shown} ({test / max(train, 1):.1f}x)", bool(test <= factor * max(train, 1))
 
 
-@checks(
+@check(
     "norm_falls_to_generalize",
     "at {key} = {value:g}, weight_norm falls from when train_acc >= {train_level:g} to when test_acc >= "
     "{test_level:g}, toward the norm where the smallest {key} reaches test_acc >= {test_level:g}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.expectations.base import Outcome, checks
+from groklab.expectations.base import Outcome, check
 from groklab.store.reader import ExperimentResult
 
 
@@ -14,9 +14,7 @@ def _onsets(value: object) -> list[int]:
     return list(value) if isinstance(value, list) else []
 
 
-@checks(
-    "generalizes_at_slingshot", "every run that generalized did so at most {within:,} steps after a slingshot onset"
-)
+@check("generalizes_at_slingshot", "every run that generalized did so at most {within:,} steps after a slingshot onset")
 def generalizes_at_slingshot(result: ExperimentResult, within: int) -> Outcome:
     """Generalization happens at the onset of a slingshot: in each run that generalized, the last slingshot onset
     at or before its generalized_step lies at most `within` steps before it (a run that generalized with no
@@ -41,7 +39,7 @@ def generalizes_at_slingshot(result: ExperimentResult, within: int) -> Outcome:
     return measured, bool(close == len(gaps))
 
 
-@checks(
+@check(
     "slingshots_vanish",
     "the median slingshot count is > 0 at the smallest {key}, never rises with it, and is 0 from some {key} on",
 )
@@ -58,7 +56,7 @@ def slingshots_vanish(result: ExperimentResult, key: str) -> Outcome:
     return f"median slingshots at {key} = {listing}", bool(met)
 
 
-@checks("generalize_with_slingshots", "every run with slingshots ends with a higher {column} than every run without")
+@check("generalize_with_slingshots", "every run with slingshots ends with a higher {column} than every run without")
 def generalize_with_slingshots(result: ExperimentResult, column: str = "final_test_acc") -> Outcome:
     """Generalization is absent without slingshots: over a grid where some runs have slingshots and some none
     (e.g. over Adam's eps), the runs without end less general, also where no run reaches 99%."""

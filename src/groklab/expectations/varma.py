@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from groklab.expectations.base import Outcome, checks
+from groklab.expectations.base import Outcome, check
 from groklab.store.reader import ExperimentResult
 
 
@@ -47,7 +47,7 @@ def _shown(finals: pd.Series) -> str:
     return ", ".join(f"{v:g}: {a:.2f}" for v, a in finals.items())
 
 
-@checks("critical_size", "an observation: the smallest {key} from which variant {reference} always generalizes")
+@check("critical_size", "an observation: the smallest {key} from which variant {reference} always generalizes")
 def critical_size(result: ExperimentResult, key: str, reference: str) -> Outcome:
     """D_crit, measured from a sweep trained from the start at each size, with the final test accuracies."""
     critical = critical_value(result, key, reference)
@@ -55,7 +55,7 @@ def critical_size(result: ExperimentResult, key: str, reference: str) -> Outcome
     return f"{found}; final test_acc of {reference} by {key}: {_shown(_finals(result, key, reference))}", None
 
 
-@checks(
+@check(
     "ungrokks_below_critical",
     "variant {variant}: every {key} below D_crit (from {reference}) generalized, then ended with test_acc < {level:g}",
 )
@@ -73,7 +73,7 @@ def ungrokks_below_critical(result: ExperimentResult, key: str, variant: str, re
     )
 
 
-@checks(
+@check(
     "stays_above_critical",
     "variant {variant}: every {key} at or above D_crit (from {reference}) ends with test_acc >= {level:g}",
 )
@@ -86,7 +86,7 @@ def stays_above_critical(result: ExperimentResult, key: str, variant: str, refer
     return f"D_crit = {critical:g}; final test_acc of {variant}: {_shown(finals)}", bool((above >= level).all())
 
 
-@checks("settles_partway", "variant {variant}: some {key} ends with test_acc in ({low:g}, {high:g})")
+@check("settles_partway", "variant {variant}: some {key} ends with test_acc in ({low:g}, {high:g})")
 def settles_partway(result: ExperimentResult, key: str, variant: str, low: float, high: float) -> Outcome:
     """Semi-grokking: at some size (near D_crit) test accuracy settles between no and full generalization."""
     finals = _finals(result, key, variant)

@@ -15,12 +15,14 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from groklab.config import SpecError
 from groklab.files import atomic_write
+from groklab.plugins import PluginWarning, described, load_plugins
 
 # The figures register as their modules are imported: this order is the report's.
 # isort: off
@@ -31,16 +33,27 @@ from groklab.figures import sizes  # noqa: F401
 from groklab.figures import analysis  # noqa: F401
 
 # isort: on
-from groklab.figures.registry import FIGURES, Stored
+from groklab.figures.registry import FIGURES, FigureKind, Stored
 from groklab.figures.style import DPI, empty, paper_style
 from groklab.store.layout import FIGURES_DIR, directory
 from groklab.store.reader import ExperimentResult, load
 
 
 def applicable(result: ExperimentResult) -> list[str]:
-    """The figures this experiment has data for, in FIGURES order."""
+    """The figures this experiment has data for, in FIGURES order (the plugins' after the built-ins)."""
+    load_plugins()
     stored = Stored(result)
-    return [name for name, kind in FIGURES.items() if kind.needs(stored)]
+    return [name for name, kind in FIGURES.items() if _has_what_it_needs(kind, stored)]
+
+
+def _has_what_it_needs(kind: FigureKind, stored: Stored) -> bool:
+    if kind.package == "groklab":
+        return kind.needs(stored)
+    try:
+        return bool(kind.needs(stored))
+    except Exception as error:  # a plugin's bug: its figure is left out, with a line saying so
+        warnings.warn(f"figure {kind.name} ({kind.package}) raised {described(error)}; left out", PluginWarning, 3)
+        return False
 
 
 def plot(result: ExperimentResult | str | Path, what: list[str] | None = None) -> dict[str, Figure]:
@@ -49,13 +62,17 @@ def plot(result: ExperimentResult | str | Path, what: list[str] | None = None) -
     Besides the names of FIGURES, `measure:COLUMN` draws any stored scalar measure over steps and
     `sweep:QUANTITY` any per-run quantity (a column of result.runs) over the sweep.
     """
+    load_plugins()  # their figures join FIGURES
     if not isinstance(result, ExperimentResult):
         result = load(result)
     figures = {}
     for name in what or applicable(result):
         kind, _, argument = name.partition(":")
         with paper_style():
-            if name in FIGURES:
+            if name in FIGURES and FIGURES[name].package != "groklab":
+                if (drawn := _plugin_figure(FIGURES[name], result)) is not None:
+                    figures[name] = drawn
+            elif name in FIGURES:
                 figures[name] = FIGURES[name].draw(result)
             elif kind == "measure" and argument in result.metrics.columns:
                 drawn = curves.measure(result, argument)
@@ -66,6 +83,16 @@ def plot(result: ExperimentResult | str | Path, what: list[str] | None = None) -
                 allowed = f"{', '.join(FIGURES)}, measure:COLUMN (a metrics column), sweep:QUANTITY (a runs column)"
                 raise SpecError(f"--what {name}: unknown figure; allowed: {allowed}")
     return figures
+
+
+def _plugin_figure(kind: FigureKind, result: ExperimentResult) -> Figure | None:
+    """A plugin's figure, or None with a one-line warning if drawing it raised: a plugin's bug never costs the
+    built-in figures."""
+    try:
+        return kind.draw(result)
+    except Exception as error:
+        warnings.warn(f"figure {kind.name} ({kind.package}) raised {described(error)}; left out", PluginWarning, 3)
+        return None
 
 
 def save_figures(

@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 from matplotlib.figure import Figure
 
+from groklab.plugins import package_of
 from groklab.store.reader import ExperimentResult
 
 
@@ -55,6 +56,11 @@ class FigureKind:
     needs: Needs
     """Whether an experiment has what the figure is drawn from."""
 
+    @property
+    def package(self) -> str:
+        """The installed package that registered it (a plugin's, or groklab)."""
+        return package_of(self.draw.__module__)
+
 
 FIGURES: dict[str, FigureKind] = {}
 """name -> figure, in the order the report shows them."""
@@ -76,6 +82,14 @@ def register(name: str, summary: str, needs: Needs = finished_runs) -> Callable[
         return draw
 
     return add
+
+
+def figure(name: str, summary: str, needs: Needs = finished_runs) -> Callable[[Draw], Draw]:
+    """Decorator (public: `groklab.figure`): add a figure of your own. `draw(result)` returns a matplotlib Figure of a
+    stored experiment (an ExperimentResult: its runs, metrics and series); `needs(stored)` says whether an
+    experiment has what it is drawn from (default: some run finished; e.g. `lambda stored: stored.has("my_column")`).
+    `groklab plot` and the report draw it after the built-ins, naming its package."""
+    return register(name, summary, needs)
 
 
 def swept(stored: Stored) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from groklab.config import RunConfig, SpecError
+from groklab.plugins import package_of
 
 When = Literal["eval", "representation", "update", "final"]
 
@@ -37,6 +38,8 @@ class Measure:
     requires: tuple[str, str] | None = None
     """(module, extra) of an optional package the measure needs: such a measure is chosen by name only, never by
     'all'."""
+    package: str = "groklab"
+    """The installed package that registered it (a plugin's, or groklab for the built-ins)."""
 
 
 MEASURES: dict[str, Measure] = {}
@@ -55,10 +58,30 @@ def register(
     """Decorator: add a measure function to MEASURES under `name`; `requires` = (module, extra) it needs."""
 
     def add(fn: Callable[..., Any]) -> Callable[..., Any]:
-        MEASURES[name] = Measure(name, summary, formula, source, when, applies, default, fn, requires)
+        package = package_of(fn.__module__)
+        if name in MEASURES and MEASURES[name].package != package:
+            raise ValueError(f"measure {name!r} of {package}: {MEASURES[name].package} has a measure of that name")
+        MEASURES[name] = Measure(name, summary, formula, source, when, applies, default, fn, requires, package)
         return fn
 
     return add
+
+
+def measure(
+    name: str,
+    summary: str,
+    formula: str,
+    source: str = "",
+    when: When = "eval",
+    applies: Callable[[RunConfig], bool] = lambda config: True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator (public: `groklab.measure`): add a measure of your own. `fn(probe)` returns {column: (run,)
+    scalar tensor or (run, m) vector tensor} from a Probe (measures/probe.py: the stack's parameters, data,
+    model and hooked activations), at the evaluations (`when="eval"`), after each evaluation's update
+    ("update"), or `fn(probe) -> [{name: value}]` per run once after training ("final"). Chosen by its name in
+    `measures.names` (and by `all` where it `applies`), never by default: adding one changes no other run.
+    A name already registered by another package is an error. docs/extending.md has a worked example."""
+    return register(name, summary, formula, source, when, applies, default=False)
 
 
 def listing() -> dict[str, dict[str, str]]:
@@ -73,6 +96,7 @@ def listing() -> dict[str, dict[str, str]]:
             "formula": m.formula,
             "source": m.source,
             "applies": (m.applies.__doc__ or "every run").strip(),
+            "package": m.package,
         }
         for m in sorted(MEASURES.values(), key=lambda m: m.name)
     }

@@ -24,6 +24,7 @@ from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
 from groklab.expectations import validate_claims
 from groklab.measures import selected
+from groklab.plugins import load_plugins
 from groklab.runner.distributed import DaskCluster, connect
 from groklab.runner.local import InProcess, Job, WorkerPool
 from groklab.runner.progress import ProgressBar
@@ -77,6 +78,7 @@ def run(
     """
     # Everything is checked before the directory exists: the spec, its claims and measures, the memory
     # each stack needs, and that every run's data can be made.
+    load_plugins()  # what installed plugins add (measures, checks) is known before the spec is read
     experiment = resolve_spec(spec, sets, sweeps, quick)
     validate_claims(experiment)
     device = check_device(device, here=scheduler is None)  # with a scheduler, the workers' device

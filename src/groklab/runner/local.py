@@ -25,6 +25,7 @@ from groklab.engine.listener import Listener, Listeners
 from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
 from groklab.errors import show_warning
+from groklab.plugins import load_plugins
 from groklab.runner.trackers import Callback, Trackers
 from groklab.store.checkpoints import Checkpoints
 from groklab.store.writer import ExperimentStore
@@ -46,6 +47,7 @@ class Job:
 def train_here(runs: Runs, job: Job, bar: Listener) -> None:
     """Train one leased stack in this process: resumed from its checkpoint if it has one (read once, here), its
     progress, checkpoints and finished runs written as they come, every evaluation told to the trackers."""
+    load_plugins()  # a worker process or a Dask worker: the measures of the plugins the spec names
     store, checkpoints = ExperimentStore(job.root), Checkpoints(job.root)
     finished = store.finished_run_ids()
     members, resume = checkpoints.resume(runs, finished)

@@ -20,6 +20,7 @@ from groklab.config import SpecError
 from groklab.engine.stack import Stack
 from groklab.files import atomic_write
 from groklab.measures import MEASURES, Measure
+from groklab.plugins import load_plugins
 from groklab.store.layout import RECOMPUTED_DIR, WEIGHTS_DIR, directory, snapshot_name
 from groklab.store.reader import DamagedFile, DamagedRunWarning, ExperimentResult
 from groklab.store.writer import save_npz, write_parquet
@@ -30,6 +31,7 @@ def recompute(result: ExperimentResult, name: str) -> pd.DataFrame:
     as a frame (run_id, step, one column each). Raises SpecError for an unknown measure, a measure computed
     once after training, or an experiment that stored no snapshots. A run whose stored files are damaged or do
     not fit its config (another width's weights) is left out with a one-line DamagedRunWarning."""
+    load_plugins()  # their measures join MEASURES
     measure = MEASURES.get(name)
     per_step = sorted(n for n, m in MEASURES.items() if m.when in ("eval", "representation"))
     if measure is None or measure.when == "final":
