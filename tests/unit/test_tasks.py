@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from groklab import ModularTask, ParityTask, PermutationTask, make_data
+from groklab import ModularTask, ParityTask, PermutationTask, RunConfig, make_data
 from groklab.data import modular_table, operation_table
 from groklab.data.dataset import corrupt_labels
 from groklab.data.permutation import compose, inverse, permutation_table, permutations
@@ -149,3 +149,26 @@ def test_nonzero_b_leaves_out_b_zero_for_any_operation() -> None:
     data = make_data(task, seed=0)
     assert len(data.info["train_index"]) + len(data.info["test_index"]) == 42
     assert len(modular_table(task.model_copy(update={"nonzero_b": False}))[0]) == 49
+
+
+@pytest.mark.parametrize("task", [
+    {"name": "modular", "modulus": 13, "train_fraction": 0.4},
+    {"name": "modular", "modulus": 13, "operation": "div"},  # p (p - 1) pairs: the table bounds them
+    {"name": "permutation", "degree": 4},
+    {"name": "addition", "operands": 9, "n_train": 20},
+    {"name": "parity", "n_bits": 12, "k": 3, "n_train": 40, "n_test": 30},
+    {"name": "images", "dataset": "digits", "n_train": 50, "n_test": 20},
+    {"name": "teacher", "dim": 7, "n_train": 30, "n_test": 12},
+], ids=lambda task: task["name"])  # fmt: skip
+def test_a_task_s_sizes_are_those_of_the_data_it_makes(task: dict[str, object]) -> None:
+    """What the plan and the memory estimate read (TaskSizes) against the data a run gets: exact for the vector
+    tasks, an upper bound for the tables (whose eligible pairs the config alone does not count)."""
+    config = RunConfig.model_validate({"task": task, "train": {"loss": "mse"}})
+    sizes, data = config.task.sizes, make_data(config.task, seed=3)
+    n_train, n_test = len(data.x_train), len(data.x_test)
+    assert sizes.n_classes == data.n_classes and sizes.vocab == data.vocab
+    assert sizes.input_dim == (data.x_train.shape[1] if data.x_train.ndim > 1 else 1)
+    if sizes.table:
+        assert n_train <= sizes.n_train + 1 and n_train + n_test <= sizes.n_examples == sizes.n_evaluated
+    else:
+        assert (sizes.n_train, sizes.n_examples, sizes.n_evaluated) == (n_train, n_train + n_test, max(n_train, n_test))

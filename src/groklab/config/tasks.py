@@ -4,6 +4,7 @@ regression on a teacher."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -12,6 +13,27 @@ from groklab.config.base import STRICT, Spec
 
 POLYNOMIAL_OPERATIONS = ("x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y")
 ModularOperation = Literal["add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y"]
+
+
+@dataclass(frozen=True)
+class TaskSizes:
+    """What the plan, the memory estimate and the model's shapes need of a task, from its config alone (no data is
+    made): every task answers it (its `sizes`), so that engine/plan.py never asks which task it is."""
+
+    n_train: int
+    """Training examples of a run."""
+    n_examples: int
+    """Examples a run holds: its training and test sets (a table task: the whole table)."""
+    n_evaluated: int
+    """Examples of the largest set an evaluation reads at once."""
+    input_dim: int
+    """Features of an example (a pair task: its 2 operand tokens)."""
+    vocab: int | None
+    """Operand values of a token task; None where inputs are vectors."""
+    n_classes: int
+    """Classes (1: a regression)."""
+    table: bool = False
+    """Its examples are built as a table of Python integers (~100 bytes an example while it is made)."""
 
 
 class _TableTask(Spec):
@@ -65,6 +87,13 @@ class _TableTask(Spec):
     def kept_fraction(self) -> float | None:
         """The training fraction a run shrinks to (task.on_generalized), or None."""
         return self.on_generalized.get("train_fraction")
+
+    @property
+    def sizes(self) -> TaskSizes:
+        """Operand pairs drawn from a table of n_labels^2 pairs."""
+        table, p = self.n_labels**2, self.n_labels
+        n_train = round(self.train_fraction * table)
+        return TaskSizes(n_train, table, table, input_dim=2, vocab=p, n_classes=p, table=True)
 
 
 class ModularTask(_TableTask):
@@ -150,6 +179,12 @@ class AdditionTask(Spec):
         """2p - 1 sums."""
         return 2 * self.operands - 1
 
+    @property
+    def sizes(self) -> TaskSizes:
+        """Operand pairs from the table of unordered pairs."""
+        n = self.n_examples
+        return TaskSizes(self.n_train, n, n, input_dim=2, vocab=self.operands, n_classes=self.n_labels, table=True)
+
     @model_validator(mode="after")
     def _check_split(self) -> AdditionTask:
         if self.n_train >= self.n_examples:
@@ -199,6 +234,12 @@ class ParityTask(Spec):
     def relevant(self) -> list[int]:
         """The coordinates whose product is the label."""
         return list(self.coordinates) if self.coordinates is not None else list(range(self.k))
+
+    @property
+    def sizes(self) -> TaskSizes:
+        """Vectors of n_bits, two classes."""
+        most = max(self.n_train, self.n_test)
+        return TaskSizes(self.n_train, self.n_train + self.n_test, most, self.n_bits, vocab=None, n_classes=2)
 
 
 IMAGE_SETS = {"digits": (64, 1797, 0), "mnist": (784, 60000, 10000)}
@@ -250,6 +291,12 @@ class ImageTask(Spec):
         available = n_test_file or n_train_file - self.n_train
         return min(self.n_test, available) if self.n_test is not None else available
 
+    @property
+    def sizes(self) -> TaskSizes:
+        """Vectors of pixels, ten classes."""
+        n, test = self.n_train, self.test_size
+        return TaskSizes(n, n + test, max(n, test), self.n_inputs, vocab=None, n_classes=self.n_labels)
+
     @model_validator(mode="after")
     def _check(self) -> ImageTask:
         if self.dataset == "mnist" and self.path is None:
@@ -282,6 +329,12 @@ class TeacherTask(Spec):
     def n_labels(self) -> int:
         """One output: the regression target."""
         return 1
+
+    @property
+    def sizes(self) -> TaskSizes:
+        """Vectors of dim, one output."""
+        most = max(self.n_train, self.n_test)
+        return TaskSizes(self.n_train, self.n_train + self.n_test, most, self.dim, vocab=None, n_classes=1)
 
 
 VectorTask = ParityTask | ImageTask | TeacherTask

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from groklab.config import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, SpecError, TeacherTask
@@ -35,32 +38,39 @@ __all__ = [
 AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask
 
 
+MAKERS: dict[str, Callable[[Any, int], RunData]] = {
+    "modular": make_modular,
+    "permutation": make_permutation,
+    "addition": make_addition,
+    "parity": make_parity,
+    "images": make_images,
+    "teacher": make_teacher,
+}
+"""task.name -> the function that makes one run's data from the task and the run's seed."""
+
+VALIDATORS: dict[str, Callable[[Any], None]] = {
+    "modular": lambda task: _check_split(task, modular_table(task)[1]),
+    "permutation": lambda task: _check_split(task, permutation_table(task.operation, task.degree)[1]),
+    "images": check_images,
+}
+"""task.name -> what can only be checked by making (part of) its data: raises SpecError. The other tasks' sets are
+non-empty by their configs (n_train, n_test >= 1; n_train below the pairs)."""
+
+
 def make_data(task: AnyTask, seed: int) -> RunData:
     """The data of one run of `task` with seed `seed` (deterministic)."""
-    if isinstance(task, ModularTask):
-        return make_modular(task, seed)
-    if isinstance(task, PermutationTask):
-        return make_permutation(task, seed)
-    if isinstance(task, AdditionTask):
-        return make_addition(task, seed)
-    if isinstance(task, ImageTask):
-        return make_images(task, seed)
-    if isinstance(task, TeacherTask):
-        return make_teacher(task, seed)
-    return make_parity(task, seed)
+    return MAKERS[task.name](task, seed)
 
 
 def check_data(task: AnyTask) -> None:
     """Raise SpecError when the runs of `task` would get an empty training or test set (for any seed: the
     split sizes do not depend on it), or when its images cannot be read, before anything is trained or written."""
-    if isinstance(task, ImageTask):
-        return check_images(task)
-    if isinstance(task, ParityTask | AdditionTask | TeacherTask):
-        return  # both sets non-empty by the config (n_train, n_test >= 1; n_train < the pairs)
-    if isinstance(task, ModularTask):
-        labels = modular_table(task)[1]
-    else:
-        labels = permutation_table(task.operation, task.degree)[1]
+    if (validate := VALIDATORS.get(task.name)) is not None:
+        validate(task)
+
+
+def _check_split(task: ModularTask | PermutationTask, labels: np.ndarray) -> None:
+    """A table task's split leaves a training and a test example."""
     held_out = int(np.isin(labels, task.holdout_labels).sum())
     eligible = len(labels) - held_out
     n_train = int(round(task.train_fraction * eligible))

@@ -27,14 +27,9 @@ from dataclasses import dataclass, field
 import torch
 
 from groklab.config import (
-    AdditionTask,
-    ImageTask,
     MLPModel,
-    ParityTask,
-    PermutationTask,
     RunConfig,
     SpecError,
-    TeacherTask,
     TransformerModel,
 )
 from groklab.engine.cores import CpuBudget, cpu_budget
@@ -116,17 +111,8 @@ def _per_run(key: str) -> bool:
 
 def step_flops(config: RunConfig) -> float:
     """Approximate FLOPs of one training step of one run (forward + backward ~ 3x forward matmuls)."""
-    task, model = config.task, config.model
-    if isinstance(task, ParityTask):
-        n_train, d_in, n_out = task.n_train, task.n_bits, 2
-    elif isinstance(task, ImageTask):
-        n_train, d_in, n_out = task.n_train, task.n_inputs, task.n_labels
-    elif isinstance(task, TeacherTask):
-        n_train, d_in, n_out = task.n_train, task.dim, 1
-    elif isinstance(task, AdditionTask):
-        n_train, d_in, n_out = task.n_train, 2, task.n_labels
-    else:
-        n_train, d_in, n_out = round(task.train_fraction * task.n_labels**2), 2, task.n_labels
+    sizes, model = config.task.sizes, config.model
+    n_train, d_in, n_out = sizes.n_train, sizes.input_dim, sizes.n_classes
     batch = min(config.train.batch_size or n_train, n_train)
     if isinstance(model, TransformerModel):
         n_ctx = 3 if model.sequence == "a b =" else 4
@@ -147,20 +133,13 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
     An estimate from the config alone (nothing is allocated), within ~2x of what torch holds: it exists to
     refuse an experiment that cannot fit before anything is built, not to plan to the byte.
     """
-    task, model = config.task, config.model
+    sizes, model = config.task.sizes, config.model
     size = 8 if config.train.dtype == "float64" else 4
-    if isinstance(task, ParityTask):
-        n_examples, n_classes = task.n_train + task.n_test, 2
-        data = n_examples * (task.n_bits * size + 3 * 8)
-    elif isinstance(task, ImageTask):  # the run's images, and the dataset's pixels while they are drawn
-        n_examples, n_classes = task.n_train + task.test_size, task.n_labels
-        data = n_examples * (task.n_inputs * size + 3 * 8)
-    elif isinstance(task, TeacherTask):
-        n_examples, n_classes = task.n_train + task.n_test, 1
-        data = n_examples * (task.dim * size + 3 * 8)
-    else:
-        n_classes, n_examples = task.n_labels, _table_size(task)
+    n_examples, n_classes = sizes.n_examples, sizes.n_classes
+    if sizes.table:
         data = n_examples * 100  # the table as Python integers while it is built, then int64 tensors
+    else:  # the inputs, and labels, indices and masks
+        data = n_examples * (sizes.input_dim * size + 3 * 8)
     shapes = model_shapes(config)
     parameters = 6 * size * sum(math.prod(shape) for shape in shapes.values())
     batch = min(config.train.batch_size or n_examples, n_examples)
@@ -182,17 +161,11 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
 
 def model_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape of one run of `config`'s model, from the config alone (no data is made)."""
-    task, model = config.task, config.model
-    if isinstance(task, ParityTask):
-        return MLP(model, None, task.n_bits, 2).shapes()  # type: ignore[arg-type]
-    if isinstance(task, ImageTask):
-        return MLP(model, None, task.n_inputs, task.n_labels).shapes()  # type: ignore[arg-type]
-    if isinstance(task, TeacherTask):
-        return MLP(model, None, task.dim, 1).shapes()  # type: ignore[arg-type]
-    operands = task.operands if isinstance(task, AdditionTask) else task.n_labels
+    sizes, model = config.task.sizes, config.model
     if isinstance(model, TransformerModel):
-        return Transformer(model, operands, task.n_labels).shapes()
-    return MLP(model, operands, 2, task.n_labels).shapes()
+        assert sizes.vocab is not None, "transformers read tokens (checked by RunConfig)"
+        return Transformer(model, sizes.vocab, sizes.n_classes).shapes()
+    return MLP(model, sizes.vocab, sizes.input_dim, sizes.n_classes).shapes()
 
 
 def check_param_groups(stacks: list[list[tuple[str, RunConfig]]]) -> None:
@@ -266,15 +239,8 @@ with an illegal memory access (H100, torch 2.11, 2026-11-24); 256 of them (6e8) 
 
 def largest_tensor(config: RunConfig) -> int:
     """Elements per run of the largest activation of an evaluation (all examples at once) or a training step."""
-    task, model = config.task, config.model
-    if isinstance(task, ParityTask):
-        examples, classes = max(task.n_train, task.n_test), 2
-    elif isinstance(task, ImageTask):
-        examples, classes = max(task.n_train, task.test_size), task.n_labels
-    elif isinstance(task, TeacherTask):
-        examples, classes = max(task.n_train, task.n_test), 1
-    else:
-        classes, examples = task.n_labels, _table_size(task)
+    sizes, model = config.task.sizes, config.model
+    examples, classes = sizes.n_evaluated, sizes.n_classes
     if isinstance(model, TransformerModel):
         positions = 3 if model.sequence == "a b =" else 4
         per_example = positions * max(model.d_mlp, model.d_model, model.n_heads * positions, classes)
@@ -283,15 +249,6 @@ def largest_tensor(config: RunConfig) -> int:
         scores = classes * model.template_dim if model.readout == "templates" else classes
         per_example = max(model.width, scores, embedded)
     return examples * per_example
-
-
-def _table_size(task: object) -> int:
-    """Examples in a table task's full table: p^2 modular pairs, (n!)^2 permutation pairs, p(p+1)/2 unordered sums."""
-    if isinstance(task, AdditionTask):
-        return task.n_examples
-    if isinstance(task, PermutationTask):
-        return math.factorial(task.degree) ** 2
-    return task.modulus**2  # type: ignore[attr-defined]
 
 
 def cpu_count() -> int:
