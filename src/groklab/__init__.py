@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # what the names below are, for type checkers; at run time each is imported when first used
     from groklab.config import (
         AdditionTask,
+        ArrayTask,
         Claim,
         Experiment,
         ImageTask,
@@ -68,8 +69,9 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time ea
 __version__ = metadata.version("groklab")
 
 _HOMES = {
-    "groklab.config": "AdditionTask Claim Experiment ImageTask MeasuresConfig MLPModel ModularTask OptimizerConfig "
-    "ParityTask PermutationTask RunConfig SpecError TeacherTask TrainConfig TransformerModel builtin_specs expand_runs",
+    "groklab.config": "AdditionTask ArrayTask Claim Experiment ImageTask MeasuresConfig MLPModel ModularTask "
+    "OptimizerConfig ParityTask PermutationTask RunConfig SpecError TeacherTask TrainConfig TransformerModel "
+    "builtin_specs expand_runs",
     "groklab.data": "RunData make_data",
     "groklab.engine.listener": "Listener",
     "groklab.engine.loop": "train_stack",
@@ -143,6 +145,7 @@ def report(directory: str | Path) -> Path:
 
 __all__ = [
     "AdditionTask",
+    "ArrayTask",
     "CHECKS",
     "MEASURES",
     "MLP",

@@ -85,6 +85,8 @@ def _experiment_page(result: ExperimentResult) -> Path:
                  f"device {_e(meta.get('device', '?'))}.</p>")  # fmt: skip
     if command := meta.get("command"):  # every --set, --sweep, --quick, --device that made it
         parts.append(f"<p>Made by <code>{_e(command)}</code></p>")
+    for path, digest in (meta.get("data_files") or {}).items():  # task arrays: the files it was trained on
+        parts.append(f"<p>Data: <code>{_e(path)}</code> (SHA-256 <code>{_e(digest)}</code>)</p>")
     parts += _expectations(result)
     parts.append("<h2>Runs</h2><div class='wide'>" + _runs_table(result) + _unfinished_table(result) + "</div>")
     parts.append("<h2>Figures</h2>")

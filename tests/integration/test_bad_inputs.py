@@ -431,3 +431,29 @@ def test_threads_limits_the_plan_and_is_kept_in_the_command(
     meta = groklab.load(tmp_path / "out").meta
     assert meta["plan"]["threads_per_worker"] == 1 and meta["plan"]["cpu_budget"] == "1 (--threads)"
     assert meta["overrides"]["threads"] == 1
+
+
+def test_your_own_data_trains_from_a_csv_and_a_bad_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """task arrays through the command line: the file's SHA-256 kept in meta.json; a file with NaN refused before
+    anything is written."""
+    import hashlib
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.csv"
+    rows = ["f0,f1,f2,y"] + [f"{a:.3f},{b:.3f},{c:.3f},{int(a > 0)}" for a, b, c in rng.normal(size=(40, 3))]
+    data.write_text("\n".join(rows) + "\n")
+    spec = tmp_path / "own.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, "task": {"name": "arrays", "path": str(data), "train_fraction": 0.5}}))
+    code, _, err = _groklab(capsys, "run", str(spec), "--out", str(tmp_path / "out"), "--quiet")
+    assert code == 0, err
+    result = groklab.load(tmp_path / "out")
+    assert len(result.runs) == 2 and set(result.runs["task.path"]) == {str(data)}
+    assert result.meta["data_files"] == {str(data.resolve()): hashlib.sha256(data.read_bytes()).hexdigest()}
+    data.write_text("f0,y\nnan,1\n0.5,0\n")
+    code, _, err = _groklab(capsys, "run", str(spec), "--out", str(tmp_path / "never"), "--quiet")
+    _refused(code, err, tmp_path / "never")
+    assert "NaN or infinite" in err

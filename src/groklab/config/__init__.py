@@ -1,7 +1,7 @@
 """Experiment specs: what a user writes (YAML or Python), validated into typed configs.
 
 base.py        strict settings, the Spec base class
-tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask
+tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask
 models.py      MLPModel, TransformerModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
 measures.py    MeasuresConfig, snapshot_schedule
@@ -26,7 +26,15 @@ from groklab.config.measures import MeasuresConfig, snapshot_schedule
 from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, read_yaml, set_dotted
 from groklab.config.specs import resolve_spec, upgrade
-from groklab.config.tasks import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, TeacherTask
+from groklab.config.tasks import (
+    AdditionTask,
+    ArrayTask,
+    ImageTask,
+    ModularTask,
+    ParityTask,
+    PermutationTask,
+    TeacherTask,
+)
 from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
 from groklab.errors import SpecError
 from groklab.experiments import builtin_specs
@@ -43,6 +51,7 @@ __all__ = [
     "ParityTask",
     "ImageTask",
     "TeacherTask",
+    "ArrayTask",
     "PermutationTask",
     "RunConfig",
     "Runs",

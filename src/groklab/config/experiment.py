@@ -24,6 +24,7 @@ from groklab.config.models import MLPModel, TransformerModel
 from groklab.config.overrides import set_dotted
 from groklab.config.tasks import (
     AdditionTask,
+    ArrayTask,
     ImageTask,
     ModularTask,
     ParityTask,
@@ -40,7 +41,8 @@ MAX_EVALUATIONS = 1_000_000
 """Evaluations in one run's schedule (each stores a metrics row)."""
 
 Task = Annotated[
-    ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask, Field(discriminator="name")
+    ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask,
+    Field(discriminator="name"),
 ]
 Model = Annotated[MLPModel | TransformerModel, Field(discriminator="name")]
 
@@ -61,7 +63,7 @@ class RunConfig(Spec):
     model_config = STRICT
     _names = model_validator(mode="before")(_default_names)
     task: Task = Field(default_factory=ModularTask)
-    """The data: task.name is modular, permutation, addition, parity, images or teacher."""
+    """The data: task.name is modular, permutation, addition, parity, images, teacher or arrays (your own)."""
     model: Model = Field(default_factory=MLPModel)
     """The network: model.name is mlp or transformer."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -88,8 +90,8 @@ class RunConfig(Spec):
                 f"train.batch_size: {self.train.batch_size} with task.on_generalized; a training set that shrinks "
                 "is trained full batch: allowed null"
             )
-        if isinstance(self.task, TeacherTask) and self.train.loss != "mse":
-            raise ValueError(f"train.loss: {self.train.loss} for the teacher's regression; allowed: mse")
+        if self.regression and self.train.loss != "mse":
+            raise ValueError(f"train.loss: {self.train.loss} for the {self.task.name} task's regression; allowed: mse")
         if isinstance(self.task, AdditionTask) and isinstance(self.model, TransformerModel):
             raise ValueError("model.name: the addition task's labels (2p - 1 sums) are not tokens; use mlp")
         if isinstance(self.model, MLPModel):
@@ -114,11 +116,18 @@ class RunConfig(Spec):
         return self
 
     @property
+    def regression(self) -> bool:
+        """The task's targets are real numbers (one output, squared error): the teacher, or arrays of kind
+        regression."""
+        arrays = isinstance(self.task, ArrayTask) and self.task.kind == "regression"
+        return arrays or isinstance(self.task, TeacherTask)
+
+    @property
     def loss_kind(self) -> str:
         """The loss the engine computes (losses.per_run_loss): train.loss, template_mse for mse with the
         templates readout (the distance to the true class's template, not to a one-hot vector), or regression for
         a real-valued target (the squared error of the one output)."""
-        if isinstance(self.task, TeacherTask):
+        if self.regression:
             return "regression"
         templates = isinstance(self.model, MLPModel) and self.model.readout == "templates"
         return "template_mse" if templates else self.train.loss
@@ -265,7 +274,7 @@ class Experiment(Spec):
 
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "": [Experiment],
-    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask],
+    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask],
     "model": [MLPModel, TransformerModel],
     "optimizer": [OptimizerConfig],
     "optimizer.grokfast": [GrokfastConfig],
@@ -280,7 +289,18 @@ def format_validation_error(error: ValidationError) -> str:
     """One line naming the offending key and what is allowed (first error only)."""
     first = error.errors()[0]
     # Drop discriminator tags (e.g. 'modular' in task.modular.modulus) from the location.
-    tags = ("modular", "permutation", "addition", "parity", "images", "teacher", "mlp", "transformer", "function-after")
+    tags = (
+        "modular",
+        "permutation",
+        "addition",
+        "parity",
+        "images",
+        "teacher",
+        "arrays",
+        "mlp",
+        "transformer",
+        "function-after",
+    )
     loc = [str(part) for part in first["loc"] if part not in tags]
     key = ".".join(loc)
     message = first["msg"].removeprefix("Value error, ")

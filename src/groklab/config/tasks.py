@@ -18,7 +18,8 @@ ModularOperation = Literal["add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x2+
 @dataclass(frozen=True)
 class TaskSizes:
     """What the plan, the memory estimate and the model's shapes need of a task, from its config alone (no data is
-    made): every task answers it (its `sizes`), so that engine/plan.py never asks which task it is."""
+    made, or for data from a file, from the file: groklab.data.task_sizes), so that engine/plan.py never asks which
+    task it is."""
 
     n_train: int
     """Training examples of a run."""
@@ -337,7 +338,34 @@ class TeacherTask(Spec):
         return TaskSizes(self.n_train, self.n_train + self.n_test, most, self.dim, vocab=None, n_classes=1)
 
 
-VectorTask = ParityTask | ImageTask | TeacherTask
+class ArrayTask(Spec):
+    """Your own data, from a file: classification (integer labels) or regression (real targets) of vectors.
+
+    The file (.npz, .pt, .parquet or .csv) holds x_train, y_train, x_test, y_test; or x and y, which each seed
+    splits by train_fraction, as the built-in tasks draw their splits. In a table (.parquet, .csv) y is the column
+    `y`, a column `split` (train / test) splits it where there is one, and every other column is a feature. The
+    file is read and checked before anything is written (data/arrays.py): numbers only, no NaN or infinity, as
+    many targets as inputs, integer labels 0..n_classes-1 for a classification.
+    """
+
+    model_config = STRICT
+    name: Literal["arrays"] = "arrays"
+    """Task family: arrays from a file."""
+    path: str
+    """The file (.npz, .pt, .parquet, .csv); relative paths from the working directory."""
+    kind: Literal["classification", "regression"] = "classification"
+    """classification: y holds integer labels (cross-entropy or mse over classes); regression: real targets (mse
+    on one output)."""
+    train_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    """For a file of x and y: the fraction of the examples each seed trains on (the rest is its test set)."""
+    n_classes: int | None = Field(None, ge=2)
+    """Classes of a classification (default: the largest label + 1)."""
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of training labels replaced by another class (a classification): exactly round(label_noise *
+    n_train), drawn per seed. Its sizes (TaskSizes) are the file's: groklab.data.task_sizes reads them."""
+
+
+VectorTask = ParityTask | ImageTask | TeacherTask | ArrayTask
 """Tasks whose inputs are vectors of numbers, not tokens: the MLP reads them as they are."""
 
 

@@ -7,8 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from groklab.config import AdditionTask, ImageTask, ModularTask, ParityTask, PermutationTask, SpecError, TeacherTask
+from groklab.config import (
+    AdditionTask,
+    ArrayTask,
+    ImageTask,
+    ModularTask,
+    ParityTask,
+    PermutationTask,
+    SpecError,
+    TeacherTask,
+)
+from groklab.config.tasks import TaskSizes
 from groklab.data.addition import addition_table, make_addition
+from groklab.data.arrays import check_arrays, file_sizes, make_arrays
 from groklab.data.dataset import RunData
 from groklab.data.images import check_images, decode_idx, encode_idx, make_images, read_idx
 from groklab.data.modular import make_modular, modular_table, operation_table
@@ -24,6 +35,7 @@ __all__ = [
     "encode_idx",
     "make_addition",
     "make_data",
+    "task_sizes",
     "make_images",
     "make_modular",
     "make_parity",
@@ -35,7 +47,7 @@ __all__ = [
     "read_idx",
 ]
 
-AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask
+AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask
 
 
 MAKERS: dict[str, Callable[[Any, int], RunData]] = {
@@ -45,6 +57,7 @@ MAKERS: dict[str, Callable[[Any, int], RunData]] = {
     "parity": make_parity,
     "images": make_images,
     "teacher": make_teacher,
+    "arrays": make_arrays,
 }
 """task.name -> the function that makes one run's data from the task and the run's seed."""
 
@@ -52,9 +65,15 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
     "modular": lambda task: _check_split(task, modular_table(task)[1]),
     "permutation": lambda task: _check_split(task, permutation_table(task.operation, task.degree)[1]),
     "images": check_images,
+    "arrays": check_arrays,
 }
 """task.name -> what can only be checked by making (part of) its data: raises SpecError. The other tasks' sets are
 non-empty by their configs (n_train, n_test >= 1; n_train below the pairs)."""
+
+
+def task_sizes(task: AnyTask) -> TaskSizes:
+    """What the plan and the memory estimate need of a task: from its config, or (arrays) from its file."""
+    return file_sizes(task) if isinstance(task, ArrayTask) else task.sizes
 
 
 def make_data(task: AnyTask, seed: int) -> RunData:

@@ -32,6 +32,7 @@ from groklab.config import (
     SpecError,
     TransformerModel,
 )
+from groklab.data import task_sizes
 from groklab.engine.cores import CpuBudget, cpu_budget
 from groklab.models import MLP, Transformer
 
@@ -111,7 +112,7 @@ def _per_run(key: str) -> bool:
 
 def step_flops(config: RunConfig) -> float:
     """Approximate FLOPs of one training step of one run (forward + backward ~ 3x forward matmuls)."""
-    sizes, model = config.task.sizes, config.model
+    sizes, model = task_sizes(config.task), config.model
     n_train, d_in, n_out = sizes.n_train, sizes.input_dim, sizes.n_classes
     batch = min(config.train.batch_size or n_train, n_train)
     if isinstance(model, TransformerModel):
@@ -133,7 +134,7 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
     An estimate from the config alone (nothing is allocated), within ~2x of what torch holds: it exists to
     refuse an experiment that cannot fit before anything is built, not to plan to the byte.
     """
-    sizes, model = config.task.sizes, config.model
+    sizes, model = task_sizes(config.task), config.model
     size = 8 if config.train.dtype == "float64" else 4
     n_examples, n_classes = sizes.n_examples, sizes.n_classes
     if sizes.table:
@@ -161,7 +162,7 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
 
 def model_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape of one run of `config`'s model, from the config alone (no data is made)."""
-    sizes, model = config.task.sizes, config.model
+    sizes, model = task_sizes(config.task), config.model
     if isinstance(model, TransformerModel):
         assert sizes.vocab is not None, "transformers read tokens (checked by RunConfig)"
         return Transformer(model, sizes.vocab, sizes.n_classes).shapes()
@@ -216,6 +217,7 @@ def _size_key(config: RunConfig, part: str) -> str:
         "parity": "task.n_train",
         "images": "task.n_test",
         "teacher": "task.n_train",
+        "arrays": "task.path",
         "permutation": "task.degree",
         "addition": "task.operands",
     }.get(task.name, "task.modulus")
@@ -239,7 +241,7 @@ with an illegal memory access (H100, torch 2.11, 2026-11-24); 256 of them (6e8) 
 
 def largest_tensor(config: RunConfig) -> int:
     """Elements per run of the largest activation of an evaluation (all examples at once) or a training step."""
-    sizes, model = config.task.sizes, config.model
+    sizes, model = task_sizes(config.task), config.model
     examples, classes = sizes.n_evaluated, sizes.n_classes
     if isinstance(model, TransformerModel):
         positions = 3 if model.sequence == "a b =" else 4

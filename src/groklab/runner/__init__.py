@@ -18,8 +18,9 @@ from typing import Any
 
 import torch
 
-from groklab.config import Experiment, RunConfig, Runs, SpecError, expand_runs, resolve_spec
+from groklab.config import ArrayTask, Experiment, RunConfig, Runs, SpecError, expand_runs, resolve_spec
 from groklab.data import check_data
+from groklab.data.arrays import file_digest
 from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
 from groklab.expectations import validate_claims
@@ -110,7 +111,7 @@ def run(
         if command is None:
             command = command_line(spec, out, overrides)
         meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
-        meta |= {"command": command, "overrides": overrides}
+        meta |= {"command": command, "overrides": overrides, "data_files": data_files(runs)}
         meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if store.resumed else _now()}
         store.write_meta(meta)
         started = time.perf_counter()
@@ -137,6 +138,12 @@ def run(
             session |= {"finished": _now(), "trained": work.trained, "failed": work.failed}
             store.write_session(session)
     return load(root)
+
+
+def data_files(runs: list[RunConfig]) -> dict[str, str]:
+    """Each data file the runs read (task arrays) and its SHA-256: what the results were trained on."""
+    paths = sorted({run.task.path for run in runs if isinstance(run.task, ArrayTask)})
+    return {str(Path(path).resolve()): file_digest(path) for path in paths}
 
 
 def _backend(plan: Plan, job: Job, bar: ProgressBar, client: Any) -> Backend:
