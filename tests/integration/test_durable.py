@@ -251,18 +251,23 @@ def test_a_directory_another_process_is_creating_is_joined_not_refused(tmp_path:
         _open(other, _spec(tmp_path))
 
 
+def _a_run_to_train_again(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A finished stack of two runs with run-0001 removed: (spec, directory, where run-0001's lease goes)."""
+    spec, out = _spec(tmp_path), tmp_path / "out"
+    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))  # one stack of two runs
+    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
+    assert code == 0, stderr
+    shutil.rmtree(out / "runs" / "run-0001")
+    return spec, out, out / "leases" / "run-0001.0"
+
+
 @pytest.mark.parametrize(("content", "age"), [("", 60), ("{not json", 60), ("[5]", 60), ("", 0)],
                          ids=["empty", "garbage", "not-a-lease", "empty-just-now"])  # fmt: skip
 def test_a_lease_file_that_is_no_process_s_is_taken_over_never_skipped(tmp_path: Path, content: str, age: int) -> None:
     """What a full disk leaves (the exclusive create succeeded, the write failed): its run is trained, with a
     one-line warning, not skipped with exit 0 (the run-0001 of a stack whose run-0000 is on disk). One written
     just now may be a process's that is about to write it: the command says it waits, then takes it over."""
-    spec, out = _spec(tmp_path), tmp_path / "out"
-    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))  # one stack of two runs
-    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
-    assert code == 0, stderr
-    shutil.rmtree(out / "runs" / "run-0001")
-    lease = out / "leases" / "run-0001.0"
+    spec, out, lease = _a_run_to_train_again(tmp_path)
     lease.write_text(content)
     past = time.time() - age  # a minute ago: no process is still writing it
     os.utime(lease, (past, past))
@@ -278,12 +283,7 @@ def test_a_lease_file_that_is_no_process_s_is_taken_over_never_skipped(tmp_path:
 def test_a_lease_no_live_process_holds_is_judged_and_taken_over_at_once(tmp_path: Path, kind: str) -> None:
     """Neither waits for the lease to go stale (a day here): a lease dated ahead of every clock, or naming a live
     process of this machine (this test's) with another start time, as a reused pid does."""
-    spec, out = _spec(tmp_path), tmp_path / "out"
-    spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()), "sweep": {}}))  # one stack of two runs
-    code, _, stderr = _groklab("run", str(spec), "--out", str(out), "--quiet")
-    assert code == 0, stderr
-    shutil.rmtree(out / "runs" / "run-0001")
-    lease = out / "leases" / "run-0001.0"
+    spec, out, lease = _a_run_to_train_again(tmp_path)
     if kind == "dated in the future":
         lease.write_text(json.dumps({"host": "node-elsewhere", "pid": 1}))
         os.utime(lease, (time.time() + 10 * 86400,) * 2)
