@@ -151,7 +151,8 @@ def test_a_port_that_never_speaks_dask_is_one_line_in_bounded_time(tmp_path: Pat
 def test_ctrl_c_on_the_client_checkpoints_the_remote_stacks_and_the_same_command_resumes(
     cluster: dict[str, Any], tmp_path: Path
 ) -> None:
-    spec, out = _spec(tmp_path, steps=6000, checkpoint_every=100), tmp_path / "remote"
+    # Long enough that the stop lands before the stacks end, on a busy machine too (~15 s of training when quiet).
+    spec, out = _spec(tmp_path, steps=12000, checkpoint_every=100), tmp_path / "remote"
     client = _run(str(spec), "--out", str(out), "--scheduler", cluster["address"])
     _wait_for_progress(out, runs=4, step=100, process=client)  # both stacks are training on the workers
     client.send_signal(signal.SIGINT)

@@ -134,6 +134,11 @@ class DaskCluster:
         self.client.close()
 
 
+STOP_POLL_SECONDS = 0.2
+"""How often a task asks the scheduler whether the client asked its stacks to stop (a round trip each time): a
+stop reaches a stack within this, plus a step."""
+
+
 def _train_task(runs: Runs, job: Job, stop_name: str) -> None:
     """On a worker: train one stack into the shared directory; stop at a step boundary (after checkpointing)
     when the client sets the stop event."""
@@ -150,7 +155,7 @@ def _train_task(runs: Runs, job: Job, stop_name: str) -> None:
             if event.is_set():
                 interrupt.request(signal.SIGINT)  # the loop checkpoints its stack and stops
                 return
-            time.sleep(1.0)
+            time.sleep(STOP_POLL_SECONDS)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
