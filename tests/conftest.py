@@ -11,6 +11,10 @@ import pytest
 
 from groklab import RunConfig
 
+collect_ignore_glob = ["plugin_*"]
+"""The plugin packages that test_plugins.py pip-installs: never imported by the suite itself (one raises on import
+on purpose, and the other would register its measure in this process)."""
+
 TINY_MODULAR: dict[str, Any] = {
     "task": {"name": "modular", "operation": "add", "modulus": 23, "train_fraction": 0.5},
     "model": {"name": "mlp", "width": 128, "activation": "quadratic", "bias": False, "init": "gromov"},

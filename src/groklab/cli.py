@@ -125,10 +125,16 @@ def run(
     KEY is a dotted spec key (every key: `groklab spec`); VALUE parses as YAML (0.01, true, [0.9, 0.98]).
     Re-running the same spec with the same --out resumes it.
     """
+    from groklab.config import resolve_spec
+
+    sets = [*(set_ or []), *([f"log=[{','.join(log)}]"] if log else [])]
+    try:  # the spec alone first, before the engine is imported (torch takes seconds): a bad key or size at once
+        resolve_spec(spec, sets or None, sweep, quick)
+    except SpecError as error:
+        _fail(str(error))
     from groklab.engine.interrupt import Terminated
     from groklab.runner import run as run_experiment
 
-    sets = [*(set_ or []), *([f"log=[{','.join(log)}]"] if log else [])]
     try:
         result = run_experiment(
             spec,

@@ -101,6 +101,18 @@ def _heavy_imports(*args: str) -> list[str]:
     return yaml.safe_load(result.stdout.rstrip().rsplit("HEAVY ", 1)[1])
 
 
+def test_a_bad_spec_is_refused_before_the_engine_is_imported(spec_file: Path, tmp_path: Path) -> None:
+    """A wrong key or an impossible size is said before torch is imported (seconds): at once."""
+    probe = ("import sys, runpy; sys.argv = ['groklab', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('groklab', run_name='__main__')\n"
+             "finally:\n    print('TORCH', 'torch' in sys.modules)")  # fmt: skip
+    for bad in ("seeds=1000000000", "train.steps=9223372036854775807", "model.wdth=3"):
+        args = ["run", str(spec_file), "--set", bad, "--out", str(tmp_path / "never")]
+        result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=DEADLINE)
+        assert result.returncode == 2 and result.stderr.startswith("error: ") and "TORCH False" in result.stdout, bad
+    assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize("args", QUICK_COMMANDS, ids=" ".join)
 def test_commands_that_print_a_listing_import_neither_torch_nor_pandas(args: list[str]) -> None:
     """They answer at once (~0.3 s here, against 2-5 s when they imported the package whole): nothing heavy is
