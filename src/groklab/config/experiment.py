@@ -91,7 +91,8 @@ class RunConfig(Spec):
                 "is trained full batch: allowed null"
             )
         if self.regression and self.train.loss != "mse":
-            raise ValueError(f"train.loss: {self.train.loss} for the {self.task.name} task's regression; allowed: mse")
+            what = "the teacher's regression" if isinstance(self.task, TeacherTask) else "task.kind regression"
+            raise ValueError(f"train.loss: {self.train.loss} for {what}; allowed: mse")
         if isinstance(self.task, AdditionTask) and isinstance(self.model, TransformerModel):
             raise ValueError("model.name: the addition task's labels (2p - 1 sums) are not tokens; use mlp")
         if isinstance(self.model, MLPModel):
