@@ -14,18 +14,12 @@ from typing import Any
 import pytest
 import yaml
 
+from .test_bad_inputs import TINY as BAD_INPUTS_TINY
 from .waiting import DEADLINE
 
 PACKAGES = Path(__file__).parents[1]
 
-TINY: dict[str, Any] = {
-    "name": "plugged",
-    "task": {"name": "modular", "modulus": 11, "train_fraction": 0.5},
-    "model": {"name": "mlp", "width": 16, "activation": "quadratic", "bias": False},
-    "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 1.0},
-    "train": {"steps": 40, "eval_every": 10, "loss": "mse"},
-    "seeds": 2,
-}
+TINY: dict[str, Any] = {**BAD_INPUTS_TINY, "name": "plugged", "train": {"steps": 40, "eval_every": 10, "loss": "mse"}}
 
 
 def _install(target: Path, *packages: str) -> Path:
