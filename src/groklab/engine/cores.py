@@ -4,8 +4,8 @@ torch starts one thread per core it sees, but a process is often given fewer tha
 mask (taskset, SLURM's task binding), a cgroup quota (docker --cpus, a Kubernetes limit, SLURM's cgroups: cpu.max),
 or a count in the environment (OMP_NUM_THREADS, SLURM_CPUS_PER_TASK); `--threads N` says it outright. groklab
 takes the smallest of these and never gives its stacks more threads than that in all (engine/plan.py divides
-it among worker processes). More threads than cores to run them spin against each other: a step of a Gromov
-MLP took ~15x longer with 2 threads than with 1 on a 2-core machine that other processes kept busy
+it among worker processes). More threads than cores to run them wait for each other: a step of a Gromov
+MLP took 4.7x as long with 2 threads as with 1 on a 2-core machine with six busy processes beside it
 (docs/cluster.md, benchmarks/bench_threads.py).
 """
 
