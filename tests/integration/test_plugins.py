@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,9 +24,11 @@ TINY: dict[str, Any] = {**BAD_INPUTS_TINY, "name": "plugged", "train": {"steps":
 
 
 def _install(target: Path, *packages: str) -> Path:
-    """pip install the packages (entry points and all) into `target`, which the commands then have on their path."""
+    """pip install the packages (entry points and all) into `target`, which the commands then have on their path.
+    Each is built from a copy, so that the build leaves nothing in the source tree."""
+    sources = [shutil.copytree(PACKAGES / package, target.parent / f"{target.name}-{package}") for package in packages]
     command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-               "--target", str(target), *(str(PACKAGES / package) for package in packages)]  # fmt: skip
+               "--target", str(target), *map(str, sources)]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=DEADLINE)
     return target
 
