@@ -2,7 +2,7 @@
 
 base.py        strict settings, the Spec base class
 tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask
-models.py      MLPModel, TransformerModel
+models.py      MLPModel, TransformerModel, ModuleModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
 measures.py    MeasuresConfig, snapshot_schedule
 experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
@@ -23,7 +23,7 @@ from groklab.config.experiment import (
     run_params,
 )
 from groklab.config.measures import MeasuresConfig, snapshot_schedule
-from groklab.config.models import MLPModel, TransformerModel
+from groklab.config.models import MLPModel, ModuleModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, read_yaml, set_dotted
 from groklab.config.specs import resolve_spec, upgrade
 from groklab.config.tasks import (
@@ -44,6 +44,7 @@ __all__ = [
     "Claim",
     "Experiment",
     "MLPModel",
+    "ModuleModel",
     "MeasuresConfig",
     "ModularTask",
     "GrokfastConfig",

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from groklab.config.base import STRICT, Spec
 from groklab.config.measures import OPTIONS, MeasuresConfig
-from groklab.config.models import MLPModel, TransformerModel
+from groklab.config.models import MLPModel, ModuleModel, TransformerModel
 from groklab.config.overrides import set_dotted
 from groklab.config.tasks import (
     AdditionTask,
@@ -44,7 +44,7 @@ Task = Annotated[
     ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask,
     Field(discriminator="name"),
 ]
-Model = Annotated[MLPModel | TransformerModel, Field(discriminator="name")]
+Model = Annotated[MLPModel | TransformerModel | ModuleModel, Field(discriminator="name")]
 
 
 def _default_names(data: Any) -> Any:
@@ -65,7 +65,7 @@ class RunConfig(Spec):
     task: Task = Field(default_factory=ModularTask)
     """The data: task.name is modular, permutation, addition, parity, images, teacher or arrays (your own)."""
     model: Model = Field(default_factory=MLPModel)
-    """The network: model.name is mlp or transformer."""
+    """The network: model.name is mlp, transformer or module (your own torch.nn.Module)."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     """The optimizer and its hyperparameters."""
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -83,7 +83,7 @@ class RunConfig(Spec):
             name = self.task.name
             if isinstance(self.model, TransformerModel):
                 raise ValueError(f"model.name: {name} inputs are vectors, not token sequences; use mlp for {name}")
-            if self.model.embedding != "one_hot":
+            if isinstance(self.model, MLPModel) and self.model.embedding != "one_hot":
                 raise ValueError(f"model.embedding: {name} inputs are vectors; use one_hot (the default) for {name}")
         if getattr(self.task, "kept_fraction", None) is not None and self.train.batch_size is not None:
             raise ValueError(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from groklab.config.base import STRICT, Spec
+from groklab.factories import name_of
 
 Activation = Literal["quadratic", "relu", "gelu", "tanh", "sigmoid", "silu", "identity", "near_linear"]
 
@@ -138,3 +140,48 @@ class TransformerModel(Spec):
     def head_dim(self) -> int:
         """d_head, resolved."""
         return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+
+class ModuleModel(Spec):
+    """Your own network: a torch.nn.Module that `factory(**kwargs)` builds for one run (docs/extending.md).
+
+    groklab calls the factory once per run with the run's init stream seeded (torch.manual_seed, so inits differ
+    per seed and repeat exactly), stacks the runs' parameters and buffers with a leading run axis, and trains them
+    as one batched module (models/module.py). The module maps a batch of the task's inputs (token pairs (batch, 2)
+    of integers, or vectors (batch, d)) to logits (batch, n_classes), or to predictions (batch,) or (batch, 1) for
+    a regression. Its hook points are its submodules' outputs, under their module paths. Measures that read a
+    network's structure (Fourier of embeddings, neuron IPR, pruning) need the paths below.
+    """
+
+    model_config = STRICT
+    name: Literal["module"] = "module"
+    """Architecture: module (your own)."""
+    factory: str
+    """'package.module:function' returning a torch.nn.Module (in Python, the function itself). Looked up in the
+    installed packages, the current directory and the spec's folder; naming it runs its code, as a script does."""
+    kwargs: dict[str, Any] = {}
+    """Keyword arguments of the factory (sweepable as model.kwargs.NAME)."""
+    readout: str | None = None
+    """Module path of the last layer (its weights are the last-layer norm, its input the representation);
+    null: the last module with parameters of its own to run in the forward pass."""
+    embedding: str | None = None
+    """Module path of the token embedding (an nn.Embedding, or a parameter's name; rows are tokens): what the
+    Fourier and representation measures of modular tasks read."""
+    neurons: str | None = None
+    """Module path of the nn.Linear whose outputs are the first hidden layer's pre-activations (neuron IPR,
+    large neurons, pruning); give neuron_output with it."""
+    neuron_output: str | None = None
+    """Module path of the nn.Linear that reads those neurons (its weight's columns are their outgoing weights)."""
+    init_scale: float = Field(1.0, gt=0.0)
+    """alpha: every parameter is multiplied by this after the factory's init (Omnigrok, Liu 2023)."""
+
+    @field_validator("factory", mode="before")
+    @classmethod
+    def _named(cls, factory: str | Callable[..., Any]) -> str:
+        return factory if isinstance(factory, str) else name_of(factory)
+
+    @model_validator(mode="after")
+    def _neurons_both(self) -> ModuleModel:
+        if (self.neurons is None) != (self.neuron_output is None):
+            raise ValueError("model.neurons and model.neuron_output: give both (the layer in and the layer out)")
+        return self

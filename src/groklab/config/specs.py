@@ -11,6 +11,7 @@ from groklab.config.experiment import Experiment, parse_experiment
 from groklab.config.overrides import apply_overrides, load_yaml, set_dotted
 from groklab.errors import SpecError
 from groklab.experiments import builtin_specs
+from groklab.factories import add_folder
 
 
 def resolve_spec(
@@ -32,6 +33,7 @@ def resolve_spec(
             names = ", ".join(sorted(builtins))
             raise SpecError(f"{spec}: no such spec file or built-in experiment (built-ins: {names})")
         data = load_yaml(path)
+        add_folder(path.parent)  # a factory the spec names may live beside it
     if quick:
         data = _quick_variant(data, str(spec) if not isinstance(spec, (dict, Experiment)) else "spec")
     return parse_experiment(apply_overrides(data, sets, sweeps))

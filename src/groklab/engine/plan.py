@@ -26,15 +26,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from groklab.config import (
-    MLPModel,
-    RunConfig,
-    SpecError,
-    TransformerModel,
-)
+from groklab.config import RunConfig, SpecError
 from groklab.data import task_sizes
 from groklab.engine.cores import CpuBudget, cpu_budget
-from groklab.models import MLP, Transformer
+from groklab.models.sizes import model_sizes
 
 PER_RUN_KEYS = {
     "seed",
@@ -112,19 +107,8 @@ def _per_run(key: str) -> bool:
 
 def step_flops(config: RunConfig) -> float:
     """Approximate FLOPs of one training step of one run (forward + backward ~ 3x forward matmuls)."""
-    sizes, model = task_sizes(config.task), config.model
-    n_train, d_in, n_out = sizes.n_train, sizes.input_dim, sizes.n_classes
-    batch = min(config.train.batch_size or n_train, n_train)
-    if isinstance(model, TransformerModel):
-        n_ctx = 3 if model.sequence == "a b =" else 4
-        per_position = 4 * model.d_model**2 + 2 * model.d_model * model.d_mlp
-        return 6.0 * batch * (model.n_layers * n_ctx * per_position + model.d_model * n_out)
-    if model.embedding != "one_hot":
-        d_in = (1 if model.embedding == "summed" else 4 if model.sequence == "a op b =" else 2) * model.embedding_dim
-    if model.readout == "templates":  # the readout's vector, then its distance to every template
-        n_out = model.template_dim * (1 + n_out)
-    weights = d_in * model.width + (model.depth - 1) * model.width**2 + model.width * n_out
-    return 6.0 * batch * weights
+    n_train = task_sizes(config.task).n_train
+    return min(config.train.batch_size or n_train, n_train) * model_sizes(config).flops
 
 
 def run_bytes(config: RunConfig) -> dict[str, float]:
@@ -134,39 +118,27 @@ def run_bytes(config: RunConfig) -> dict[str, float]:
     An estimate from the config alone (nothing is allocated), within ~2x of what torch holds: it exists to
     refuse an experiment that cannot fit before anything is built, not to plan to the byte.
     """
-    sizes, model = task_sizes(config.task), config.model
+    sizes, model = task_sizes(config.task), model_sizes(config)
     size = 8 if config.train.dtype == "float64" else 4
     n_examples, n_classes = sizes.n_examples, sizes.n_classes
     if sizes.table:
         data = n_examples * 100  # the table as Python integers while it is built, then int64 tensors
     else:  # the inputs, and labels, indices and masks
         data = n_examples * (sizes.input_dim * size + 3 * 8)
-    shapes = model_shapes(config)
-    parameters = 6 * size * sum(math.prod(shape) for shape in shapes.values())
+    parameters = 6 * size * sum(math.prod(shape) for shape in model.shapes.values())
     batch = min(config.train.batch_size or n_examples, n_examples)
-    if isinstance(model, TransformerModel):
-        positions = 3 if model.sequence == "a b =" else 4
-        width = model.n_layers * positions * (8 * model.d_model + 3 * model.d_mlp + 2 * model.n_heads * positions)
-    else:
-        width = model.depth * 4 * model.width + (model.embedding_dim * 4 if model.embedding != "one_hot" else 0)
-    # logits, the loss in float64, their gradient (with templates: the differences to every template too)
-    templates = model.template_dim if isinstance(model, MLPModel) and model.readout == "templates" else 1
-    logits = n_classes * 8 * 3 * templates
+    logits = model.scores * 8 * 3  # the scores, the loss in float64, their gradient
     return {
         "data": float(data),
         "parameters": float(parameters),
-        "training activations": float(batch * (width * size + logits)),
-        "evaluation activations": float(n_examples * (width * size // 4 + n_classes * size)),
+        "training activations": float(batch * (model.width * size + logits)),
+        "evaluation activations": float(n_examples * (model.width * size // 4 + n_classes * size)),
     }
 
 
 def model_shapes(config: RunConfig) -> dict[str, tuple[int, ...]]:
     """Parameter name -> shape of one run of `config`'s model, from the config alone (no data is made)."""
-    sizes, model = task_sizes(config.task), config.model
-    if isinstance(model, TransformerModel):
-        assert sizes.vocab is not None, "transformers read tokens (checked by RunConfig)"
-        return Transformer(model, sizes.vocab, sizes.n_classes).shapes()
-    return MLP(model, sizes.vocab, sizes.input_dim, sizes.n_classes).shapes()
+    return model_sizes(config).shapes
 
 
 def check_param_groups(stacks: list[list[tuple[str, RunConfig]]]) -> None:
@@ -212,7 +184,7 @@ def check_memory(stacks: list[list[tuple[str, RunConfig]]], device: str) -> None
 
 def _size_key(config: RunConfig, part: str) -> str:
     """The spec key that drives a part of a run's memory."""
-    task, model = config.task, config.model
+    task = config.task
     examples = {
         "parity": "task.n_train",
         "images": "task.n_test",
@@ -221,7 +193,7 @@ def _size_key(config: RunConfig, part: str) -> str:
         "permutation": "task.degree",
         "addition": "task.operands",
     }.get(task.name, "task.modulus")
-    size = "model.d_model" if isinstance(model, TransformerModel) else "model.width"
+    size = model_sizes(config).size_key
     if part in ("data", "evaluation activations"):
         return examples
     if part == "parameters":
@@ -241,16 +213,7 @@ with an illegal memory access (H100, torch 2.11, 2026-11-24); 256 of them (6e8) 
 
 def largest_tensor(config: RunConfig) -> int:
     """Elements per run of the largest activation of an evaluation (all examples at once) or a training step."""
-    sizes, model = task_sizes(config.task), config.model
-    examples, classes = sizes.n_evaluated, sizes.n_classes
-    if isinstance(model, TransformerModel):
-        positions = 3 if model.sequence == "a b =" else 4
-        per_example = positions * max(model.d_mlp, model.d_model, model.n_heads * positions, classes)
-    else:
-        embedded = model.embedding_dim * 4 if model.embedding != "one_hot" else 0
-        scores = classes * model.template_dim if model.readout == "templates" else classes
-        per_example = max(model.width, scores, embedded)
-    return examples * per_example
+    return task_sizes(config.task).n_evaluated * model_sizes(config).largest
 
 
 def cpu_count() -> int:

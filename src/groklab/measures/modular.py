@@ -18,6 +18,7 @@ from groklab.measures.registry import register
     "embedding_ipr = IPR(P)",
     "Nanda et al. 2023 (sparse Fourier embeddings, Gini); Gromov 2023 (periodic weights)",
     applies=is_modular,
+    needs=("embedding",),
 )
 def embedding_fourier(probe: Probe) -> dict[str, torch.Tensor]:
     E_a, E_b = probe.operand_embeddings()  # (run, p, d)
@@ -60,6 +61,7 @@ def neuron_spectra(probe: Probe) -> torch.Tensor:
     "IPR_i = sum_k P_ik^2 / (sum_k P_ik)^2 over k = 1..floor(p/2) (1: one frequency; 2/(p-1): flat)",
     "Gromov 2023; Doshi et al. 2023 (memorizing neurons have low IPR)",
     applies=is_modular,
+    needs=("neurons",),
 )
 def neuron_ipr(probe: Probe) -> dict[str, torch.Tensor]:
     values = ipr(neuron_spectra(probe))  # (run, N)
@@ -129,18 +131,18 @@ def restricted_excluded_loss(probe: Probe) -> dict[str, torch.Tensor]:
     when="final",
     applies=is_modular,
     default=is_noisy,
+    needs=("neurons",),
 )
 def ipr_pruning(probe: Probe) -> list[dict[str, object]]:
     order = ipr(neuron_spectra(probe)).argsort(dim=1)  # (run, N): lowest IPR first
-    name = probe.model.neuron_output
     N = order.shape[1]
     counts = torch.linspace(0, N, probe.options.ipr_pruning.points).round().long().tolist()
     corrupted = torch.stack([d.corrupted for d in probe.data]).to(probe.device)
     curves: dict[str, list[torch.Tensor]] = {"prune_clean_acc": [], "prune_corrupted_acc": [], "prune_test_acc": []}
     for k in counts:
-        keep = torch.ones(probe.runs, N, dtype=probe.params[name].dtype, device=probe.device)
-        keep.scatter_(1, order[:, :k], 0.0)
-        params = {**probe.params, name: probe.params[name] * keep[:, :, None]}
+        keep = torch.ones(probe.runs, N, dtype=order.dtype, device=probe.device)
+        keep.scatter_(1, order[:, :k], 0)
+        params = probe.model.silence_neurons(probe.params, keep)
         train_hit = probe.forward(probe.stacked["x_train"], params).argmax(-1) == probe.stacked["y_train"]
         test_hit = probe.forward(probe.stacked["x_test"], params).argmax(-1) == probe.stacked["y_test"]
         curves["prune_clean_acc"].append((train_hit & ~corrupted).sum(1) / (~corrupted).sum(1).clamp_min(1))

@@ -119,18 +119,8 @@ class Probe:
     # -- weights -----------------------------------------------------------------------------------
 
     def matrices(self) -> dict[str, torch.Tensor]:
-        """Every weight matrix as (run, fan_in, fan_out); attention weights with their heads side by side."""
-        out = {}
-        for name, p in self.params.items():
-            leaf = name.rsplit(".", 1)[-1]
-            if not leaf.startswith("W_"):
-                continue
-            if leaf in ("W_Q", "W_K", "W_V"):  # (run, head, d_model, d_head) -> (run, d_model, head * d_head)
-                p = p.permute(0, 2, 1, 3).flatten(2)
-            elif leaf == "W_O":  # (run, head, d_head, d_model) -> (run, head * d_head, d_model)
-                p = p.flatten(1, 2)
-            out[name] = p
-        return out
+        """Every weight matrix as (run, fan_in, fan_out) (the model says which: models/protocol.py)."""
+        return self.model.matrices(self.params)
 
     def neuron_weights(self, params: Params | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """First hidden layer: incoming (run, N, fan_in) and outgoing (run, N, fan_out) weights per neuron."""
@@ -174,8 +164,8 @@ class Probe:
         return self.neuron_preactivations(self.table_pairs.expand(self.runs, -1, -1))
 
     def neuron_preactivations(self, pairs: torch.Tensor) -> torch.Tensor:
-        """First-hidden-layer pre-activations (blocks.0.mlp.hook_pre) for pairs (run, n, 2) -> (run, n, N)."""
-        return self.activation("blocks.0.mlp.hook_pre", self.model.prepare(pairs))
+        """First-hidden-layer pre-activations (the model's neuron_hook) for pairs (run, n, 2) -> (run, n, N)."""
+        return self.activation(self.model.neuron_hook, self.model.prepare(pairs))
 
     def representations(self, x: torch.Tensor) -> torch.Tensor:
         """The representation the readout sees, for inputs x (run, n, ...) as the model consumes them:

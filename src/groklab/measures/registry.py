@@ -40,6 +40,22 @@ class Measure:
     'all'."""
     package: str = "groklab"
     """The installed package that registered it (a plugin's, or groklab for the built-ins)."""
+    needs: tuple[str, ...] = ()
+    """Structure it reads (NEEDS): a user's module says where it is with these model keys, or the measure is left
+    out (refused when asked for by name)."""
+
+
+NEEDS = {
+    "embedding": "the operands' token embedding",
+    "neurons": "the first hidden layer's neurons (their incoming and outgoing weights)",
+}
+"""What a measure may need to know of a network's structure, by the model key that says where it is: the built-in
+models know; a user's module (model.name module) is told in its spec."""
+
+
+def missing(measure: Measure, config: RunConfig) -> list[str]:
+    """The model keys `measure` needs that the run's model leaves unset (a user's module without them)."""
+    return [key for key in measure.needs if getattr(config.model, key, "built in") is None]
 
 
 MEASURES: dict[str, Measure] = {}
@@ -54,14 +70,16 @@ def register(
     applies: Callable[[RunConfig], bool] = lambda config: True,
     default: bool | Callable[[RunConfig], bool] = True,
     requires: tuple[str, str] | None = None,
+    needs: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: add a measure function to MEASURES under `name`; `requires` = (module, extra) it needs."""
+    """Decorator: add a measure function to MEASURES under `name`; `requires` = (module, extra) it needs, `needs` the
+    structure it reads (NEEDS)."""
 
     def add(fn: Callable[..., Any]) -> Callable[..., Any]:
         package = package_of(fn.__module__)
         if name in MEASURES and MEASURES[name].package != package:
             raise ValueError(f"measure {name!r} of {package}: {MEASURES[name].package} has a measure of that name")
-        MEASURES[name] = Measure(name, summary, formula, source, when, applies, default, fn, requires, package)
+        MEASURES[name] = Measure(name, summary, formula, source, when, applies, default, fn, requires, package, needs)
         return fn
 
     return add
@@ -119,7 +137,7 @@ def selected(config: RunConfig) -> list[Measure]:
     if names == "none":
         return []
     if names in ("default", "all"):
-        chosen = [m for m in MEASURES.values() if m.applies(config) and m.requires is None]
+        chosen = [m for m in MEASURES.values() if m.applies(config) and m.requires is None and not missing(m, config)]
         return [m for m in chosen if names == "all" or _default(m, config)]
     chosen = []
     for name in names:
@@ -128,6 +146,9 @@ def selected(config: RunConfig) -> list[Measure]:
         measure = MEASURES[name]
         if not measure.applies(config):
             raise SpecError(f"measures.names: {name} does not apply to this task/model ({measure.summary})")
+        if unset := missing(measure, config):
+            what = "; ".join(f"model.{key}: {NEEDS[key]}" for key in unset)
+            raise SpecError(f"measures.names: {name} reads the network's structure; your module needs {what}")
         if measure.requires is not None and importlib.util.find_spec(measure.requires[0]) is None:
             module, extra = measure.requires
             raise SpecError(f"measures.names: {name} needs {module}; install it with: pip install 'groklab[{extra}]'")

@@ -45,6 +45,7 @@ def corruption_accuracy(probe: Probe) -> dict[str, torch.Tensor]:
     "adapted from Liu et al. 2022 (effective theory of representation learning)",
     applies=is_additive,
     default=False,
+    needs=("embedding",),
 )
 def rqi(probe: Probe) -> dict[str, torch.Tensor]:
     task = probe.config.task
@@ -101,6 +102,7 @@ def parity_clustering(probe: Probe) -> dict[str, torch.Tensor]:
     "seed 001 (t-SNE, Fig. 2; KDE of weights, Fig. 3); seed 003 (PCA of embeddings)",
     when="representation",
     applies=lambda config: bool(config.measures.representations.steps),
+    needs=("neurons",),
 )
 def representations(probe: Probe) -> dict[str, torch.Tensor]:
     n = probe.options.representations.inputs

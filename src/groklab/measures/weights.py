@@ -55,6 +55,7 @@ def weight_sparsity(probe: Probe) -> dict[str, torch.Tensor]:
     "number of first-layer hidden neurons whose weight norm is >= large_neurons.fraction x the largest",
     "|{i : n_i >= f max_j n_j}|, n_i = sqrt(|w_in,i|^2 + |w_out,i|^2) (incoming and outgoing weights)",
     "Merrill et al. 2023 (a sparse subnetwork emerges at generalization)",
+    needs=("neurons",),
 )
 def large_neurons(probe: Probe) -> dict[str, torch.Tensor]:
     w_in, w_out = probe.neuron_weights()

@@ -6,14 +6,18 @@ mlp.py         the MLP (Gromov; the parity and Doshi papers; seed 003's token ML
 transformer.py the decoder-only transformer, every position computed (Nanda et al.; Power et al.)
 shortcuts.py   the same transformer through exact shortcuts (what training runs)
 reference.py   reference oracles: one run as a plain torch.nn.Module, for tests and export
+module.py      your own torch.nn.Module, K runs of it stacked through torch.func
 """
 
 from __future__ import annotations
 
-from groklab.config import MLPModel, TransformerModel
+from torch import nn
+
+from groklab.config import MLPModel, ModuleModel, RunConfig, TransformerModel
 from groklab.data.dataset import RunData
 from groklab.models.layers import Hooks, Params, stack_params
 from groklab.models.mlp import MLP
+from groklab.models.module import StackedModule, build_module, check_module
 from groklab.models.protocol import Model
 from groklab.models.reference import ReferenceMLP, ReferenceTransformer
 from groklab.models.shortcuts import ShortcutTransformer
@@ -27,25 +31,37 @@ __all__ = [
     "ReferenceMLP",
     "ReferenceTransformer",
     "ShortcutTransformer",
+    "StackedModule",
     "Transformer",
     "build_model",
+    "build_module",
+    "check_model",
     "reference_model",
     "stack_params",
 ]
 
 
-def build_model(config: MLPModel | TransformerModel, data: RunData) -> Model:
+def build_model(config: MLPModel | TransformerModel | ModuleModel, data: RunData) -> Model:
     """The model for a model config and the shape of a run's data."""
+    if isinstance(config, ModuleModel):
+        return StackedModule(config, data)
     if isinstance(config, TransformerModel):
         assert data.vocab is not None, "transformers need token inputs (checked by RunConfig)"
         return ShortcutTransformer(config, vocab=data.vocab, n_classes=data.n_classes)
     return MLP(config, vocab=data.vocab, input_dim=data.input_dim, n_classes=data.n_classes)
 
 
-def reference_model(
-    model: Model, params: Params, run: int, buffers: Params | None = None
-) -> ReferenceMLP | ReferenceTransformer:
+def check_model(config: RunConfig) -> None:
+    """SpecError, one line naming the key, for a model that cannot train on its run's task: a user's module is built
+    and tried on two examples (models/module.py: check_module); the built-ins are checked by their config."""
+    if isinstance(config.model, ModuleModel):
+        check_module(config)
+
+
+def reference_model(model: Model, params: Params, run: int, buffers: Params | None = None) -> nn.Module:
     """Run `run` of a stack as a plain torch.nn.Module (evaluation mode), written without the run axis."""
+    if isinstance(model, StackedModule):
+        return model.reference(params, run, buffers)
     if isinstance(model, Transformer):
         return ReferenceTransformer.from_run(model, params, run, buffers)
     return ReferenceMLP.from_run(model, params, run, buffers)  # type: ignore[arg-type]

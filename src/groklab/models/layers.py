@@ -43,6 +43,22 @@ def linear(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None) -> torch.Te
     return torch.bmm(h, W) if b is None else torch.baddbmm(b.unsqueeze(1), h, W)
 
 
+def named_matrices(params: Params) -> dict[str, torch.Tensor]:
+    """Every weight matrix of a model named as TransformerLens names them (W_*) as (run, fan_in, fan_out); attention
+    weights with their heads side by side."""
+    out = {}
+    for name, p in params.items():
+        leaf = name.rsplit(".", 1)[-1]
+        if not leaf.startswith("W_"):
+            continue
+        if leaf in ("W_Q", "W_K", "W_V"):  # (run, head, d_model, d_head) -> (run, d_model, head * d_head)
+            p = p.permute(0, 2, 1, 3).flatten(2)
+        elif leaf == "W_O":  # (run, head, d_head, d_model) -> (run, head * d_head, d_model)
+            p = p.flatten(1, 2)
+        out[name] = p
+    return out
+
+
 def stack_params(per_run: list[Params]) -> Params:
     """[{name: (...)}] * K -> {name: (K, ...)}."""
     return {name: torch.stack([p[name] for p in per_run]) for name in per_run[0]}

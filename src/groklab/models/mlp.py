@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from groklab.config import MLPModel
-from groklab.models.layers import ACTIVATIONS, Hooks, Params, batch_norm, dropout, hook, linear
+from groklab.models.layers import ACTIVATIONS, Hooks, Params, batch_norm, dropout, hook, linear, named_matrices
 from groklab.models.protocol import run_with_cache
 from groklab.seeds import derive_seed
 
@@ -59,7 +59,8 @@ class MLP:
         self.layer_names = ["in"] + [f"h{i}" for i in range(1, config.depth)]  # parameter suffix of each layer
         self.readout: tuple[str, ...] = ("W_out", "b_out") if config.bias else ("W_out",)
         self.readout_input = f"blocks.{config.depth - 1}.hook_out"
-        self.neuron_output = "W_out" if config.depth == 1 else "W_h1"
+        self.neuron_output = "W_out" if config.depth == 1 else "W_h1"  # rows: the first hidden layer's neurons
+        self.neuron_hook = "blocks.0.mlp.hook_pre"
         self.neurons_from_weights = vocab is not None and config.embedding == "one_hot"
         self.trains_differently = config.dropout > 0 or config.batchnorm
 
@@ -263,6 +264,15 @@ class MLP:
     def neuron_weights(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         """First hidden layer: incoming (run, N, d_in) and outgoing (run, N, fan_out) weights per neuron."""
         return params["W_in"].transpose(1, 2), params[self.neuron_output]
+
+    def silence_neurons(self, params: Params, keep: torch.Tensor) -> Params:
+        """The parameters with the first hidden layer's neurons where keep (run, N) is 0 cut off: their rows of
+        W_out (depth 1) or W_h1 zeroed."""
+        return {**params, self.neuron_output: params[self.neuron_output] * keep[:, :, None]}
+
+    def matrices(self, params: Params) -> dict[str, torch.Tensor]:
+        """W_E, W_in, W_h*, W_out: (run, fan_in, fan_out) as they are stored."""
+        return named_matrices(params)
 
     def operand_embeddings(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         """How the network first represents operands a and b: (run, p, d) each.

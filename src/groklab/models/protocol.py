@@ -1,8 +1,8 @@
 """The one interface every model implements, so that the engine and the measures take one path for all.
 
 Parameters are dicts of tensors with a leading run axis; a model object holds no parameters, only shapes.
-Hook points carry TransformerLens names; in both models `blocks.0.mlp.hook_pre` is the first hidden
-layer's pre-activation (the neurons the Fourier and IPR measures read).
+Hook points carry TransformerLens names in the built-in models (in both, `blocks.0.mlp.hook_pre` is the first
+hidden layer's pre-activation: their `neuron_hook`), and module paths in a user's module (models/module.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ class Model(Protocol):
     """Names of the readout's parameters (the last layer: the slingshot's norm)."""
     readout_input: str
     """The hook point whose activation the readout reads: the run's representation of an input."""
-    neuron_output: str
-    """The parameter whose rows are the first hidden layer's outgoing weights (zeroed to prune a neuron)."""
+    neuron_hook: str
+    """The hook point of the first hidden layer's pre-activations (the neurons the Fourier and IPR measures read)."""
     neurons_from_weights: bool
     """True when the first hidden layer's pre-activation is E_a[a] + E_b[b] (+ bias), E_* the blocks given by
     `operand_embeddings`: then neuron responses are read off the weights instead of a forward pass."""
@@ -80,6 +80,15 @@ class Model(Protocol):
 
     def neuron_weights(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         """First hidden layer: incoming (run, N, fan_in) and outgoing (run, N, fan_out) weights per neuron."""
+        ...
+
+    def silence_neurons(self, params: Params, keep: torch.Tensor) -> Params:
+        """The parameters with the first hidden layer's neurons where keep (run, N) is 0 cut off (their outgoing
+        weights zeroed: pruning)."""
+        ...
+
+    def matrices(self, params: Params) -> dict[str, torch.Tensor]:
+        """Every weight matrix as (run, fan_in, fan_out) (the spectral and weight measures read them)."""
         ...
 
     def operand_embeddings(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from groklab.config import TransformerModel
-from groklab.models.layers import ACTIVATIONS, Hooks, Params, dropout, hook, layer_norm, linear
+from groklab.models.layers import ACTIVATIONS, Hooks, Params, dropout, hook, layer_norm, linear, named_matrices
 from groklab.models.protocol import run_with_cache
 from groklab.seeds import derive_seed
 
@@ -50,7 +50,7 @@ class Transformer:
         last = "ln_final.hook_normalized" if self.final_norm else f"blocks.{config.n_layers - 1}.hook_resid_post"
         self.readout: tuple[str, ...] = ("W_U", "b_U") if config.unembed_bias else ("W_U",)
         self.readout_input = last  # the stream the unembedding reads (at "="; with LayerNorm, before its w and b)
-        self.neuron_output = "blocks.0.mlp.W_out"
+        self.neuron_hook = "blocks.0.mlp.hook_pre"
         self.neurons_from_weights = False  # attention mixes the operands before the first MLP
         self.trains_differently = config.dropout > 0
 
@@ -281,6 +281,16 @@ class Transformer:
     def neuron_weights(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         """Block 0's MLP neurons: incoming (run, d_mlp, d_model) and outgoing (run, d_mlp, d_model) weights."""
         return params["blocks.0.mlp.W_in"].transpose(1, 2), params["blocks.0.mlp.W_out"]
+
+    def silence_neurons(self, params: Params, keep: torch.Tensor) -> Params:
+        """The parameters with block 0's MLP neurons where keep (run, d_mlp) is 0 cut off: their rows of W_out
+        zeroed."""
+        name = "blocks.0.mlp.W_out"
+        return {**params, name: params[name] * keep[:, :, None]}
+
+    def matrices(self, params: Params) -> dict[str, torch.Tensor]:
+        """Every W_* as (run, fan_in, fan_out); W_Q, W_K, W_V and W_O with their heads side by side."""
+        return named_matrices(params)
 
     def operand_embeddings(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         """The token embedding W_E of the operand values (run, p, d_model), the same for a and b."""

@@ -18,13 +18,24 @@ from typing import Any
 
 import torch
 
-from groklab.config import ArrayTask, Experiment, RunConfig, Runs, SpecError, expand_runs, resolve_spec
+from groklab.config import (
+    ArrayTask,
+    Experiment,
+    ModuleModel,
+    RunConfig,
+    Runs,
+    SpecError,
+    expand_runs,
+    resolve_spec,
+)
 from groklab.data import check_data
 from groklab.data.arrays import file_digest
 from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
 from groklab.expectations import validate_claims
+from groklab.factories import importable_elsewhere, provenance
 from groklab.measures import selected
+from groklab.models import check_model
 from groklab.plugins import load_plugins
 from groklab.runner.distributed import DaskCluster, connect
 from groklab.runner.local import InProcess, Job, WorkerPool
@@ -90,9 +101,13 @@ def run(
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written
         selected(config)
     ids = [f"run-{i:04d}" for i in range(len(runs))]
-    plan = make_plan(list(zip(ids, runs)), device, workers, stack_size, threads=threads)  # refuses what cannot fit
     for task in {json.dumps(c.task.model_dump(mode="json"), sort_keys=True): c.task for c in runs}.values():
         check_data(task)
+    for config in {_model_key(c): c for c in runs}.values():  # a user's module: built and tried on its task
+        check_model(config)
+    plan = make_plan(list(zip(ids, runs)), device, workers, stack_size, threads=threads)  # refuses what cannot fit
+    if plan.workers > 1 or scheduler is not None:
+        check_importable(runs)
     client = connect(scheduler) if scheduler is not None else None  # an unreachable one: before anything is written
     leases = Leases(root, owner(device))
     try:
@@ -111,7 +126,7 @@ def run(
         if command is None:
             command = command_line(spec, out, overrides)
         meta = environment(device) | {"n_runs": len(runs), "resumed_runs": len(finished), "state": "running"}
-        meta |= {"command": command, "overrides": overrides, "data_files": data_files(runs)}
+        meta |= {"command": command, "overrides": overrides, "data_files": data_files(runs), "code": code(runs)}
         meta |= {"plan": plan.describe(), "started": earlier.get("started", _now()) if store.resumed else _now()}
         store.write_meta(meta)
         started = time.perf_counter()
@@ -144,6 +159,27 @@ def data_files(runs: list[RunConfig]) -> dict[str, str]:
     """Each data file the runs read (task arrays) and its SHA-256: what the results were trained on."""
     paths = sorted({run.task.path for run in runs if isinstance(run.task, ArrayTask)})
     return {str(Path(path).resolve()): file_digest(path) for path in paths}
+
+
+def code(runs: list[RunConfig]) -> list[dict[str, Any]]:
+    """Each factory the runs call (a user's module) with its source file and that file's SHA-256: what produced them."""
+    paths = sorted({run.model.factory for run in runs if isinstance(run.model, ModuleModel)})
+    return [provenance(path) for path in paths]
+
+
+def check_importable(runs: list[RunConfig]) -> None:
+    """SpecError for a factory that worker processes or Dask workers could not import (one defined in a notebook)."""
+    for path in sorted({run.model.factory for run in runs if isinstance(run.model, ModuleModel)}):
+        if not importable_elsewhere(path):
+            raise SpecError(
+                f"model.factory: {path} is defined in this session (a notebook or the interpreter), where worker "
+                "processes and Dask workers cannot import it; allowed: a function in a module file, or --workers 1"
+            )
+
+
+def _model_key(config: RunConfig) -> str:
+    """Runs with the same model on the same task and dtype: one check of a user's module serves them all."""
+    return json.dumps(config.model_dump(mode="json", include={"task": True, "model": True, "train": {"dtype"}}), sort_keys=True)
 
 
 def _backend(plan: Plan, job: Job, bar: ProgressBar, client: Any) -> Backend:
