@@ -35,12 +35,13 @@ FOLDERS: list[str] = []
 
 def name_of(function: Callable[..., Any]) -> str:
     """The `module:qualname` of a function handed over as an object; kept, so it resolves in this process."""
-    qualname = getattr(function, "__qualname__", "")
-    if not callable(function) or "<" in qualname:  # a lambda or a function defined inside another
+    named = inspect.isfunction(function) or inspect.isclass(function)
+    if not named or "<" in function.__qualname__:  # not a function or class, a lambda, or one defined in a function
         raise SpecError(
-            f"model.factory: {function!r} has no importable name; allowed: a function defined at the top of a module"
+            f"model.factory: {function!r} has no importable name; allowed: a function or class defined at the top "
+            "of a module"
         )
-    path = f"{function.__module__}:{qualname}"
+    path = f"{function.__module__}:{function.__qualname__}"
     HANDED[path] = function
     return path
 
@@ -75,14 +76,20 @@ def resolve(path: str, key: str = "model.factory") -> Callable[..., Any]:
         found = getattr(found, part)
     if not callable(found):
         raise SpecError(f"{key}: {path} is a {type(found).__name__}; allowed: a function that returns the object")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def importable_elsewhere(path: str) -> bool:
     """Whether another process can import `path`: False for a function defined in a notebook or an interpreter
     session (a `__main__` without a file)."""
     module = sys.modules.get(path.partition(":")[0])
-    return not (path in HANDED and module is not None and getattr(module, "__file__", None) is None)
+    if path not in HANDED or module is None:
+        return True
+    try:
+        inspect.getfile(module)  # a module with no file (a notebook's __main__) raises TypeError
+    except TypeError:
+        return False
+    return True
 
 
 def provenance(path: str) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
 from groklab.store.checkpoints import Checkpoints
 
+from ..user_modules import everything
+
 MLP_FULL = {  # Gromov's MLP on (a + b) mod 23: memorizes by ~25 steps, generalizes by ~110
     "task": {"name": "modular", "modulus": 23, "train_fraction": 0.5},
     "model": {"name": "mlp", "width": 128, "activation": "quadratic", "bias": False, "init": "gromov"},
@@ -57,6 +59,15 @@ TRANSFORMER = {
     "optimizer": {"name": "adamw", "lr": 0.005, "weight_decay": 1.0, "warmup_steps": 5},
     "train": {"steps": 60, "eval_every": 10, "batch_size": 16},
 }
+
+
+MODULE = {
+    "task": {"name": "modular", "modulus": 11, "train_fraction": 0.5},
+    "model": {"name": "module", "factory": everything, "kwargs": {"p": 11}},
+    "optimizer": {"name": "adamw", "lr": 0.003, "weight_decay": 1.0},
+    "train": {"steps": 60, "eval_every": 5, "batch_size": 16},
+}
+"""A user's module with attention, LayerNorm, BatchNorm statistics and dropout masks, each run its own, minibatched."""
 
 
 def _runs(spec: dict, **train: object) -> list[tuple[str, RunConfig]]:
@@ -131,9 +142,9 @@ def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> N
 
 
 @pytest.mark.parametrize(("spec", "stops"), [(MLP_FULL, [2, 12, 36]), (PARITY_MINIBATCH, [1, 5, 11]),
-                                             (TRANSFORMER, [1, 3, 5]), (MLP_SHRINK, [12, 30])],
+                                             (TRANSFORMER, [1, 3, 5]), (MLP_SHRINK, [12, 30]), (MODULE, [1, 4, 9])],
                          ids=["mlp-full-batch", "parity-minibatch-dropout-switch", "transformer-minibatch-dropout",
-                              "mlp-training-set-shrinks"])  # fmt: skip
+                              "mlp-training-set-shrinks", "user-module-batchnorm-dropout"])  # fmt: skip
 def test_an_interrupted_stack_resumes_bit_identically(
     spec: dict, stops: list[int], tmp_path: Path, device: str
 ) -> None:

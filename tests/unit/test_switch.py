@@ -31,8 +31,9 @@ def test_switch_changes_training_from_the_memorized_step_on_and_stacked_equals_a
     memorized = together["plain"].memorized_step
     assert memorized is not None and memorized == together["strong"].memorized_step
     index = plain["step"].index(memorized)
-    # Identical up to the switch (the step after memorizing is the first to differ) ...
-    assert plain["weight_norm"][: index + 1] == strong["weight_norm"][: index + 1]
+    # Identical up to the switch (the step after memorizing is the first to differ), to float32 rounding: the two
+    # rows of one stack sit at different memory alignments, so a SIMD reduction may sum them in another order ...
+    assert plain["weight_norm"][: index + 1] == pytest.approx(strong["weight_norm"][: index + 1], rel=1e-6, abs=0)
     # ... then the strong decay shrinks the weights.
     assert strong["weight_norm"][index + 2] < plain["weight_norm"][index + 2]
 

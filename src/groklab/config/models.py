@@ -142,7 +142,7 @@ class TransformerModel(Spec):
         return self.d_head if self.d_head is not None else self.d_model // self.n_heads
 
 
-class ModuleModel(Spec):
+class ModuleModel(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a field named kwargs)
     """Your own network: a torch.nn.Module that `factory(**kwargs)` builds for one run (docs/extending.md).
 
     groklab calls the factory once per run with the run's init stream seeded (torch.manual_seed, so inits differ

@@ -24,6 +24,12 @@ def _run(result: ExperimentResult, run_id: str | None) -> str | None:
     return str(max(result.rows, key=lambda row: row["steps"])["run_id"])
 
 
+def _neurons_known(spec: dict) -> bool:
+    """The model's first hidden layer is known: a built-in model, or a user's module whose spec names model.neurons."""
+    model = spec.get("model") or {}
+    return model.get("name") != "module" or model.get("neurons") is not None
+
+
 def _pick_steps(steps: np.ndarray, n: int = 4) -> list[int]:
     """Up to n indices spread over the stored steps, log-spaced (first, last, and between)."""
     if len(steps) <= n:
@@ -83,14 +89,14 @@ def ipr_histogram(result: ExperimentResult, run_id: str | None = None) -> Figure
 @register(
     "neurons",
     "incoming weights of the largest neurons over the residues",
-    needs=lambda stored: "task.modulus" in stored.result.runs,
+    needs=lambda stored: "task.modulus" in stored.result.runs and _neurons_known(stored.result.spec),
 )
 def neurons(result: ExperimentResult, run_id: str | None = None, count: int = 4) -> Figure:
     """How the largest-variance first-layer neurons respond to operand a (pre-activation averaged over
     b, final weights): Gromov's periodic neurons. For a one-hot MLP this is the neuron's W_in column."""
     run_id = _run(result, run_id)
-    if run_id is None or "task.modulus" not in result.runs:
-        return empty("neuron responses over residues: modular tasks only")
+    if run_id is None or "task.modulus" not in result.runs or not _neurons_known(result.spec):
+        return empty("neuron responses over residues: modular tasks, and a module's model.neurons")
     model, params, buffers = result.model(run_id)
     config = result.run_config(run_id)
     pairs, _ = modular_table(config.task)  # type: ignore[arg-type]

@@ -340,7 +340,7 @@ class StackedModule:
 
         handles = [self.module.get_submodule(n).register_forward_hook(at(n)) for n in {*record, *replaced}]
         try:
-            return vmap(one_run, randomness="error")(state, x, replaced)  # type: ignore[no-any-return]
+            return vmap(one_run, randomness="error")(state, x, replaced)
         finally:
             for handle in handles:
                 handle.remove()

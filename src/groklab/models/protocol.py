@@ -19,17 +19,27 @@ class Model(Protocol):
 
     config: Any
     n_classes: int
-    readout: tuple[str, ...]
-    """Names of the readout's parameters (the last layer: the slingshot's norm)."""
-    readout_input: str
-    """The hook point whose activation the readout reads: the run's representation of an input."""
-    neuron_hook: str
-    """The hook point of the first hidden layer's pre-activations (the neurons the Fourier and IPR measures read)."""
     neurons_from_weights: bool
     """True when the first hidden layer's pre-activation is E_a[a] + E_b[b] (+ bias), E_* the blocks given by
     `operand_embeddings`: then neuron responses are read off the weights instead of a forward pass."""
     trains_differently: bool
     """True when a training pass differs from evaluation (dropout, BatchNorm batch statistics)."""
+
+    @property
+    def readout(self) -> tuple[str, ...]:
+        """Names of the readout's parameters (the last layer: the slingshot's norm)."""
+        ...
+
+    @property
+    def readout_input(self) -> str:
+        """The hook point whose activation the readout reads: the run's representation of an input."""
+        ...
+
+    @property
+    def neuron_hook(self) -> str:
+        """The hook point of the first hidden layer's pre-activations (the neurons the Fourier and IPR measures
+        read)."""
+        ...
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A task's inputs (run, n, ...) as the model consumes them (e.g. token sequences); once per stack."""

@@ -99,4 +99,3 @@ def _measured_module(key: str) -> ModelSizes:
         largest=max(activations.values(), default=1),
         size_key="model.kwargs",
     )
-

@@ -179,7 +179,9 @@ def check_importable(runs: list[RunConfig]) -> None:
 
 def _model_key(config: RunConfig) -> str:
     """Runs with the same model on the same task and dtype: one check of a user's module serves them all."""
-    return json.dumps(config.model_dump(mode="json", include={"task": True, "model": True, "train": {"dtype"}}), sort_keys=True)
+    return json.dumps(
+        config.model_dump(mode="json", include={"task": True, "model": True, "train": {"dtype"}}), sort_keys=True
+    )
 
 
 def _backend(plan: Plan, job: Job, bar: ProgressBar, client: Any) -> Backend:

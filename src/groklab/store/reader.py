@@ -316,7 +316,8 @@ def _malformed(row: Any, finished: bool = False) -> str | None:
 META_FIELDS: dict[str, type | tuple[type, ...]] = {
     "n_runs": int, "resumed_runs": int, "state": str, "command": str, "device": str, "started": str,
     "finished": str, "wall_time_s": (int, float), "overrides": dict, "plan": dict, "failed_runs": list,
-    "untrained_runs": list, "data_files": dict, "code": list, "groklab": str, "torch": str, "python": str, "device_name": str,
+    "untrained_runs": list, "data_files": dict, "code": list, "groklab": str, "torch": str, "python": str,
+    "device_name": str,
 }  # fmt: skip
 """meta.json's fields that groklab reads back, and their JSON types."""
 
