@@ -8,7 +8,9 @@ The public API (everything else is internal):
     plot(result_or_dir, what=None) -> {name: matplotlib Figure};  save_figures(...);  report(dir) -> page
     MEASURES, MeasuresConfig, gromov_solution        (progress measures; Gromov's analytic solution)
     Experiment, RunConfig, ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask,
-    MLPModel, TransformerModel, OptimizerConfig, TrainConfig   (the spec)
+    ArrayTask, MLPModel, TransformerModel, OptimizerConfig, TrainConfig   (the spec)
+    ModuleModel(factory=fn_or_"pkg.mod:fn", kwargs={})  (your own torch.nn.Module; docs/extending.md)
+    measure, check, figure                           (decorators: your own measures, claims checks, figures)
     expand_runs(experiment) -> list[RunConfig]
     builtin_specs() -> {name: path}
     train_stack(runs, device, listener=None, resume=None) -> list[RunResult]   (the engine, for notebooks)
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time ea
         MeasuresConfig,
         MLPModel,
         ModularTask,
+        ModuleModel,
         OptimizerConfig,
         ParityTask,
         PermutationTask,
@@ -69,7 +72,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time ea
 __version__ = metadata.version("groklab")
 
 _HOMES = {
-    "groklab.config": "AdditionTask ArrayTask Claim Experiment ImageTask MeasuresConfig MLPModel ModularTask "
+    "groklab.config": "AdditionTask ArrayTask Claim Experiment ImageTask MeasuresConfig MLPModel ModularTask ModuleModel "
     "OptimizerConfig ParityTask PermutationTask RunConfig SpecError TeacherTask TrainConfig TransformerModel "
     "builtin_specs expand_runs",
     "groklab.data": "RunData make_data",
@@ -159,6 +162,7 @@ __all__ = [
     "MeasuresConfig",
     "Model",
     "ModularTask",
+    "ModuleModel",
     "OptimizerConfig",
     "ParityTask",
     "PermutationTask",

@@ -287,6 +287,8 @@ class StackedModule:
                 return self._hooked(state, x, hooks)
             if training and self.draws_randomly:
                 return torch.stack([self._alone(state, x, run, g) for run, g in enumerate(generators or [])])
+            if x.shape[0] == 1:  # one run: the module itself, without vmap's per-operation cost (~1.3x at K = 1)
+                return self._call({n: t[0] for n, t in state.items()}, x[0])[None]
             return vmap(self._call, randomness="error")(state, x)
 
     def _call(self, state: Params, x: torch.Tensor) -> torch.Tensor:
