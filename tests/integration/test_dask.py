@@ -83,6 +83,27 @@ def test_a_sweep_through_a_dask_cluster_gives_the_local_results(cluster: dict[st
     assert groklab.load(tmp_path / "remote").meta["overrides"]["scheduler"] == cluster["address"]
 
 
+def test_a_module_beside_its_spec_trains_on_the_workers(cluster: dict[str, Any], tmp_path: Path) -> None:
+    """The workers run elsewhere (their own working directory and sys.path) but share the filesystem: the spec's
+    folder travels with the job, so they import the factory the spec names from beside it."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "my_dask_models.py").write_text(
+        "from torch import nn\n\n\ndef make(p):\n"
+        "    return nn.Sequential(nn.Embedding(p, 8), nn.Flatten(), nn.Linear(16, p))\n"
+    )
+    spec = {"name": "mine", "task": {"name": "modular", "modulus": 11}, "seeds": 2,
+            "model": {"name": "module", "factory": "my_dask_models:make", "kwargs": {"p": 11}},
+            "train": {"steps": 20, "eval_every": 10}, "sweep": {"optimizer.lr": [0.001, 0.01]}}  # fmt: skip
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec))
+    remote = _run(str(folder / "spec.yaml"), "--out", str(tmp_path / "remote"), "--scheduler", cluster["address"])
+    _, stderr = remote.communicate(timeout=DEADLINE)
+    assert remote.returncode == 0, stderr
+    rows = groklab.load(tmp_path / "remote").rows
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"completed"}
+    assert {row["trained_by"]["pid"] for row in rows} <= cluster["worker_pids"]
+
+
 def test_killing_a_worker_mid_stack_still_finishes_every_run_once(cluster: dict[str, Any], tmp_path: Path) -> None:
     spec, out = _spec(tmp_path, steps=6000, checkpoint_every=200), tmp_path / "remote"
     client = _run(str(spec), "--out", str(out), "--scheduler", cluster["address"])

@@ -33,7 +33,7 @@ from groklab.data.arrays import file_digest
 from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
 from groklab.expectations import validate_claims
-from groklab.factories import importable_elsewhere, provenance
+from groklab.factories import FOLDERS, importable_elsewhere, provenance
 from groklab.measures import selected
 from groklab.models import check_model
 from groklab.plugins import load_plugins
@@ -134,7 +134,7 @@ def run(
         session = owner(device) | {"command": command, "started": _now(), "state": "running"}
         work = Work(stacks, store, leases, bar)
         # The spec stays in memory: what each stack needs of it travels with the stack, nothing is read back.
-        job = Job(root, experiment.name, list(experiment.log), plan.device, list(callbacks or []))
+        job = Job(root, experiment.name, list(experiment.log), plan.device, list(callbacks or []), list(FOLDERS))
         try:
             with interrupt.at_step_boundaries():
                 schedule(work, _backend(plan, job, bar, client))

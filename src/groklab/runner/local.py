@@ -25,6 +25,7 @@ from groklab.engine.listener import Listener, Listeners
 from groklab.engine.loop import train_stack
 from groklab.engine.result import RunResult
 from groklab.errors import show_warning
+from groklab.factories import add_folder
 from groklab.plugins import load_plugins
 from groklab.runner.trackers import Callback, Trackers
 from groklab.store.checkpoints import Checkpoints
@@ -42,12 +43,17 @@ class Job:
     """The spec's trackers."""
     device: str
     callbacks: list[Callback] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    """Where the spec's factories may live besides the installed packages (its file's folder: groklab/factories.py),
+    so that a worker process or a Dask worker on the same filesystem imports the same code."""
 
 
 def train_here(runs: Runs, job: Job, bar: Listener) -> None:
     """Train one leased stack in this process: resumed from its checkpoint if it has one (read once, here), its
     progress, checkpoints and finished runs written as they come, every evaluation told to the trackers."""
     load_plugins()  # a worker process or a Dask worker: the measures of the plugins the spec names
+    for folder in job.folders:
+        add_folder(folder)
     store, checkpoints = ExperimentStore(job.root), Checkpoints(job.root)
     finished = store.finished_run_ids()
     members, resume = checkpoints.resume(runs, finished)
