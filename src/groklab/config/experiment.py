@@ -276,7 +276,7 @@ class Experiment(Spec):
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "": [Experiment],
     "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask],
-    "model": [MLPModel, TransformerModel],
+    "model": [MLPModel, TransformerModel, ModuleModel],
     "optimizer": [OptimizerConfig],
     "optimizer.grokfast": [GrokfastConfig],
     "train": [TrainConfig],
@@ -300,6 +300,7 @@ def format_validation_error(error: ValidationError) -> str:
         "arrays",
         "mlp",
         "transformer",
+        "module",
         "function-after",
     )
     loc = [str(part) for part in first["loc"] if part not in tags]

@@ -178,7 +178,11 @@ class ModuleModel(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a field na
     @field_validator("factory", mode="before")
     @classmethod
     def _named(cls, factory: str | Callable[..., Any]) -> str:
-        return factory if isinstance(factory, str) else name_of(factory)
+        if isinstance(factory, str):
+            return factory
+        if not callable(factory):
+            raise ValueError(f"model.factory: {factory!r}; allowed: 'package.module:function' (or the function)")
+        return name_of(factory)
 
     @model_validator(mode="after")
     def _neurons_both(self) -> ModuleModel:
