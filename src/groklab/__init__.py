@@ -8,7 +8,8 @@ The public API (everything else is internal):
     plot(result_or_dir, what=None) -> {name: matplotlib Figure};  save_figures(...);  report(dir) -> page
     MEASURES, MeasuresConfig, gromov_solution        (progress measures; Gromov's analytic solution)
     Experiment, RunConfig, ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask,
-    ArrayTask, MLPModel, TransformerModel, OptimizerConfig, TrainConfig   (the spec)
+    ArrayTask (a file, or arrays), FunctionTask (a function of the seed), MLPModel, TransformerModel,
+    OptimizerConfig, TrainConfig                     (the spec)
     ModuleModel(factory=fn_or_"pkg.mod:fn", kwargs={})  (your own torch.nn.Module; docs/extending.md)
     measure, check, figure                           (decorators: your own measures, claims checks, figures)
     expand_runs(experiment) -> list[RunConfig]
@@ -38,6 +39,7 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time ea
         ArrayTask,
         Claim,
         Experiment,
+        FunctionTask,
         ImageTask,
         MeasuresConfig,
         MLPModel,
@@ -72,9 +74,9 @@ if TYPE_CHECKING:  # what the names below are, for type checkers; at run time ea
 __version__ = metadata.version("groklab")
 
 _HOMES = {
-    "groklab.config": "AdditionTask ArrayTask Claim Experiment ImageTask MeasuresConfig MLPModel ModularTask ModuleModel "
-    "OptimizerConfig ParityTask PermutationTask RunConfig SpecError TeacherTask TrainConfig TransformerModel "
-    "builtin_specs expand_runs",
+    "groklab.config": "AdditionTask ArrayTask Claim Experiment FunctionTask ImageTask MeasuresConfig MLPModel "
+    "ModularTask ModuleModel OptimizerConfig ParityTask PermutationTask RunConfig SpecError TeacherTask TrainConfig "
+    "TransformerModel builtin_specs expand_runs",
     "groklab.data": "RunData make_data",
     "groklab.engine.listener": "Listener",
     "groklab.engine.loop": "train_stack",
@@ -156,6 +158,7 @@ __all__ = [
     "Evaluation",
     "Experiment",
     "ExperimentResult",
+    "FunctionTask",
     "ImageTask",
     "Listener",
     "MLPModel",

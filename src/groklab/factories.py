@@ -33,13 +33,12 @@ FOLDERS: list[str] = []
 """Spec folders to look in for a factory's module, besides the installed packages and the current directory."""
 
 
-def name_of(function: Callable[..., Any]) -> str:
+def name_of(function: Callable[..., Any], key: str = "model.factory") -> str:
     """The `module:qualname` of a function handed over as an object; kept, so it resolves in this process."""
     named = inspect.isfunction(function) or inspect.isclass(function)
     if not named or "<" in function.__qualname__:  # not a function or class, a lambda, or one defined in a function
         raise SpecError(
-            f"model.factory: {function!r} has no importable name; allowed: a function or class defined at the top "
-            "of a module"
+            f"{key}: {function!r} has no importable name; allowed: a function or class defined at the top of a module"
         )
     path = f"{function.__module__}:{function.__qualname__}"
     HANDED[path] = function

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from groklab import ArrayTask, ModularTask, RunConfig, make_data
+import groklab
+from groklab import ArrayTask, FunctionTask, ModularTask, RunConfig, make_data
 from groklab.config import SpecError
 from groklab.data import check_data, task_sizes
+from groklab.engine.loop import train_stack
 from groklab.data.modular import modular_table
 
 P = 7
@@ -124,3 +126,89 @@ def test_a_bad_data_file_is_one_line_naming_it(tmp_path: Path, case: str) -> Non
         check_data(_task(path, **fields))
     message = str(error.value)
     assert message.startswith("task.") and "\n" not in message and says in message, message
+
+
+# -- the same data from a function of the seed, or from arrays handed over in Python ------------------------
+
+
+def modular_arrays(seed: int, modulus: int = P) -> dict[str, np.ndarray]:
+    """A function task's factory: the (a + b) mod p table as one-hots, the same for every seed (groklab splits it)."""
+    pairs, labels = modular_table(ModularTask(modulus=modulus))
+    return {"x": np.concatenate([np.eye(modulus)[pairs[:, 0]], np.eye(modulus)[pairs[:, 1]]], axis=1), "y": labels}
+
+
+def seeded_teacher(seed: int, n: int = 40) -> dict[str, torch.Tensor]:
+    """A factory that draws its own data per seed (tensors, a regression, split by itself)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    return {"x_train": x[: n // 2], "y_train": y[: n // 2], "x_test": x[n // 2 :], "y_test": y[n // 2 :]}
+
+
+def test_a_function_a_file_and_arrays_in_python_give_the_same_data(tmp_path: Path) -> None:
+    x, y = _modular_table()
+    path = _write(tmp_path / "table.npz", {"x": x, "y": y})
+    sources = [_task(path, train_fraction=0.4), ArrayTask(x=x, y=torch.from_numpy(y), train_fraction=0.4),
+               FunctionTask(factory=modular_arrays, kwargs={"modulus": P}, train_fraction=0.4, label_noise=0.2)]  # fmt: skip
+    for seed in (0, 3):
+        from_file, in_memory, from_function = (make_data(task, seed) for task in sources)
+        for name in ("x_train", "y_train_clean", "x_test", "y_test"):
+            assert torch.equal(getattr(in_memory, name), getattr(from_file, name))
+            assert torch.equal(getattr(from_function, name), getattr(from_file, name))
+        assert from_function.corrupted.sum() == round(0.2 * len(from_function.y_train)) > 0  # label noise per seed
+    assert sources[1].path.startswith("memory:") and task_sizes(sources[2]).n_train == task_sizes(sources[0]).n_train
+
+
+def test_a_function_draws_each_seeds_own_data_and_a_regression_trains() -> None:
+    task = FunctionTask(factory=seeded_teacher, kind="regression")
+    first, other = make_data(task, 0), make_data(task, 1)
+    assert not torch.equal(first.x_train, other.x_train) and first.y_train.dtype == torch.float32
+    config = RunConfig.model_validate({"task": task.model_dump(), "train": {"steps": 30, "loss": "mse"},
+                                       "optimizer": {"name": "adamw", "lr": 0.05}})  # fmt: skip
+    (result,) = train_stack([("r", config)])
+    assert result.metrics["train_loss"][-1] < result.metrics["train_loss"][0] / 2
+
+
+def _not_a_dict(seed: int) -> list[int]:
+    return [seed]
+
+
+def _raises(seed: int) -> dict[str, np.ndarray]:
+    raise KeyError("no such dataset")
+
+
+def _no_targets(seed: int) -> dict[str, np.ndarray]:
+    return {"x": np.zeros((4, 2))}
+
+
+def _nan(seed: int) -> dict[str, np.ndarray]:
+    return {"x": np.full((4, 2), np.nan), "y": np.zeros(4)}
+
+
+@pytest.mark.parametrize(
+    ("factory", "says"),
+    [(_not_a_dict, r"_not_a_dict\(seed=0\) returned a list; allowed: a dict of arrays"),
+     (_raises, r"_raises\(seed=0\) raised KeyError: 'no such dataset'"),
+     (_no_targets, r"_no_targets\(seed=0\) holds x; allowed: x_train, y_train, x_test, y_test, or x and y"),
+     (_nan, r"_nan\(seed=0\): x holds NaN or infinite values"),
+     ("no_such_module:data", r"task.factory: no_such_module:data does not import")],
+    ids=["not-a-dict", "raises", "no-targets", "nan", "no-import"],
+)  # fmt: skip
+def test_a_bad_data_function_is_one_line_naming_it(factory: Any, says: str, tmp_path: Path) -> None:
+    spec = {"task": {"name": "function", "factory": factory, "train_fraction": 0.5}, "train": {"steps": 5}}
+    with pytest.raises(SpecError, match=says) as error:
+        groklab.run(spec, out=tmp_path / "out", progress=False)
+    assert str(error.value).startswith("task.") and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_what_other_processes_cannot_have_is_refused_with_workers(tmp_path: Path) -> None:
+    x, y = _modular_table()
+    spec = {"task": ArrayTask(x=x, y=y, train_fraction=0.5), "train": {"steps": 5}, "seeds": 2,
+            "model": {"width": 8}, "sweep": {"model.width": [8, 16]}}  # fmt: skip
+    with pytest.raises(SpecError, match="task: arrays given in Python stay in this process") as error:
+        groklab.run(spec, out=tmp_path / "out", progress=False, workers=2)
+    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
+    result = groklab.run(spec, out=tmp_path / "here", progress=False)  # in this process they train
+    assert len(result.rows) == 4
+    assert list(result.meta["data_files"]) == [spec["task"].path]  # memory:SHA256, and that digest

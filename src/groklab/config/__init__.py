@@ -1,7 +1,8 @@
 """Experiment specs: what a user writes (YAML or Python), validated into typed configs.
 
 base.py        strict settings, the Spec base class
-tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask
+tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask,
+               FunctionTask
 models.py      MLPModel, TransformerModel, ModuleModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
 measures.py    MeasuresConfig, snapshot_schedule
@@ -29,6 +30,7 @@ from groklab.config.specs import resolve_spec, upgrade
 from groklab.config.tasks import (
     AdditionTask,
     ArrayTask,
+    FunctionTask,
     ImageTask,
     ModularTask,
     ParityTask,
@@ -53,6 +55,7 @@ __all__ = [
     "ImageTask",
     "TeacherTask",
     "ArrayTask",
+    "FunctionTask",
     "PermutationTask",
     "RunConfig",
     "Runs",

@@ -25,6 +25,7 @@ from groklab.config.overrides import set_dotted
 from groklab.config.tasks import (
     AdditionTask,
     ArrayTask,
+    FunctionTask,
     ImageTask,
     ModularTask,
     ParityTask,
@@ -41,7 +42,7 @@ MAX_EVALUATIONS = 1_000_000
 """Evaluations in one run's schedule (each stores a metrics row)."""
 
 Task = Annotated[
-    ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask,
+    ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask | FunctionTask,
     Field(discriminator="name"),
 ]
 Model = Annotated[MLPModel | TransformerModel | ModuleModel, Field(discriminator="name")]
@@ -63,7 +64,8 @@ class RunConfig(Spec):
     model_config = STRICT
     _names = model_validator(mode="before")(_default_names)
     task: Task = Field(default_factory=ModularTask)
-    """The data: task.name is modular, permutation, addition, parity, images, teacher or arrays (your own)."""
+    """The data: task.name is modular, permutation, addition, parity, images, teacher, or your own: arrays (a file)
+    or function (a factory)."""
     model: Model = Field(default_factory=MLPModel)
     """The network: model.name is mlp, transformer or module (your own torch.nn.Module)."""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -120,8 +122,8 @@ class RunConfig(Spec):
     def regression(self) -> bool:
         """The task's targets are real numbers (one output, squared error): the teacher, or arrays of kind
         regression."""
-        arrays = isinstance(self.task, ArrayTask) and self.task.kind == "regression"
-        return arrays or isinstance(self.task, TeacherTask)
+        yours = isinstance(self.task, ArrayTask | FunctionTask) and self.task.kind == "regression"
+        return yours or isinstance(self.task, TeacherTask)
 
     @property
     def loss_kind(self) -> str:
@@ -275,7 +277,7 @@ class Experiment(Spec):
 
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "": [Experiment],
-    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask],
+    "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask, FunctionTask],
     "model": [MLPModel, TransformerModel, ModuleModel],
     "optimizer": [OptimizerConfig],
     "optimizer.grokfast": [GrokfastConfig],
@@ -298,6 +300,7 @@ def format_validation_error(error: ValidationError) -> str:
         "images",
         "teacher",
         "arrays",
+        "function",
         "mlp",
         "transformer",
         "module",

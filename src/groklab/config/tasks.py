@@ -3,13 +3,17 @@ regression on a teacher."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from groklab.config.base import STRICT, Spec
+from groklab.factories import name_of
 
 POLYNOMIAL_OPERATIONS = ("x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y")
 ModularOperation = Literal["add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y"]
@@ -338,34 +342,89 @@ class TeacherTask(Spec):
         return TaskSizes(self.n_train, self.n_train + self.n_test, most, self.dim, vocab=None, n_classes=1)
 
 
-class ArrayTask(Spec):
+class _YourData(Spec):
+    """What your own data says of itself, from a file (ArrayTask) or a function (FunctionTask)."""
+
+    model_config = STRICT
+    kind: Literal["classification", "regression"] = "classification"
+    """classification: y holds integer labels (cross-entropy or mse over classes); regression: real targets (mse
+    on one output)."""
+    train_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    """For data given as x and y: the fraction of the examples each seed trains on (the rest is its test set)."""
+    n_classes: int | None = Field(None, ge=2)
+    """Classes of a classification (default: the largest label + 1)."""
+    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
+    """Fraction of training labels replaced by another class (a classification): exactly round(label_noise *
+    n_train), drawn per seed."""
+
+
+IN_MEMORY: dict[str, dict[str, np.ndarray]] = {}
+"""Arrays handed to ArrayTask in Python, by their digest (the task's path is memory:DIGEST): this process's own."""
+
+ARRAY_NAMES = ("x_train", "y_train", "x_test", "y_test", "x", "y")
+
+
+class ArrayTask(_YourData):
     """Your own data, from a file: classification (integer labels) or regression (real targets) of vectors.
 
     The file (.npz, .pt, .parquet or .csv) holds x_train, y_train, x_test, y_test; or x and y, which each seed
     splits by train_fraction, as the built-in tasks draw their splits. In a table (.parquet, .csv) y is the column
     `y`, a column `split` (train / test) splits it where there is one, and every other column is a feature. The
     file is read and checked before anything is written (data/arrays.py): numbers only, no NaN or infinity, as
-    many targets as inputs, integer labels 0..n_classes-1 for a classification.
+    many targets as inputs, integer labels 0..n_classes-1 for a classification. In Python the arrays themselves
+    may be given instead of a path: `ArrayTask(x=..., y=..., train_fraction=0.5)` (numpy arrays or tensors).
     """
 
-    model_config = STRICT
     name: Literal["arrays"] = "arrays"
     """Task family: arrays from a file."""
     path: str
-    """The file (.npz, .pt, .parquet, .csv); relative paths from the working directory."""
-    kind: Literal["classification", "regression"] = "classification"
-    """classification: y holds integer labels (cross-entropy or mse over classes); regression: real targets (mse
-    on one output)."""
-    train_fraction: float | None = Field(None, gt=0.0, lt=1.0)
-    """For a file of x and y: the fraction of the examples each seed trains on (the rest is its test set)."""
-    n_classes: int | None = Field(None, ge=2)
-    """Classes of a classification (default: the largest label + 1)."""
-    label_noise: float = Field(0.0, ge=0.0, lt=1.0)
-    """Fraction of training labels replaced by another class (a classification): exactly round(label_noise *
-    n_train), drawn per seed. Its sizes (TaskSizes) are the file's: groklab.data.task_sizes reads them."""
+    """The file (.npz, .pt, .parquet, .csv); relative paths from the working directory. Arrays given in Python are
+    kept in memory as memory:SHA256 (this process only)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arrays_given(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(name in data for name in ARRAY_NAMES):
+            return data
+        arrays = {name: np.asarray(data[name]) for name in ARRAY_NAMES if name in data}
+        digest = hashlib.sha256()
+        for name, array in sorted(arrays.items()):
+            digest.update(f"{name}{array.dtype.str}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        path = f"memory:{digest.hexdigest()}"
+        IN_MEMORY[path] = arrays
+        return {**{k: v for k, v in data.items() if k not in ARRAY_NAMES}, "path": path}
 
 
-VectorTask = ParityTask | ImageTask | TeacherTask | ArrayTask
+class FunctionTask(_YourData):  # type: ignore[no-redef]  # (pydantic.mypy: a field named kwargs)
+    """Your own data, from a function: `factory(seed, **kwargs)` returns the run's arrays as a dict (numpy arrays
+    or tensors), x_train, y_train, x_test, y_test, or x and y (split per seed by train_fraction), as a file would
+    hold them, and is checked as a file is. Every seed's arrays must have the same shapes (the runs stack).
+    """
+
+    name: Literal["function"] = "function"
+    """Task family: arrays from a function."""
+    factory: str
+    """'package.module:function' (in Python, the function itself) called as factory(seed, **kwargs); looked up
+    in the installed packages, the current directory and the spec's folder; naming it runs its code."""
+    kwargs: dict[str, Any] = {}
+    """Keyword arguments of the factory (sweepable as task.kwargs.NAME)."""
+
+    @field_validator("factory", mode="before")
+    @classmethod
+    def _named(cls, factory: str | Callable[..., Any]) -> str:
+        if isinstance(factory, str):
+            return factory
+        if not callable(factory):
+            raise ValueError(f"task.factory: {factory!r}; allowed: 'package.module:function' (or the function)")
+        return name_of(factory, "task.factory")
+
+
+YourData = ArrayTask | FunctionTask
+"""Tasks whose data you bring (data/arrays.py reads them alike)."""
+
+
+VectorTask = ParityTask | ImageTask | TeacherTask | ArrayTask | FunctionTask
 """Tasks whose inputs are vectors of numbers, not tokens: the MLP reads them as they are."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from groklab.config import (
     AdditionTask,
     ArrayTask,
+    FunctionTask,
     ImageTask,
     ModularTask,
     ParityTask,
@@ -19,7 +20,7 @@ from groklab.config import (
 )
 from groklab.config.tasks import TaskSizes
 from groklab.data.addition import addition_table, make_addition
-from groklab.data.arrays import check_arrays, file_sizes, make_arrays
+from groklab.data.arrays import check_arrays, data_sizes, make_arrays
 from groklab.data.dataset import RunData
 from groklab.data.images import check_images, decode_idx, encode_idx, make_images, read_idx
 from groklab.data.modular import make_modular, modular_table, operation_table
@@ -47,7 +48,7 @@ __all__ = [
     "read_idx",
 ]
 
-AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask
+AnyTask = ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask | FunctionTask
 
 
 MAKERS: dict[str, Callable[[Any, int], RunData]] = {
@@ -58,6 +59,7 @@ MAKERS: dict[str, Callable[[Any, int], RunData]] = {
     "images": make_images,
     "teacher": make_teacher,
     "arrays": make_arrays,
+    "function": make_arrays,
 }
 """task.name -> the function that makes one run's data from the task and the run's seed."""
 
@@ -66,14 +68,15 @@ VALIDATORS: dict[str, Callable[[Any], None]] = {
     "permutation": lambda task: _check_split(task, permutation_table(task.operation, task.degree)[1]),
     "images": check_images,
     "arrays": check_arrays,
+    "function": check_arrays,
 }
 """task.name -> what can only be checked by making (part of) its data: raises SpecError. The other tasks' sets are
 non-empty by their configs (n_train, n_test >= 1; n_train below the pairs)."""
 
 
 def task_sizes(task: AnyTask) -> TaskSizes:
-    """What the plan and the memory estimate need of a task: from its config, or (arrays) from its file."""
-    return file_sizes(task) if isinstance(task, ArrayTask) else task.sizes
+    """What the plan and the memory estimate need of a task: from its config, or (your data) from its arrays."""
+    return data_sizes(task) if isinstance(task, ArrayTask | FunctionTask) else task.sizes
 
 
 def make_data(task: AnyTask, seed: int) -> RunData:

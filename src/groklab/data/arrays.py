@@ -1,4 +1,5 @@
-"""Your own data from a file (task.name arrays): read once per file version, checked, split per seed.
+"""Your own data: from a file (task.name arrays; read once per file version), arrays given in Python, or a function
+(task.name function; called once per seed), checked, split per seed.
 
     .npz   arrays x_train, y_train, x_test, y_test, or x and y (np.load, never pickled objects)
     .pt    a dict of those tensors (torch.load with weights_only: tensors, never code)
@@ -15,14 +16,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from groklab.config import ArrayTask, SpecError
-from groklab.config.tasks import TaskSizes
+from groklab.config import FunctionTask, SpecError
+from groklab.config.tasks import IN_MEMORY, TaskSizes, YourData
 from groklab.data.dataset import RunData, corrupt_labels
+from groklab.factories import resolve
+from groklab.plugins import described
 from groklab.seeds import rng_for
 
 SPLIT = ("x_train", "y_train", "x_test", "y_test")
@@ -30,27 +34,35 @@ WHOLE = ("x", "y")
 SUFFIXES = (".npz", ".pt", ".parquet", ".csv")
 
 
-def read_arrays(task: ArrayTask) -> dict[str, np.ndarray]:
-    """The file's arrays, checked: x_train, y_train, x_test, y_test (float64 inputs (n, d); labels int64 or float64
-    targets (n,)), or x and y. SpecError naming the file and what is wrong."""
-    path = Path(task.path)
-    if path.suffix not in SUFFIXES:
-        raise SpecError(f"task.path: {path} is not a .npz, .pt, .parquet or .csv file")
-    try:
-        stat = path.stat()
-    except OSError as error:
-        raise SpecError(f"task.path: {path} cannot be read ({error.strerror or error})") from None
-    arrays = {
-        name: _checked(task, name, array) for name, array in _read(str(path), stat.st_mtime_ns, stat.st_size).items()
-    }
+def read_arrays(task: YourData, seed: int = 0) -> dict[str, np.ndarray]:
+    """The task's arrays (a file's, arrays given in Python, or a function's for `seed`), checked: x_train, y_train,
+    x_test, y_test (float64 inputs (n, d); labels int64 or float64 targets (n,)), or x and y. SpecError naming the
+    source and what is wrong."""
+    where = _where(task, seed)
+    if isinstance(task, FunctionTask):
+        raw = _called(task.factory, json.dumps(task.kwargs, sort_keys=True), seed)
+    elif task.path.startswith("memory:"):
+        if task.path not in IN_MEMORY:
+            raise SpecError(f"{where}: arrays given in Python to another process; allowed: a file (task.path)")
+        raw = _named(where, IN_MEMORY[task.path])
+    else:
+        path = Path(task.path)
+        if path.suffix not in SUFFIXES:
+            raise SpecError(f"task.path: {path} is not a .npz, .pt, .parquet or .csv file")
+        try:
+            stat = path.stat()
+        except OSError as error:
+            raise SpecError(f"task.path: {path} cannot be read ({error.strerror or error})") from None
+        raw = _read(str(path), stat.st_mtime_ns, stat.st_size)
+    arrays = {name: _checked(task, f"{where}: {name}", array) for name, array in raw.items()}
     for x, y in (("x", "y"), ("x_train", "y_train"), ("x_test", "y_test")):
         if x in arrays and len(arrays[x]) != len(arrays[y]):
-            raise SpecError(f"task.path: {path}: {len(arrays[x])} inputs in {x} but {len(arrays[y])} targets in {y}")
+            raise SpecError(f"{where}: {len(arrays[x])} inputs in {x} but {len(arrays[y])} targets in {y}")
     return arrays
 
 
-def file_sizes(task: ArrayTask) -> TaskSizes:
-    """What the plan needs of the task, from its file."""
+def data_sizes(task: YourData) -> TaskSizes:
+    """What the plan needs of the task, from its arrays (a function's: seed 0's; every seed's have its shapes)."""
     arrays = read_arrays(task)
     if "x" in arrays:
         n = len(arrays["x"])
@@ -64,25 +76,26 @@ def file_sizes(task: ArrayTask) -> TaskSizes:
     return TaskSizes(n_train, n_train + n_test, most, int(x.shape[1]), vocab=None, n_classes=_n_classes(task, arrays))
 
 
-def check_arrays(task: ArrayTask) -> None:
-    """SpecError for a file that cannot train this task (before anything is written)."""
-    arrays = read_arrays(task)
+def check_arrays(task: YourData) -> None:
+    """SpecError for data that cannot train this task (before anything is written)."""
+    arrays, where = read_arrays(task), _where(task)
+    source = where.split(": ", 1)[1]
     if "x" in arrays and task.train_fraction is None:
-        raise SpecError(f"task.train_fraction: {task.path} holds x and y; give the fraction each seed trains on")
+        raise SpecError(f"task.train_fraction: {source} holds x and y; give the fraction each seed trains on")
     if "x_train" in arrays and task.train_fraction is not None:
-        raise SpecError(f"task.train_fraction: {task.path} is split already (x_train, x_test); allowed: null")
-    sizes = file_sizes(task)
+        raise SpecError(f"task.train_fraction: {source} is split already (x_train, x_test); allowed: null")
+    sizes = data_sizes(task)
     if sizes.n_train < 1 or sizes.n_examples - sizes.n_train < 1:
-        raise SpecError(f"task.path: {task.path} gives {sizes.n_train} training and "
+        raise SpecError(f"{where} gives {sizes.n_train} training and "
                         f"{sizes.n_examples - sizes.n_train} test examples; allowed: at least one each")  # fmt: skip
     x_train, x_test = arrays.get("x_train"), arrays.get("x_test")
     if x_train is not None and x_test is not None and x_train.shape[1:] != x_test.shape[1:]:
-        raise SpecError(f"task.path: {task.path}: x_train has {x_train.shape[1]} features, x_test {x_test.shape[1]}")
+        raise SpecError(f"{where}: x_train has {x_train.shape[1]} features, x_test {x_test.shape[1]}")
 
 
-def make_arrays(task: ArrayTask, seed: int) -> RunData:
-    """One run's data: the file's split, or the seed's split of x and y; label noise drawn per seed."""
-    arrays = read_arrays(task)
+def make_arrays(task: YourData, seed: int) -> RunData:
+    """One run's data: the given split, or the seed's split of x and y; label noise drawn per seed."""
+    arrays = read_arrays(task, seed)
     if "x" in arrays:
         assert task.train_fraction is not None  # check_arrays
         order = rng_for(seed, "split").permutation(len(arrays["x"]))
@@ -113,16 +126,51 @@ def make_arrays(task: ArrayTask, seed: int) -> RunData:
 
 
 def file_digest(path: str) -> str:
-    """SHA-256 of the data file: what a result was trained on."""
+    """SHA-256 of the data file (arrays given in Python: of the arrays): what a result was trained on."""
+    if path.startswith("memory:"):
+        return path.removeprefix("memory:")
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _n_classes(task: ArrayTask, arrays: dict[str, np.ndarray]) -> int:
+def _where(task: YourData, seed: int = 0) -> str:
+    """The key and source an error about the task's data names."""
+    if isinstance(task, FunctionTask):
+        return f"task.factory: {task.factory}(seed={seed})"
+    return "task: the arrays given" if task.path.startswith("memory:") else f"task.path: {task.path}"
+
+
+@functools.lru_cache(maxsize=8)
+def _called(factory: str, kwargs: str, seed: int) -> dict[str, np.ndarray]:
+    """A function task's arrays for one seed (once per factory, kwargs and seed)."""
+    where = f"task.factory: {factory}(seed={seed})"
+    try:
+        made = resolve(factory, "task.factory")(seed, **json.loads(kwargs))
+    except SpecError:
+        raise
+    except Exception as error:  # the user's code: whatever it raises, said in one line
+        raise SpecError(f"{where} raised {described(error)}") from None
+    if not isinstance(made, dict):
+        raise SpecError(f"{where} returned a {type(made).__name__}; allowed: a dict of arrays")
+    return _named(where, {str(k): v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+                          for k, v in made.items()})  # fmt: skip
+
+
+def _named(where: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of a split (x_train, y_train, x_test, y_test) or of x and y; SpecError if neither is complete."""
+    names = set(arrays)
+    if not (set(SPLIT) <= names or set(WHOLE) <= names):
+        found = ", ".join(sorted(names)) or "nothing"
+        raise SpecError(f"{where} holds {found}; allowed: x_train, y_train, x_test, y_test, or x and y")
+    return {name: arrays[name] for name in (SPLIT if set(SPLIT) <= names else WHOLE)}
+
+
+def _n_classes(task: YourData, arrays: dict[str, np.ndarray]) -> int:
     if task.kind == "regression":
         return 1
     largest = max(int(arrays[name].max(initial=0)) for name in arrays if name.startswith("y"))
     if task.n_classes is not None and largest >= task.n_classes:
-        raise SpecError(f"task.n_classes: {task.n_classes}, but {task.path} has label {largest}; allowed: labels "
+        source = _where(task).split(": ", 1)[1]
+        raise SpecError(f"task.n_classes: {task.n_classes}, but {source} has label {largest}; allowed: labels "
                         f"0..n_classes-1")  # fmt: skip
     return task.n_classes or max(largest + 1, 2)
 
@@ -149,11 +197,7 @@ def _read(path: str, _mtime: int, _size: int) -> dict[str, np.ndarray]:
         raise
     except Exception as error:  # numpy's, torch's, pandas' and pyarrow's errors for a damaged file differ
         raise SpecError(f"task.path: {path} cannot be read ({type(error).__name__})") from None
-    names = set(arrays)
-    if not (set(SPLIT) <= names or set(WHOLE) <= names):
-        found = ", ".join(sorted(names)) or "nothing"
-        raise SpecError(f"task.path: {path} holds {found}; allowed: x_train, y_train, x_test, y_test, or x and y")
-    return {name: arrays[name] for name in (SPLIT if set(SPLIT) <= names else WHOLE)}
+    return _named(f"task.path: {path}", arrays)
 
 
 def _from_table(path: str, table: object) -> dict[str, np.ndarray]:
@@ -174,9 +218,10 @@ def _from_table(path: str, table: object) -> dict[str, np.ndarray]:
             "x_test": test[features].to_numpy(), "y_test": test["y"].to_numpy()}  # fmt: skip
 
 
-def _checked(task: ArrayTask, name: str, array: np.ndarray) -> np.ndarray:
-    """An input (n, d) of finite numbers, or a target (n,): integer labels >= 0, or finite reals."""
-    where = f"task.path: {task.path}: {name}"
+def _checked(task: YourData, where: str, array: np.ndarray) -> np.ndarray:
+    """An input (n, d) of finite numbers, or a target (n,): integer labels >= 0, or finite reals. `where`: the
+    source and the array's name."""
+    name = where.rsplit(": ", 1)[1]
     if array.dtype.kind not in "biuf":
         raise SpecError(f"{where} holds {array.dtype} values; allowed: numbers")
     if name.startswith("x"):

@@ -190,6 +190,7 @@ def _size_key(config: RunConfig, part: str) -> str:
         "images": "task.n_test",
         "teacher": "task.n_train",
         "arrays": "task.path",
+        "function": "task.factory",
         "permutation": "task.degree",
         "addition": "task.operands",
     }.get(task.name, "task.modulus")

@@ -21,6 +21,7 @@ import torch
 from groklab.config import (
     ArrayTask,
     Experiment,
+    FunctionTask,
     ModuleModel,
     RunConfig,
     Runs,
@@ -156,25 +157,35 @@ def run(
 
 
 def data_files(runs: list[RunConfig]) -> dict[str, str]:
-    """Each data file the runs read (task arrays) and its SHA-256: what the results were trained on."""
+    """Each data file the runs read (task arrays) and its SHA-256 (arrays given in Python: memory:SHA256 and the
+    same digest): what the results were trained on."""
     paths = sorted({run.task.path for run in runs if isinstance(run.task, ArrayTask)})
-    return {str(Path(path).resolve()): file_digest(path) for path in paths}
+    return {path if path.startswith("memory:") else str(Path(path).resolve()): file_digest(path) for path in paths}
+
+
+def factories(runs: list[RunConfig]) -> dict[str, str]:
+    """Each factory the runs call (your module, your data's function) -> the spec key that names it."""
+    named = {run.model.factory: "model.factory" for run in runs if isinstance(run.model, ModuleModel)}
+    return named | {run.task.factory: "task.factory" for run in runs if isinstance(run.task, FunctionTask)}
 
 
 def code(runs: list[RunConfig]) -> list[dict[str, Any]]:
-    """Each factory the runs call (a user's module) with its source file and that file's SHA-256: what produced them."""
-    paths = sorted({run.model.factory for run in runs if isinstance(run.model, ModuleModel)})
-    return [provenance(path) for path in paths]
+    """Each factory the runs call with its source file and that file's SHA-256: what produced them."""
+    return [provenance(path) for path in sorted(factories(runs))]
 
 
 def check_importable(runs: list[RunConfig]) -> None:
-    """SpecError for a factory that worker processes or Dask workers could not import (one defined in a notebook)."""
-    for path in sorted({run.model.factory for run in runs if isinstance(run.model, ModuleModel)}):
+    """SpecError for what worker processes or Dask workers could not have: a factory defined in a notebook, or
+    arrays given in Python."""
+    for path, key in sorted(factories(runs).items()):
         if not importable_elsewhere(path):
             raise SpecError(
-                f"model.factory: {path} is defined in this session (a notebook or the interpreter), where worker "
+                f"{key}: {path} is defined in this session (a notebook or the interpreter), where worker "
                 "processes and Dask workers cannot import it; allowed: a function in a module file, or --workers 1"
             )
+    if any(isinstance(run.task, ArrayTask) and run.task.path.startswith("memory:") for run in runs):
+        raise SpecError("task: arrays given in Python stay in this process, where worker processes and Dask workers "
+                        "cannot read them; allowed: a file (task.path), or --workers 1")  # fmt: skip
 
 
 def _model_key(config: RunConfig) -> str:
