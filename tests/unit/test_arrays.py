@@ -15,8 +15,8 @@ import groklab
 from groklab import ArrayTask, FunctionTask, ModularTask, RunConfig, make_data
 from groklab.config import SpecError
 from groklab.data import check_data, task_sizes
-from groklab.engine.loop import train_stack
 from groklab.data.modular import modular_table
+from groklab.engine.loop import train_stack
 
 P = 7
 
