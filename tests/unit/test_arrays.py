@@ -212,3 +212,17 @@ def test_what_other_processes_cannot_have_is_refused_with_workers(tmp_path: Path
     result = groklab.run(spec, out=tmp_path / "here", progress=False)  # in this process they train
     assert len(result.rows) == 4
     assert list(result.meta["data_files"]) == [spec["task"].path]  # memory:SHA256, and that digest
+
+
+def test_the_built_in_teacher_makes_its_data_as_a_function_task_does() -> None:
+    """The teacher task is one module on the road your own data takes (task.name function): the same arrays, the
+    teacher's direction beta kept with the run's data, the targets (beta . x)^2 / 2."""
+    teacher = make_data(groklab.TeacherTask(dim=5, n_train=7, n_test=4), 3)
+    function = FunctionTask(factory="groklab.data.teacher:teacher_arrays", kind="regression",
+                            kwargs={"dim": 5, "n_train": 7, "n_test": 4})  # fmt: skip
+    yours = make_data(function, 3)
+    for name in ("x_train", "y_train", "x_test", "y_test", "corrupted"):
+        assert torch.equal(getattr(teacher, name), getattr(yours, name))
+    beta = torch.from_numpy(teacher.info["beta"]).float()
+    torch.testing.assert_close(teacher.y_test, (teacher.x_test @ beta) ** 2 / 2)
+    assert teacher.n_classes == 1 and not torch.equal(make_data(function, 4).x_train, yours.x_train)

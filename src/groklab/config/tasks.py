@@ -399,7 +399,9 @@ class ArrayTask(_YourData):
 class FunctionTask(_YourData):  # type: ignore[no-redef]  # (pydantic.mypy: a field named kwargs)
     """Your own data, from a function: `factory(seed, **kwargs)` returns the run's arrays as a dict (numpy arrays
     or tensors), x_train, y_train, x_test, y_test, or x and y (split per seed by train_fraction), as a file would
-    hold them, and is checked as a file is. Every seed's arrays must have the same shapes (the runs stack).
+    hold them, and is checked as a file is. Every seed's arrays must have the same shapes (the runs stack). Any
+    other array it returns (a teacher's weights, say) is kept with the run's data. The built-in teacher task makes
+    its data this way (data/teacher.py).
     """
 
     name: Literal["function"] = "function"

@@ -40,7 +40,7 @@ def read_arrays(task: YourData, seed: int = 0) -> dict[str, np.ndarray]:
     source and what is wrong."""
     where = _where(task, seed)
     if isinstance(task, FunctionTask):
-        raw = _called(task.factory, json.dumps(task.kwargs, sort_keys=True), seed)
+        raw = _named(where, _called(task.factory, json.dumps(task.kwargs, sort_keys=True), seed))
     elif task.path.startswith("memory:"):
         if task.path not in IN_MEMORY:
             raise SpecError(f"{where}: arrays given in Python to another process; allowed: a file (task.path)")
@@ -106,6 +106,9 @@ def make_arrays(task: YourData, seed: int) -> RunData:
     else:
         x_train, y_train, x_test, y_test = (arrays[name] for name in SPLIT)
         info = {}
+    if isinstance(task, FunctionTask):  # what else the function returns is kept with the run's data (data.npz)
+        made = _called(task.factory, json.dumps(task.kwargs, sort_keys=True), seed)
+        info |= {name: array for name, array in made.items() if name not in (*SPLIT, *WHOLE)}
     n_classes = _n_classes(task, arrays)
     clean = y_train
     corrupted = np.zeros(len(y_train), dtype=bool)
@@ -151,8 +154,7 @@ def _called(factory: str, kwargs: str, seed: int) -> dict[str, np.ndarray]:
         raise SpecError(f"{where} raised {described(error)}") from None
     if not isinstance(made, dict):
         raise SpecError(f"{where} returned a {type(made).__name__}; allowed: a dict of arrays")
-    return _named(where, {str(k): v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-                          for k, v in made.items()})  # fmt: skip
+    return {str(k): v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for k, v in made.items()}
 
 
 def _named(where: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from groklab.config import TeacherTask
+from groklab.config import FunctionTask, TeacherTask
+from groklab.data.arrays import make_arrays
 from groklab.data.dataset import RunData
 from groklab.seeds import rng_for
 
@@ -19,22 +19,19 @@ def teacher_targets(x: np.ndarray, beta: np.ndarray) -> np.ndarray:
     return (x @ beta) ** 2 / 2
 
 
-def make_teacher(task: TeacherTask, seed: int) -> RunData:
-    """Fresh Gaussian train and test inputs and a unit teacher direction beta for one seed; targets are floats."""
+def teacher_arrays(seed: int, dim: int, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    """One seed's data as a function task's factory returns it: fresh Gaussian train and test inputs, a unit
+    teacher direction beta (kept with the run's data), and their float targets."""
     rng = rng_for(seed, "sample")
-    beta = rng.standard_normal(task.dim)
+    beta = rng.standard_normal(dim)
     beta /= np.linalg.norm(beta)
-    x = rng.standard_normal((task.n_train + task.n_test, task.dim))
+    x = rng.standard_normal((n_train + n_test, dim))
     y = teacher_targets(x, beta)
-    x_train, x_test, y_train, y_test = x[: task.n_train], x[task.n_train :], y[: task.n_train], y[task.n_train :]
-    return RunData(
-        x_train=torch.from_numpy(x_train).float(),
-        y_train=torch.from_numpy(y_train).float(),
-        x_test=torch.from_numpy(x_test).float(),
-        y_test=torch.from_numpy(y_test).float(),
-        y_train_clean=torch.from_numpy(y_train).float(),
-        corrupted=torch.zeros(task.n_train, dtype=torch.bool),
-        n_classes=1,
-        vocab=None,
-        info={"beta": beta},
-    )
+    return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:], "beta": beta}
+
+
+def make_teacher(task: TeacherTask, seed: int) -> RunData:
+    """The teacher's data through the interface your own data uses (task.name function): a regression whose
+    factory is teacher_arrays."""
+    kwargs = {"dim": task.dim, "n_train": task.n_train, "n_test": task.n_test}
+    return make_arrays(FunctionTask(factory=f"{__name__}:teacher_arrays", kwargs=kwargs, kind="regression"), seed)
