@@ -70,6 +70,11 @@ MODULE = {
 """A user's module with attention, LayerNorm, BatchNorm statistics and dropout masks, each run its own, minibatched."""
 
 
+NADAM = {**MLP_FULL, "optimizer": {"name": "torch", "class": "torch.optim.NAdam", "lr": 0.01, "weight_decay": 1e-4,
+                                   "kwargs": {"betas": [0.9, 0.98], "decoupled_weight_decay": True}}}  # fmt: skip
+"""The same with a torch.optim class: each run's instance state (moments, step, mu_product) in the checkpoint."""
+
+
 def _runs(spec: dict, **train: object) -> list[tuple[str, RunConfig]]:
     """Three runs of a stack; the second stops 10 steps after generalizing, so it can leave the stack early."""
     base = RunConfig.model_validate({**spec, "train": {**spec["train"], **train}})
@@ -142,9 +147,11 @@ def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> N
 
 
 @pytest.mark.parametrize(("spec", "stops"), [(MLP_FULL, [2, 12, 36]), (PARITY_MINIBATCH, [1, 5, 11]),
-                                             (TRANSFORMER, [1, 3, 5]), (MLP_SHRINK, [12, 30]), (MODULE, [1, 4, 9])],
+                                             (TRANSFORMER, [1, 3, 5]), (MLP_SHRINK, [12, 30]), (MODULE, [1, 4, 9]),
+                                             (NADAM, [2, 12, 36])],
                          ids=["mlp-full-batch", "parity-minibatch-dropout-switch", "transformer-minibatch-dropout",
-                              "mlp-training-set-shrinks", "user-module-batchnorm-dropout"])  # fmt: skip
+                              "mlp-training-set-shrinks", "user-module-batchnorm-dropout",
+                              "torch-optim-nadam"])  # fmt: skip
 def test_an_interrupted_stack_resumes_bit_identically(
     spec: dict, stops: list[int], tmp_path: Path, device: str
 ) -> None:

@@ -324,7 +324,7 @@ def format_validation_error(error: ValidationError) -> str:
 
 
 def _allowed_keys(parent: str) -> str:
-    fields = sorted({f for cls in SECTIONS.get(parent, []) for f in cls.model_fields})
+    fields = sorted({f.alias or n for cls in SECTIONS.get(parent, []) for n, f in cls.model_fields.items()})
     return f"; allowed: {', '.join(fields)}" if fields else ""
 
 
@@ -420,7 +420,8 @@ def field_reference() -> str:
     for section, classes in SECTIONS.items():
         prefix = f"{section}." if section else ""
         for cls in classes:
-            for name, field in cls.model_fields.items():
+            for attribute, field in cls.model_fields.items():
+                name = field.alias or attribute  # as a spec writes it (optimizer.class)
                 if f"{prefix}{name}" in SECTIONS:  # the sections themselves are listed key by key
                     continue
                 doc = " ".join((field.description or "").split())

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from groklab.config.base import STRICT, Spec
 
@@ -33,14 +33,22 @@ class GrokfastConfig(Spec):
         return self.lamb if self.lamb is not None else {"ema": 2.0, "ma": 5.0}[self.filter]
 
 
-class OptimizerConfig(Spec):
+class OptimizerConfig(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a field named kwargs)
     """Optimizer; every hyperparameter here may differ between the runs of one stack."""
 
-    model_config = STRICT
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adamw"
+    model_config = ConfigDict(**STRICT, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+    name: Literal["sgd", "adam", "adamw", "rmsprop", "torch"] = "adamw"
     """sgd (with optional momentum, L2 weight decay), adam (L2 weight decay), adamw (decoupled decay),
     rmsprop (torch.optim.RMSprop, not centered: L2 weight decay, optional momentum; Thilak et al.'s third
-    adaptive optimizer)."""
+    adaptive optimizer), or torch: any torch.optim.Optimizer class (optimizer.class, engine/torch_optim.py)."""
+    optimizer_class: str | None = Field(None, alias="class")
+    """With name torch: the optimizer class, 'torch.optim.NAdam' or 'package.module:Class' (a torch.optim.Optimizer
+    subclass; naming one of your own runs its code). Each run gets its own instance, called with lr and
+    weight_decay from the keys above (when the class takes them) and `kwargs`; warmup, param_groups, switches,
+    Grokfast and ⊥Grad apply to it."""
+    kwargs: dict[str, Any] = {}
+    """With name torch: the class's other keyword arguments (e.g. {betas: [0.9, 0.98], momentum_decay: 0.004});
+    per run, inside a stack (sweep optimizer.kwargs.NAME)."""
     lr: float = 1e-3
     """Peak learning rate, > 0."""
     weight_decay: float = Field(0.0, ge=0.0)
@@ -109,6 +117,15 @@ class OptimizerConfig(Spec):
     def _momentum_only_for_sgd_and_rmsprop(self) -> OptimizerConfig:
         if self.momentum and self.name not in ("sgd", "rmsprop"):
             raise ValueError(f"optimizer.momentum: only sgd and rmsprop have momentum (optimizer.name is {self.name})")
+        if (self.name == "torch") != (self.optimizer_class is not None):
+            raise ValueError("optimizer.class: a torch.optim class goes with optimizer.name torch, and only with it")
+        if self.kwargs and self.name != "torch":
+            raise ValueError(f"optimizer.kwargs: for optimizer.name torch only (optimizer.name is {self.name})")
+        if "params" in self.kwargs:
+            raise ValueError("optimizer.kwargs.params: groklab passes the parameters; allowed: the class's settings")
+        if taken := sorted({"lr", "weight_decay"} & set(self.kwargs)):
+            key = taken[0]
+            raise ValueError(f"optimizer.kwargs.{key}: set optimizer.{key} (per run; warmup and switches apply to it)")
         return self
 
 

@@ -99,10 +99,12 @@ def stack_key(config: RunConfig) -> str:
 
 def _per_run(key: str) -> bool:
     # Event-triggered switches (optimizer.on_memorized.*) are per-run hyperparameter writes; a parameter group's lr
-    # and weight decay are (run,) columns of their own (engine/optim.py).
+    # and weight decay are (run,) columns of their own (engine/optim.py); a torch.optim class's kwargs go to each
+    # run's own instance (engine/torch_optim.py).
     return key in PER_RUN_KEYS or key.startswith(
-        ("optimizer.on_memorized", "optimizer.on_generalized", "optimizer.param_groups", "task.on_generalized")
-    )
+        ("optimizer.on_memorized", "optimizer.on_generalized", "optimizer.param_groups", "optimizer.kwargs",
+         "task.on_generalized")
+    )  # fmt: skip
 
 
 def step_flops(config: RunConfig) -> float:

@@ -18,6 +18,7 @@ from groklab.config import ModularTask, OptimizerConfig, PermutationTask, RunCon
 from groklab.data import make_data
 from groklab.data.dataset import RunData
 from groklab.engine.optim import StackOptimizer, hyperparameters
+from groklab.engine.torch_optim import TorchOptimizer
 from groklab.losses import per_run_loss, weighted_mean
 from groklab.measures import Probe
 from groklab.models import build_model, stack_params
@@ -115,7 +116,12 @@ class Stack:
         )
         # model.output_scale alpha divides the learning rates by alpha^2 (lazy training's convention).
         hyper = hyperparameters([_scaled_optimizer(c) for c in configs], device, self.dtype)
-        self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper, first.optimizer.grokfast.window)
+        window = first.optimizer.grokfast.window
+        if first.optimizer.name == "torch":  # a torch.optim class: one instance per run
+            optimizers = [c.optimizer for c in configs]
+            self.optimizer: StackOptimizer = TorchOptimizer(optimizers, self.params, hyper, window)
+        else:
+            self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper, window)
         n_train = self.runs.x_train.shape[1]
         batch_size = first.train.batch_size
         self.batch_size = n_train if batch_size is None or batch_size >= n_train else batch_size

@@ -33,6 +33,7 @@ from groklab.data import check_data
 from groklab.data.arrays import file_digest
 from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
+from groklab.engine.torch_optim import check_torch_optimizer
 from groklab.expectations import validate_claims
 from groklab.factories import FOLDERS, importable_elsewhere, provenance
 from groklab.measures import selected
@@ -106,6 +107,9 @@ def run(
         check_data(task)
     for config in {_model_key(c): c for c in runs}.values():  # a user's module: built and tried on its task
         check_model(config)
+    for optimizer in {json.dumps(c.optimizer.model_dump(mode="json")): c.optimizer for c in runs}.values():
+        if optimizer.name == "torch":  # a torch.optim class: built with the spec's settings
+            check_torch_optimizer(optimizer)
     plan = make_plan(list(zip(ids, runs)), device, workers, stack_size, threads=threads)  # refuses what cannot fit
     if plan.workers > 1 or scheduler is not None:
         check_importable(runs)
