@@ -45,6 +45,18 @@ def name_of(function: Callable[..., Any], key: str = "model.factory") -> str:
     return path
 
 
+def as_path(name: str) -> str:
+    """A dotted name as `module:attribute`: 'torch.optim.NAdam' -> 'torch.optim:NAdam' (a path is kept as it is).
+
+    >>> as_path("torch.optim.NAdam"), as_path("mylab.optim:Lion")
+    ('torch.optim:NAdam', 'mylab.optim:Lion')
+    """
+    if ":" in name:
+        return name
+    module, _, attribute = name.rpartition(".")
+    return f"{module}:{attribute}"
+
+
 def add_folder(folder: str | Path) -> None:
     """Look for factories' modules in `folder` too (the folder of a spec file that is read)."""
     folder = str(Path(folder).resolve())

@@ -87,10 +87,10 @@ def _experiment_page(result: ExperimentResult) -> Path:
         parts.append(f"<p>Made by <code>{_e(command)}</code></p>")
     for path, digest in (meta.get("data_files") or {}).items():  # task arrays: the files it was trained on
         parts.append(f"<p>Data: <code>{_e(path)}</code> (SHA-256 <code>{_e(digest)}</code>)</p>")
-    for made in meta.get("code") or []:  # a user's module: the function that built it, and its source's digest
+    for made in meta.get("code") or []:  # the code a spec named (a module, a data function, an optimizer class)
         source = f"<code>{_e(made.get('file'))}</code> (SHA-256 <code>{_e(made.get('sha256'))}</code>)"
-        where = source if made.get("file") else "a function with no source file (defined in a notebook or session)"
-        parts.append(f"<p>Model: <code>{_e(made.get('factory'))}</code> from {where}</p>")
+        where = source if made.get("file") else "no source file (defined in a notebook or a session)"
+        parts.append(f"<p>Code: <code>{_e(made.get('factory'))}</code> from {where}</p>")
     parts += _expectations(result)
     parts.append("<h2>Runs</h2><div class='wide'>" + _runs_table(result) + _unfinished_table(result) + "</div>")
     parts.append("<h2>Figures</h2>")

@@ -81,6 +81,26 @@ def test_a_plugin_is_trained_checked_drawn_and_reported_end_to_end(example: Path
     assert bare.returncode == 0 and "unknown check &#x27;max_logit_below&#x27;" in (out / "report.html").read_text()
 
 
+def test_an_installed_package_provides_a_model_and_a_dataset_by_import_path(example: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "lab.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "lab", "seeds": 2, "train": {"steps": 20, "eval_every": 10},
+        "task": {"name": "function", "factory": "groklab_example.lab:subtraction", "kwargs": {"p": 11},
+                 "train_fraction": 0.5},
+        "model": {"name": "module", "factory": "groklab_example.lab:make_model", "kwargs": {"p": 11}},
+        "measures": {"names": ["max_logit", "weight_norms"]},
+    }))  # fmt: skip
+    out = tmp_path / "out"
+    trained = _groklab(example, "run", str(spec), "--out", str(out), "--quiet", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    assert [made["factory"] for made in meta["code"]] == ["groklab_example.lab:make_model",
+                                                          "groklab_example.lab:subtraction"]  # fmt: skip
+    assert all(made["file"].startswith(str(example)) and len(made["sha256"]) == 64 for made in meta["code"])
+    summary = json.loads(_groklab(example, "summary", str(out), "--json").stdout)
+    assert [row["status"] for row in summary] == ["completed", "completed"]
+
+
 def test_a_plugin_measure_is_not_a_default_one(example: Path, tmp_path: Path) -> None:
     spec = tmp_path / "plain.yaml"
     spec.write_text(yaml.safe_dump(TINY))

@@ -22,18 +22,14 @@ import torch
 from groklab.config import OptimizerConfig, SpecError
 from groklab.engine.gradients import grokfast, orthogonalize
 from groklab.engine.optim import StackOptimizer
-from groklab.factories import resolve
+from groklab.factories import as_path, resolve
 from groklab.plugins import described
 
 
 def optimizer_class(config: OptimizerConfig) -> type[torch.optim.Optimizer]:
     """The class optimizer.class names ('torch.optim.NAdam' or 'package.module:Class'); SpecError if it is not a
     torch.optim.Optimizer."""
-    path = config.optimizer_class or ""
-    if ":" not in path:  # torch.optim.NAdam: the module is everything before the last dot
-        module, _, name = path.rpartition(".")
-        path = f"{module}:{name}"
-    found = resolve(path, "optimizer.class")
+    found = resolve(as_path(config.optimizer_class or ""), "optimizer.class")
     if not (inspect.isclass(found) and issubclass(found, torch.optim.Optimizer)):
         raise SpecError(f"optimizer.class: {config.optimizer_class} is not a torch.optim.Optimizer subclass")
     return found

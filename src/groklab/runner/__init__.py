@@ -35,7 +35,7 @@ from groklab.engine import interrupt
 from groklab.engine.plan import Plan, make_plan
 from groklab.engine.torch_optim import check_torch_optimizer
 from groklab.expectations import validate_claims
-from groklab.factories import FOLDERS, importable_elsewhere, provenance
+from groklab.factories import FOLDERS, as_path, importable_elsewhere, provenance
 from groklab.measures import selected
 from groklab.models import check_model
 from groklab.plugins import load_plugins
@@ -168,9 +168,12 @@ def data_files(runs: list[RunConfig]) -> dict[str, str]:
 
 
 def factories(runs: list[RunConfig]) -> dict[str, str]:
-    """Each factory the runs call (your module, your data's function) -> the spec key that names it."""
+    """Each factory the runs call (your module, your data's function, a torch.optim class) -> the spec key that
+    names it."""
     named = {run.model.factory: "model.factory" for run in runs if isinstance(run.model, ModuleModel)}
-    return named | {run.task.factory: "task.factory" for run in runs if isinstance(run.task, FunctionTask)}
+    named |= {run.task.factory: "task.factory" for run in runs if isinstance(run.task, FunctionTask)}
+    classes = {run.optimizer.optimizer_class for run in runs if run.optimizer.optimizer_class is not None}
+    return named | {as_path(name): "optimizer.class" for name in classes}
 
 
 def code(runs: list[RunConfig]) -> list[dict[str, Any]]:
