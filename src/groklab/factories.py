@@ -57,6 +57,16 @@ def as_path(name: str) -> str:
     return f"{module}:{attribute}"
 
 
+def named(factory: Any, key: str) -> str:
+    """What a spec keeps of a factory: its path as written, or the name of a function handed over (kept in this
+    process); ValueError naming `key` for anything else (a config validator's error)."""
+    if isinstance(factory, str):
+        return factory
+    if not callable(factory):
+        raise ValueError(f"{key}: {factory!r}; allowed: 'package.module:function' (or the function)")
+    return name_of(factory, key)
+
+
 def add_folder(folder: str | Path) -> None:
     """Look for factories' modules in `folder` too (the folder of a spec file that is read)."""
     folder = str(Path(folder).resolve())

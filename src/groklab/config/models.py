@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from groklab.config.base import STRICT, Spec
-from groklab.factories import name_of
+from groklab.factories import named
 
 Activation = Literal["quadratic", "relu", "gelu", "tanh", "sigmoid", "silu", "identity", "near_linear"]
 
@@ -178,11 +178,7 @@ class ModuleModel(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a field na
     @field_validator("factory", mode="before")
     @classmethod
     def _named(cls, factory: str | Callable[..., Any]) -> str:
-        if isinstance(factory, str):
-            return factory
-        if not callable(factory):
-            raise ValueError(f"model.factory: {factory!r}; allowed: 'package.module:function' (or the function)")
-        return name_of(factory)
+        return named(factory, "model.factory")
 
     @model_validator(mode="after")
     def _neurons_both(self) -> ModuleModel:

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from groklab.config.base import STRICT, Spec
-from groklab.factories import name_of
+from groklab.factories import named
 
 POLYNOMIAL_OPERATIONS = ("x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y")
 ModularOperation = Literal["add", "sub", "mul", "div", "x2+y2", "x2+xy+y2", "x2+xy+y2+x", "x3+xy", "x3+xy2+y"]
@@ -415,11 +415,7 @@ class FunctionTask(_YourData):  # type: ignore[no-redef]  # (pydantic.mypy: a fi
     @field_validator("factory", mode="before")
     @classmethod
     def _named(cls, factory: str | Callable[..., Any]) -> str:
-        if isinstance(factory, str):
-            return factory
-        if not callable(factory):
-            raise ValueError(f"task.factory: {factory!r}; allowed: 'package.module:function' (or the function)")
-        return name_of(factory, "task.factory")
+        return named(factory, "task.factory")
 
 
 YourData = ArrayTask | FunctionTask

@@ -141,13 +141,20 @@ class StackOptimizer:
             squares = [(p - before[n]).square().flatten(1).sum(1) for n, p in params.items()]
             self.update_norm = functools.reduce(operator.add, squares).sqrt()
 
+    def _filtered(
+        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int
+    ) -> dict[str, torch.Tensor]:
+        """The gradients after the filters some run of the stack uses: Grokfast's, then ⊥Grad's projection."""
+        if self.filter_state:
+            grads = grokfast(grads, self.filter_state, self.hyper, step, self.grokfast_ema, self.grokfast_window)
+        if self.orthogonal:
+            grads = orthogonalize(params, grads, self.hyper["orthogonal"] != 0)
+        return grads
+
     def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """The gradient filters (Grokfast, ⊥Grad), then the optimizer's rule."""
         h = self.hyper
-        if self.filter_state:
-            grads = grokfast(grads, self.filter_state, h, step, self.grokfast_ema, self.grokfast_window)
-        if self.orthogonal:
-            grads = orthogonalize(params, grads, h["orthogonal"] != 0)
+        grads = self._filtered(params, grads, step)
         if self.name == "sgd":
             self._sgd(params, grads, step)
             return

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from groklab.config import OptimizerConfig, SpecError
-from groklab.engine.gradients import grokfast, orthogonalize
 from groklab.engine.optim import StackOptimizer
 from groklab.factories import as_path, resolve
 from groklab.plugins import described
@@ -96,16 +95,12 @@ class TorchOptimizer(StackOptimizer):
 
     def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """The gradient filters, then each run's own step with its group's lr and weight decay for this step."""
-        h = self.hyper
-        if self.filter_state:
-            grads = grokfast(grads, self.filter_state, h, step, self.grokfast_ema, self.grokfast_window)
-        if self.orthogonal:
-            grads = orthogonalize(params, grads, h["orthogonal"] != 0)
+        grads = self._filtered(params, grads, step)
         self._bind(params)
         groups = self._groups(list(params))
         lrs = {key: self.learning_rates(step, names[0]).tolist() for key, names in groups.items()}
         decays = {key: self.column(names[0], "weight_decay").tolist() for key, names in groups.items()}
-        eps = h["eps"].tolist()
+        eps = self.hyper["eps"].tolist()
         for run, optimizer in enumerate(self.instances):
             for group, key in zip(optimizer.param_groups, groups):
                 group["lr"] = lrs[key][run]

@@ -44,7 +44,7 @@ __all__ = [
 def build_model(config: MLPModel | TransformerModel | ModuleModel, data: RunData) -> Model:
     """The model for a model config and the shape of a run's data."""
     if isinstance(config, ModuleModel):
-        return StackedModule(config, data)
+        return StackedModule(config, data.x_train[:2], data.n_classes, data.vocab)
     if isinstance(config, TransformerModel):
         assert data.vocab is not None, "transformers need token inputs (checked by RunConfig)"
         return ShortcutTransformer(config, vocab=data.vocab, n_classes=data.n_classes)

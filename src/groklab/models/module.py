@@ -36,7 +36,6 @@ from torch.func import functional_call, vmap
 
 from groklab.config import ModuleModel, RunConfig, SpecError
 from groklab.data import make_data
-from groklab.data.dataset import RunData
 from groklab.factories import resolve
 from groklab.models.layers import Hooks, Params
 from groklab.models.protocol import run_with_cache
@@ -67,7 +66,7 @@ def check_module(config: RunConfig) -> None:
     model = config.model
     assert isinstance(model, ModuleModel)
     data = make_data(config.task, config.seed)
-    stack = StackedModule(model, data)
+    stack = StackedModule(model, data.x_train[:2], data.n_classes, data.vocab)
     submodules = dict(stack.module.named_modules())
     for key in ("readout", "neurons", "neuron_output"):
         path = getattr(model, key)
@@ -138,11 +137,11 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
 class StackedModule:
     """K runs of a user's torch.nn.Module with a leading run axis (the Model protocol, models/protocol.py)."""
 
-    def __init__(self, config: ModuleModel, data: RunData) -> None:
+    def __init__(self, config: ModuleModel, example: torch.Tensor, n_classes: int, vocab: int | None) -> None:
         self.config = config
-        self.n_classes = data.n_classes
-        self.operands = data.vocab  # p: operand values of a token task (the embedding's first p rows)
-        self.example = data.x_train[:2]  # what the module is tried on: its hook points, its randomness
+        self.n_classes = n_classes
+        self.operands = vocab  # p: operand values of a token task (the embedding's first p rows)
+        self.example = example  # inputs the module is tried on (two): its hook points, its randomness
         self.neurons_from_weights = False
         self.trains_differently = True  # a module's training mode is its own business: always ask for it
 
@@ -168,13 +167,17 @@ class StackedModule:
             if name:
                 handles.append(submodule.register_forward_pre_hook(lambda *_, n=name: events.append(("start", n))))
                 handles.append(submodule.register_forward_hook(partial(_ended, events, name)))
+        self._tried(handles)
+        return events
+
+    def _tried(self, handles: list[Any]) -> None:
+        """The template module on the example inputs, in evaluation mode, with these hooks (removed after)."""
         try:
             with _as_called(self.module, False), torch.no_grad():
                 self.module(self.example)
         finally:
             for handle in handles:
                 handle.remove()
-        return events
 
     @cached_property
     def activation_sizes(self) -> dict[str, int]:
@@ -186,13 +189,9 @@ class StackedModule:
             if value is not None:
                 sizes[name] = value.numel() // max(1, len(self.example))
 
-        handles = [self.module.get_submodule(n).register_forward_hook(partial(size_of, n)) for n in self.hook_names()]
-        try:
-            with _as_called(self.module, False), torch.no_grad():
-                self.module(self.example)
-        finally:
-            for handle in handles:
-                handle.remove()
+        self._tried(
+            [self.module.get_submodule(n).register_forward_hook(partial(size_of, n)) for n in self.hook_names()]
+        )
         return sizes
 
     @cached_property

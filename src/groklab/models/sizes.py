@@ -9,9 +9,11 @@ import json
 import math
 from dataclasses import dataclass
 
+import torch
+
 from groklab.config import MLPModel, ModuleModel, RunConfig, TransformerModel
 from groklab.config.tasks import TaskSizes
-from groklab.data import make_data, task_sizes
+from groklab.data import task_sizes
 from groklab.models.mlp import MLP
 from groklab.models.module import StackedModule
 from groklab.models.transformer import Transformer
@@ -80,14 +82,17 @@ def _mlp(model: MLPModel, sizes: TaskSizes) -> ModelSizes:
 
 
 def _module(config: RunConfig) -> ModelSizes:
-    """A user's module, measured: its parameters, and its activations on two examples of the run's data."""
+    """A user's module, measured: its parameters, and its activations on two inputs shaped as the task's (zeros: no
+    data is made, so a task too large to make is refused by the plan before anything is allocated)."""
     return _measured_module(json.dumps(config.model_dump(mode="json", include={"task", "model"}), sort_keys=True))
 
 
 @functools.lru_cache(maxsize=16)
 def _measured_module(key: str) -> ModelSizes:
     config = RunConfig.model_validate(json.loads(key))
-    model = StackedModule(config.model, make_data(config.task, config.seed))  # type: ignore[arg-type]
+    sizes = task_sizes(config.task)
+    example = torch.zeros(2, sizes.input_dim, dtype=torch.int64 if sizes.vocab is not None else torch.float32)
+    model = StackedModule(config.model, example, sizes.n_classes, sizes.vocab)  # type: ignore[arg-type]
     shapes = model.shapes()
     activations = model.activation_sizes
     parameters = sum(math.prod(shape) for shape in shapes.values())
@@ -95,7 +100,7 @@ def _measured_module(key: str) -> ModelSizes:
         shapes=shapes,
         flops=6.0 * parameters,  # every weight used once per example: a lower bound where weights are shared
         width=sum(activations.values()),
-        scores=task_sizes(config.task).n_classes,
+        scores=sizes.n_classes,
         largest=max(activations.values(), default=1),
         size_key="model.kwargs",
     )

@@ -103,6 +103,7 @@ def run(
     for config in runs:  # unknown or inapplicable measures fail here, before anything is written
         selected(config)
     ids = [f"run-{i:04d}" for i in range(len(runs))]
+    plan = make_plan(list(zip(ids, runs)), device, workers, stack_size, threads=threads)  # refuses what cannot fit
     for task in {json.dumps(c.task.model_dump(mode="json"), sort_keys=True): c.task for c in runs}.values():
         check_data(task)
     for config in {_model_key(c): c for c in runs}.values():  # a user's module: built and tried on its task
@@ -110,7 +111,6 @@ def run(
     for optimizer in {json.dumps(c.optimizer.model_dump(mode="json")): c.optimizer for c in runs}.values():
         if optimizer.name == "torch":  # a torch.optim class: built with the spec's settings
             check_torch_optimizer(optimizer)
-    plan = make_plan(list(zip(ids, runs)), device, workers, stack_size, threads=threads)  # refuses what cannot fit
     if plan.workers > 1 or scheduler is not None:
         check_importable(runs)
     client = connect(scheduler) if scheduler is not None else None  # an unreachable one: before anything is written
