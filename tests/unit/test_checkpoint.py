@@ -73,6 +73,8 @@ MODULE = {
 NADAM = {**MLP_FULL, "optimizer": {"name": "torch", "class": "torch.optim.NAdam", "lr": 0.01, "weight_decay": 1e-4,
                                    "kwargs": {"betas": [0.9, 0.98], "decoupled_weight_decay": True}}}  # fmt: skip
 """The same with a torch.optim class: each run's instance state (moments, step, mu_product) in the checkpoint."""
+MUON = {**TRANSFORMER, "optimizer": {"name": "muon", "lr": 0.003, "weight_decay": 1.0, "muon": {"lr": 0.02}}}
+"""Transformers with Muon's momentum buffers next to AdamW's moments."""
 
 
 def _runs(spec: dict, **train: object) -> list[tuple[str, RunConfig]]:
@@ -148,10 +150,10 @@ def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> N
 
 @pytest.mark.parametrize(("spec", "stops"), [(MLP_FULL, [2, 12, 36]), (PARITY_MINIBATCH, [1, 5, 11]),
                                              (TRANSFORMER, [1, 3, 5]), (MLP_SHRINK, [12, 30]), (MODULE, [1, 4, 9]),
-                                             (NADAM, [2, 12, 36])],
+                                             (NADAM, [2, 12, 36]), (MUON, [1, 3, 5])],
                          ids=["mlp-full-batch", "parity-minibatch-dropout-switch", "transformer-minibatch-dropout",
                               "mlp-training-set-shrinks", "user-module-batchnorm-dropout",
-                              "torch-optim-nadam"])  # fmt: skip
+                              "torch-optim-nadam", "transformer-muon"])  # fmt: skip
 def test_an_interrupted_stack_resumes_bit_identically(
     spec: dict, stops: list[int], tmp_path: Path, device: str
 ) -> None:

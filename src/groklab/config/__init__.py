@@ -37,7 +37,7 @@ from groklab.config.tasks import (
     PermutationTask,
     TeacherTask,
 )
-from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
+from groklab.config.training import GrokfastConfig, MuonConfig, OptimizerConfig, TrainConfig
 from groklab.errors import SpecError
 from groklab.experiments import builtin_specs
 
@@ -50,6 +50,7 @@ __all__ = [
     "MeasuresConfig",
     "ModularTask",
     "GrokfastConfig",
+    "MuonConfig",
     "OptimizerConfig",
     "ParityTask",
     "ImageTask",

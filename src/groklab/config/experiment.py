@@ -33,7 +33,7 @@ from groklab.config.tasks import (
     TeacherTask,
     VectorTask,
 )
-from groklab.config.training import GrokfastConfig, OptimizerConfig, TrainConfig
+from groklab.config.training import GrokfastConfig, MuonConfig, OptimizerConfig, TrainConfig
 from groklab.errors import SpecError
 
 MAX_RUNS = 100_000
@@ -281,6 +281,7 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "model": [MLPModel, TransformerModel, ModuleModel],
     "optimizer": [OptimizerConfig],
     "optimizer.grokfast": [GrokfastConfig],
+    "optimizer.muon": [MuonConfig],
     "train": [TrainConfig],
     "measures": [MeasuresConfig],
     **{f"measures.{name}": [options] for name, options in OPTIONS.items()},

@@ -33,14 +33,38 @@ class GrokfastConfig(Spec):
         return self.lamb if self.lamb is not None else {"ema": 2.0, "ma": 5.0}[self.filter]
 
 
+class MuonConfig(Spec):
+    """Muon (Jordan et al. 2024; torch.optim.Muon): the weight matrices of the hidden layers step along their
+    orthogonalized momentum; the embeddings, the readout and every vector train with AdamW at optimizer.lr,
+    .weight_decay and .betas, as the reference pairs them. Per run, inside a stack (engine/muon.py)."""
+
+    model_config = STRICT
+    lr: float = Field(0.02, gt=0.0)
+    """The matrices' learning rate (Keller Jordan's reference: 0.02), scaled per matrix by `adjust_lr`."""
+    weight_decay: float | None = Field(None, ge=0.0)
+    """The matrices' decoupled weight decay, p <- p (1 - lr wd); null: optimizer.weight_decay."""
+    momentum: float = Field(0.95, ge=0.0, lt=1.0)
+    """mu: the momentum buffer B <- mu B + (1 - mu) g (torch's lerp form), per run."""
+    nesterov: bool = True
+    """Orthogonalize g + mu (B - g) (Nesterov's look-ahead, the reference's default) instead of B."""
+    ns_steps: int = Field(5, ge=1, le=99)
+    """Newton-Schulz iterations of the quintic (a, b, c) = (3.4445, -4.7750, 2.0315), in bfloat16 as the
+    reference computes them."""
+    adjust_lr: Literal["original", "match_rms_adamw", "none"] = "original"
+    """The lr of a fan_in x fan_out matrix: original (Jordan): lr sqrt(max(1, fan_out / fan_in));
+    match_rms_adamw (Moonshot, Liu et al. 2025): 0.2 lr sqrt(max(fan_in, fan_out)), so AdamW's lr and decay carry
+    over; none: lr."""
+
+
 class OptimizerConfig(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a field named kwargs)
     """Optimizer; every hyperparameter here may differ between the runs of one stack."""
 
     model_config = ConfigDict(**STRICT, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
-    name: Literal["sgd", "adam", "adamw", "rmsprop", "torch"] = "adamw"
+    name: Literal["sgd", "adam", "adamw", "rmsprop", "muon", "torch"] = "adamw"
     """sgd (with optional momentum, L2 weight decay), adam (L2 weight decay), adamw (decoupled decay),
     rmsprop (torch.optim.RMSprop, not centered: L2 weight decay, optional momentum; Thilak et al.'s third
-    adaptive optimizer), or torch: any torch.optim.Optimizer class (optimizer.class, engine/torch_optim.py)."""
+    adaptive optimizer), muon (Muon for the hidden matrices, AdamW for the rest: optimizer.muon.*), or torch: any
+    torch.optim.Optimizer class (optimizer.class, engine/torch_optim.py)."""
     optimizer_class: str | None = Field(None, alias="class")
     """With name torch: the optimizer class, 'torch.optim.NAdam' or 'package.module:Class' (a torch.optim.Optimizer
     subclass; naming one of your own runs its code). Each run gets its own instance, called with lr and
@@ -69,6 +93,8 @@ class OptimizerConfig(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a fiel
     representation learning rate, with optimizer.lr the decoder's. Per run, inside a stack: sweep
     optimizer.param_groups.W_E.lr. lr 0 freezes the parameter (Kumar et al.'s fixed readout: {W_out: {lr: 0}}).
     Warmup scales them too; on_memorized / on_generalized switch only lr and weight_decay above."""
+    muon: MuonConfig = Field(default_factory=MuonConfig)
+    """Muon's settings (optimizer.name muon): optimizer.muon.lr, .weight_decay, .momentum, ... (keys below)."""
     grokfast: GrokfastConfig = Field(default_factory=GrokfastConfig)
     """Grokfast's gradient filter: optimizer.grokfast.filter, .alpha, .lamb, .window (keys below)."""
     orthogonal: bool = False
@@ -119,6 +145,8 @@ class OptimizerConfig(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a fiel
             raise ValueError(f"optimizer.momentum: only sgd and rmsprop have momentum (optimizer.name is {self.name})")
         if (self.name == "torch") != (self.optimizer_class is not None):
             raise ValueError("optimizer.class: a torch.optim class goes with optimizer.name torch, and only with it")
+        if self.muon != MuonConfig() and self.name != "muon":
+            raise ValueError(f"optimizer.muon: Muon's settings are for optimizer.name muon (it is {self.name})")
         if self.kwargs and self.name != "torch":
             raise ValueError(f"optimizer.kwargs: for optimizer.name torch only (optimizer.name is {self.name})")
         if "params" in self.kwargs:

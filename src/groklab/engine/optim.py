@@ -44,6 +44,12 @@ def hyperparameters(
         "grokfast_ema": [c.grokfast.amplification if c.grokfast.filter == "ema" else 0.0 for c in configs],
         "grokfast_ma": [c.grokfast.amplification if c.grokfast.filter == "ma" else 0.0 for c in configs],
         "orthogonal": [float(c.orthogonal) for c in configs],
+        "muon_lr": [c.muon.lr for c in configs],
+        "muon_weight_decay": [c.weight_decay if c.muon.weight_decay is None else c.muon.weight_decay for c in configs],
+        "muon_momentum": [c.muon.momentum for c in configs],
+        # 1 - mu in double, then rounded: what torch.optim.Muon's lerp weight is (float32(1 - 0.95) = 0.05, while
+        # 1 - float32(0.95) = 0.050000012); the bfloat16 iteration turns such an ulp into a different rounding.
+        "muon_dampening": [1 - c.muon.momentum for c in configs],
     }
     for group in groups:
         for key in ("lr", "weight_decay"):
@@ -122,11 +128,13 @@ class StackOptimizer:
 
     def learning_rates(self, step: int, name: str = "") -> torch.Tensor:
         """(run,) learning rates of parameter `name` at `step` (updates done so far): lr * min(1, step / warmup)."""
-        lr, warmup = self.column(name, "lr"), self.hyper["warmup_steps"]
-        if step >= self.max_warmup:
-            return lr
-        factor = torch.where(warmup > 0, (step / warmup.clamp(min=1)).clamp(max=1), torch.ones_like(warmup))
-        return lr * factor
+        lr = self.column(name, "lr")
+        return lr if step >= self.max_warmup else lr * self.warmup(step)
+
+    def warmup(self, step: int) -> torch.Tensor:
+        """(run,) min(1, step / warmup_steps): 1 for a run without warmup."""
+        warmup = self.hyper["warmup_steps"]
+        return torch.where(warmup > 0, (step / warmup.clamp(min=1)).clamp(max=1), torch.ones_like(warmup))
 
     @torch.no_grad()
     def step(
@@ -153,8 +161,11 @@ class StackOptimizer:
 
     def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         """The gradient filters (Grokfast, ⊥Grad), then the optimizer's rule."""
+        self._rule(params, self._filtered(params, grads, step), step)
+
+    def _rule(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+        """The optimizer's update of `params` from their (filtered) gradients."""
         h = self.hyper
-        grads = self._filtered(params, grads, step)
         if self.name == "sgd":
             self._sgd(params, grads, step)
             return

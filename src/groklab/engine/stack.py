@@ -17,6 +17,7 @@ import torch
 from groklab.config import ModularTask, OptimizerConfig, PermutationTask, RunConfig
 from groklab.data import make_data
 from groklab.data.dataset import RunData
+from groklab.engine.muon import MuonOptimizer, muon_layout
 from groklab.engine.optim import StackOptimizer, hyperparameters
 from groklab.engine.torch_optim import TorchOptimizer
 from groklab.losses import per_run_loss, weighted_mean
@@ -120,6 +121,11 @@ class Stack:
         if first.optimizer.name == "torch":  # a torch.optim class: one instance per run
             optimizers = [c.optimizer for c in configs]
             self.optimizer: StackOptimizer = TorchOptimizer(optimizers, self.params, hyper, window)
+        elif first.optimizer.name == "muon":  # Muon for the hidden matrices, AdamW for the rest
+            muon = first.optimizer.muon
+            layout = self._muon_layout()
+            self.optimizer = MuonOptimizer(self.params, hyper, layout, muon.nesterov, muon.ns_steps, muon.adjust_lr,
+                                           window)  # fmt: skip
         else:
             self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper, window)
         n_train = self.runs.x_train.shape[1]
@@ -133,6 +139,14 @@ class Stack:
         self.eval_logits: list[torch.Tensor] = []  # (train, test) logits of the last evaluation, until the next step
         # What a measure derives from a run's init and data alone (the NTK at init), computed once per run: see Probe.
         self.at_init: dict[tuple[str, str], torch.Tensor] = {}
+
+    def _muon_layout(self) -> dict[str, torch.Tensor]:
+        """Where each matrix Muon trains sits in its parameter: Model.matrices of index tensors, the embeddings and
+        the readout left out (engine/muon.py)."""
+        indices = {
+            n: torch.arange(p[0].numel(), device=p.device).view(p.shape[1:])[None] for n, p in self.params.items()
+        }
+        return muon_layout(self.model.matrices(indices), {*self.model.embeddings, *self.model.readout})
 
     def state_dict(self) -> dict[str, Any]:
         """What training changes (torch's Stateful): a stack built afresh from the same runs continues from it

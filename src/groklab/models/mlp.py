@@ -61,6 +61,8 @@ class MLP:
         self.readout_input = f"blocks.{config.depth - 1}.hook_out"
         self.neuron_output = "W_out" if config.depth == 1 else "W_h1"  # rows: the first hidden layer's neurons
         self.neuron_hook = "blocks.0.mlp.hook_pre"
+        # Token inputs: W_E, or W_in itself when one-hot inputs gather its rows (a table of token vectors).
+        self.embeddings: tuple[str, ...] = ("W_E",) if self.embeds else ("W_in",) if vocab is not None else ()
         self.neurons_from_weights = vocab is not None and config.embedding == "one_hot"
         self.trains_differently = config.dropout > 0 or config.batchnorm
 

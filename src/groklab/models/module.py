@@ -233,6 +233,11 @@ class StackedModule:
         return before[-1] if before else self.readout_module
 
     @property
+    def embeddings(self) -> tuple[str, ...]:
+        """The weights of the module's nn.Embedding layers."""
+        return tuple(f"{n}.weight" for n, m in self.module.named_modules() if isinstance(m, nn.Embedding))
+
+    @property
     def neuron_hook(self) -> str:
         """The hook point of the first hidden layer's pre-activations: model.neurons's output."""
         if self.config.neurons is None:

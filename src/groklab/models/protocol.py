@@ -36,6 +36,11 @@ class Model(Protocol):
         ...
 
     @property
+    def embeddings(self) -> tuple[str, ...]:
+        """Parameters that are tables of token vectors, read by index (Muon leaves them to AdamW, as the readout)."""
+        ...
+
+    @property
     def neuron_hook(self) -> str:
         """The hook point of the first hidden layer's pre-activations (the neurons the Fourier and IPR measures
         read)."""

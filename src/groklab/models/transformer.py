@@ -51,6 +51,7 @@ class Transformer:
         self.readout: tuple[str, ...] = ("W_U", "b_U") if config.unembed_bias else ("W_U",)
         self.readout_input = last  # the stream the unembedding reads (at "="; with LayerNorm, before its w and b)
         self.neuron_hook = "blocks.0.mlp.hook_pre"
+        self.embeddings: tuple[str, ...] = ("W_E", "W_pos")
         self.neurons_from_weights = False  # attention mixes the operands before the first MLP
         self.trains_differently = config.dropout > 0
 
