@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from groklab.config import SpecError, builtin_specs, parse_experiment
 from groklab.expectations import CHECKS, check, validate_claims
 from groklab.expectations.base import by_value, reached
+from groklab.store.layout import METRICS_FILE
 from groklab.store.reader import ExperimentResult
 
 LABEL_FLIP = yaml.safe_load(builtin_specs()["parity-label-flip"].read_text())["claims"]
@@ -140,3 +142,71 @@ def test_critical_needs_never_below_and_always_from_it() -> None:
     assert critical(late, key="task.n_train", column="rqi_step")[1] is False  # reached at 20, not at 30
     always = _phases([(0, 0, None, 5), (0, 0, None, 700), (0, 0, None, 9), (0, 0, None, 800)])
     assert critical(always, key="task.n_train", column="rqi_step")[1] is False  # no value below it
+
+
+def _curves(root: Path, runs: dict[str, tuple[str, int, dict[str, list[float]]]]) -> ExperimentResult:
+    """Runs (variant, budget, curves over steps 0, 100, 200, ...) stored as the store keeps metrics."""
+    rows = []
+    for run_id, (variant, steps, curves) in runs.items():
+        (root / "runs" / run_id).mkdir(parents=True)
+        n = len(next(iter(curves.values())))
+        pd.DataFrame({"step": [100 * i for i in range(n)], **curves}).to_parquet(root / "runs" / run_id / METRICS_FILE)
+        rows.append({"run_id": run_id, "seed": 0, "status": "completed", "steps": steps, "memorized_step": None,
+                     "generalized_step": None, "final": {}, "events": {}, "analysis": {},
+                     "params": {"variant": variant}})  # fmt: skip
+    return ExperimentResult(root=root, spec={"name": "x", "variants": {"a": {}}}, meta={}, rows=rows)
+
+
+FASTER = {"variant": "fast", "baseline": "base", "column": "test_acc", "level": 0.95}
+
+
+def test_faster_than_compares_with_the_baseline_measured_in_the_same_experiment(tmp_path: Path) -> None:
+    faster = CHECKS["faster_than"].fn
+    up = [0.1, 0.5, 0.96, 0.99, 0.99, 0.99, 0.99, 0.99]  # 95% at step 200
+    late = [0.1] * 6 + [0.96, 0.99]  # at step 600: 3x later
+    result = _curves(tmp_path / "a", {"r0": ("fast", 700, {"test_acc": up}), "r1": ("base", 700, {"test_acc": late})})
+    measured, met = faster(result, **FASTER, factor=3.0)
+    assert met is True and "3x" in measured
+    assert faster(result, **FASTER, factor=4.0)[1] is False  # 3x is not 4x
+    assert faster(result, **{**FASTER, "variant": "base", "baseline": "fast"})[1] is False  # slower, not faster
+    never = [0.1] * 8
+    lost = _curves(tmp_path / "b", {"r0": ("fast", 700, {"test_acc": up}), "r1": ("base", 700, {"test_acc": never})})
+    measured, met = faster(lost, **FASTER, factor=3.0)  # the baseline is not there in 700 steps: >= 3.5x
+    assert met is True and "base not there in 700 steps: >= 3.5x" in measured
+    assert faster(lost, **FASTER, factor=10.0)[1] is None  # >= 3.5x cannot say whether it is 10x
+    stuck = _curves(tmp_path / "c", {"r0": ("fast", 700, {"test_acc": never}), "r1": ("base", 700, {"test_acc": up})})
+    assert faster(stuck, **FASTER)[1] is False
+
+
+def test_agrees_throughout_looks_at_every_evaluation_not_only_the_last(tmp_path: Path) -> None:
+    predicted = [0.1, 0.8, 0.9, 1.0]
+    trained = [0.1, 0.33, 0.85, 1.0]  # far apart mid-training (0.80 vs 0.33), equal at the end
+    result = _curves(tmp_path, {"r0": ("a", 300, {"predicted_acc": predicted, "test_acc": trained})})
+    params = {"column": "predicted_acc", "other": "test_acc", "tolerance": 0.05}
+    assert CHECKS["agrees"].fn(result, **params)[1] is True  # the final step alone says they agree
+    measured, met = CHECKS["agrees_throughout"].fn(result, **params)
+    assert met is False and "0.80 vs test_acc 0.33 at step 100" in measured
+
+
+def test_the_leaderboard_ranks_each_variant_at_its_best_setting(tmp_path: Path) -> None:
+    """Two variants on a grid of two learning rates, two seeds each: each is ranked at the lr where its median
+    run gets there first, a seed that never does counts as late, and both compare at their own best lr."""
+    at = {200: [0.1, 0.5, 0.99, 0.99, 0.99], 300: [0.1, 0.5, 0.9, 0.99, 0.99], None: [0.1] * 5}
+    runs = {"r0": ("a", 0.01, 200), "r1": ("a", 0.01, 300), "r2": ("a", 0.1, None), "r3": ("a", 0.1, 200),
+            "r4": ("b", 0.01, None), "r5": ("b", 0.01, None), "r6": ("b", 0.1, 300), "r7": ("b", 0.1, 300)}  # fmt: skip
+    result = _curves(tmp_path, {run_id: (variant, 500, {"test_acc": at[step]}) for run_id, (variant, _, step) in
+                                runs.items()})  # fmt: skip
+    for row, (_, lr, _) in zip(result.rows, runs.values()):
+        row["params"]["optimizer.lr"] = lr
+    result.spec["sweep"] = {"optimizer.lr": [0.01, 0.1]}
+    best = result.at_best_setting("test_acc", 0.99)
+    assert sorted(best["run_id"]) == ["r0", "r1", "r6", "r7"]  # a at lr 0.01 (250), b at lr 0.1 (300)
+    measured, met = CHECKS["leaderboard"].fn(result, column="test_acc", level=0.99)
+    assert met is None and measured.startswith("1. a (lr 0.01): 250 [225-275] 2/2; 2. b (lr 0.1): 300")
+    assert CHECKS["faster_than"].fn(result, variant="a", baseline="b", column="test_acc", level=0.99)[1] is True
+    from groklab.figures import applicable, plot
+
+    assert "race" not in applicable(result)  # no leaderboard claim: not a race
+    result.spec["claims"] = [{"claim": "c", "source": "s", "check": "leaderboard",
+                              "params": {"column": "test_acc", "level": 0.99}}]  # fmt: skip
+    assert "race" in applicable(result) and plot(result, ["race"])["race"].axes

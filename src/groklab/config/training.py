@@ -39,8 +39,9 @@ class MuonConfig(Spec):
     .weight_decay and .betas, as the reference pairs them. Per run, inside a stack (engine/muon.py)."""
 
     model_config = STRICT
-    lr: float = Field(0.02, gt=0.0)
-    """The matrices' learning rate (Keller Jordan's reference: 0.02), scaled per matrix by `adjust_lr`."""
+    lr: float | None = Field(0.02, gt=0.0)
+    """The matrices' learning rate (Keller Jordan's reference: 0.02), scaled per matrix by `adjust_lr`; null:
+    optimizer.lr (with adjust_lr match_rms_adamw, AdamW's tuned lr carries over: the race tunes one lr for all)."""
     weight_decay: float | None = Field(None, ge=0.0)
     """The matrices' decoupled weight decay, p <- p (1 - lr wd); null: optimizer.weight_decay."""
     momentum: float = Field(0.95, ge=0.0, lt=1.0)

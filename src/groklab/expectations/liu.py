@@ -25,6 +25,28 @@ def agrees(result: ExperimentResult, column: str, other: str, tolerance: float) 
     return measured, bool(gap.median() <= tolerance)
 
 
+@check(
+    "agrees_throughout", "median over runs of the largest |{column} - {other}| over the evaluations <= {tolerance:g}"
+)
+def agrees_throughout(result: ExperimentResult, column: str, other: str, tolerance: float) -> Outcome:
+    """Two quantities measured over steps agree along the whole trajectory, not only at its end (a theory that
+    predicts the accuracy at every step, e.g. Liu et al.'s). Not met when, in the median run, they are ever further
+    apart than `tolerance` at an evaluation that measured both; the step of the widest gap is reported."""
+    metrics = result.metrics
+    if column not in metrics or other not in metrics:
+        return f"no run measured both {column} and {other}", None
+    both = metrics.dropna(subset=[column, other])
+    if both.empty:
+        return f"no evaluation measured both {column} and {other}", None
+    gaps = (both[column] - both[other]).abs()
+    widest = gaps.groupby(both["run_id"]).max()
+    worst = both.loc[gaps.idxmax()]
+    measured = (f"median over runs of the widest gap {widest.median():.3f}; widest of all {gaps.max():.3f} "
+                f"({column} {worst[column]:.2f} vs {other} {worst[other]:.2f} at step {int(worst['step']):,} of "
+                f"{worst['run_id']})")  # fmt: skip
+    return measured, bool(widest.median() <= tolerance)
+
+
 @check("critical", "a {key} below which the median run never reaches {column}, and from which every one does")
 def critical(result: ExperimentResult, key: str, column: str) -> Outcome:
     """A critical value of a swept key (Liu et al.'s critical training set size): the median run reaches an event

@@ -11,14 +11,9 @@ from groklab.store.reader import ExperimentResult
 
 
 def steps_to_level(result: ExperimentResult, column: str, level: float) -> pd.DataFrame:
-    """Per run: its variant and the first evaluated step where `column` >= level (NaN: never in its budget)."""
-    metrics, runs = result.metrics, result.runs.set_index("run_id")
-    rows = []
-    for run_id, frame in metrics.groupby("run_id"):
-        hits = frame.loc[frame[column] >= level, "step"] if column in frame else pd.Series(dtype=float)
-        variant = runs.loc[run_id, "variant"] if "variant" in runs else ""
-        rows.append({"run_id": run_id, "variant": variant, "step": float(hits.iloc[0]) if len(hits) else np.nan})
-    return pd.DataFrame(rows, columns=["run_id", "variant", "step"])
+    """Per run of each variant's best swept setting (all runs where nothing is swept): its variant and the first
+    evaluated step where `column` >= level (NaN: never in its budget). ExperimentResult.at_best_setting."""
+    return result.at_best_setting(column, level)
 
 
 def _median_step(steps: pd.Series) -> float:
@@ -55,6 +50,64 @@ def steps_to_level_check(result: ExperimentResult, column: str, level: float) ->
     if frame.empty:
         return "no finished runs", None
     return f"median first step per variant: {_listing(frame)}", None
+
+
+@check(
+    "faster_than",
+    "median first step with {column} >= {level:g}: variant {variant} >= {factor:g}x sooner than variant {baseline}, "
+    "both measured here",
+)
+def faster_than(
+    result: ExperimentResult, variant: str, baseline: str, column: str, level: float, factor: float = 1.0
+) -> Outcome:
+    """A method against its baseline measured in the same experiment, task and budget, not against a number from
+    elsewhere: the baseline's median step to the level over the variant's is at least `factor`. A run that never gets
+    there counts as infinitely late. Where the baseline's median run never gets there, the speed-up is at least its
+    budget over the variant's step: met if that bound reaches `factor`, else it cannot tell (n/a). Not met when the
+    variant's median run never gets there (and the baseline's does), or the speed-up falls short of `factor`."""
+    frame = steps_to_level(result, column, level)
+    mine, theirs = frame[frame["variant"] == variant]["step"], frame[frame["variant"] == baseline]["step"]
+    if mine.empty or theirs.empty:
+        return f"no run of variant {variant if mine.empty else baseline!r}", None
+    fast, slow = _median_step(mine), _median_step(theirs)
+    listing = f"median first step per variant: {_listing(frame)}"
+    if fast != fast:  # the variant's median run never got there
+        return listing, False if slow == slow else None
+    if slow != slow:  # the baseline's median run never did: the speed-up is at least its budget over ours
+        runs = result.runs.set_index("run_id")
+        budget = float(runs.loc[frame[frame["variant"] == baseline]["run_id"], "steps"].median())
+        bound = budget / max(fast, 1.0)
+        return (
+            f"{listing}; {baseline} not there in {budget:,.0f} steps: >= {bound:.3g}x",
+            True if bound >= factor else None,
+        )
+    speedup = slow / max(fast, 1.0)
+    return f"{listing}; {speedup:.3g}x", bool(speedup >= factor)
+
+
+@check(
+    "leaderboard", "an observation: every variant at its best setting, ranked by median steps to {column} >= {level:g}"
+)
+def leaderboard(result: ExperimentResult, column: str, level: float) -> Outcome:
+    """The race's table (docs/race.md): each variant at its best swept setting (the same grid for every variant),
+    fastest first; for each, the median [quartiles] of steps to the level over its seeds (a seed that never gets
+    there counts as infinitely late), how many got there, and the median wall time to it. Not pass/fail."""
+    frame = steps_to_level(result, column, level)
+    if frame.empty:
+        return "no finished runs", None
+    entries = []
+    for variant, runs in frame.groupby("variant", sort=False):
+        late = runs["step"].fillna(np.inf).to_numpy()
+        with np.errstate(invalid="ignore"):  # between two seeds that never got there: inf - inf, read as never
+            quartiles = [float(np.nan_to_num(np.quantile(late, q), nan=np.inf)) for q in (0.25, 0.5, 0.75)]
+        shown = ["never" if not np.isfinite(q) else f"{q:,.0f}" for q in quartiles]
+        wall = runs["wall_s"].median()
+        timing = f", {wall:.3g} s" if wall == wall else ""
+        where = f" ({runs['setting'].iloc[0]})" if runs["setting"].iloc[0] else ""
+        entries.append((quartiles[1], f"{variant or 'all'}{where}: {shown[1]} [{shown[0]}-{shown[2]}] "
+                                      f"{int(runs['step'].notna().sum())}/{len(runs)}{timing}"))  # fmt: skip
+    ranked = sorted(entries, key=lambda entry: entry[0])
+    return "; ".join(f"{rank}. {text}" for rank, (_, text) in enumerate(ranked, 1)), None
 
 
 def _final_of_variant(result: ExperimentResult, variant: str, column: str) -> tuple[str, float | None]:

@@ -6,6 +6,7 @@
     theory.py    Liu et al.'s effective theory: predicted vs trained accuracy, steps to the representation
     slingshot.py Thilak et al.'s slingshots: norm, loss and accuracy with onsets marked; count over eps
     sizes.py     Varma et al.'s ungrokking: final test accuracy and efficiency over the kept training fraction
+    race.py      the grokking race: steps to the target per variant at its best setting
 
     registry.py  FIGURES: each figure registered where it is defined, with what it needs (@register)
 
@@ -31,6 +32,7 @@ from groklab.figures import theory  # noqa: F401
 from groklab.figures import slingshot  # noqa: F401
 from groklab.figures import sizes  # noqa: F401
 from groklab.figures import analysis  # noqa: F401
+from groklab.figures import race  # noqa: F401
 
 # isort: on
 from groklab.figures.registry import FIGURES, FigureKind, Stored

@@ -109,6 +109,38 @@ class ExperimentResult:
         """What tells the runs apart besides the seed: `variant` when the spec has variants, then the swept keys."""
         return ["variant"] * bool(self.spec.get("variants")) + list((self.spec.get("sweep") or {}).keys())
 
+    def steps_to(self, column: str, level: float) -> pd.DataFrame:
+        """Per run: its variant, its setting (the swept values, as text), the first evaluated step with `column` >=
+        level (NaN: never in its budget), its budget (the steps it trained) and the wall time to that step, read as
+        its wall time x step / steps (evaluations included: an estimate; every run of an experiment is timed alike).
+        """
+        runs = self.runs.set_index("run_id")
+        swept = [key for key in self.varied_keys if key != "variant" and key in runs]
+        rows = []
+        for run_id, frame in self.metrics.groupby("run_id"):
+            hits = frame.loc[frame[column] >= level, "step"] if column in frame else pd.Series(dtype=float)
+            step = float(hits.iloc[0]) if len(hits) else np.nan
+            run = runs.loc[run_id]
+            budget = float(run.get("steps", np.nan))
+            wall = float(run.get("wall_time_s", np.nan)) * step / budget if budget else np.nan
+            setting = ", ".join(f"{key.rsplit('.', 1)[-1]} {run[key]:g}" if isinstance(run[key], float)
+                                else f"{key.rsplit('.', 1)[-1]} {run[key]}" for key in swept)  # fmt: skip
+            variant = run["variant"] if "variant" in runs else ""
+            rows.append({"run_id": run_id, "variant": variant, "setting": setting, "step": step, "budget": budget,
+                         "wall_s": wall})  # fmt: skip
+        return pd.DataFrame(rows, columns=["run_id", "variant", "setting", "step", "budget", "wall_s"])
+
+    def at_best_setting(self, column: str, level: float) -> pd.DataFrame:
+        """steps_to's runs of each variant's best setting: the swept setting whose median run gets there first (a
+        run that never does counts as infinitely late), the same tuning budget for every variant."""
+        frame = self.steps_to(column, level)
+        if frame.empty:
+            return frame
+        medians = frame.assign(late=frame["step"].fillna(np.inf)).groupby(["variant", "setting"], sort=False)["late"]
+        best = medians.median().reset_index().sort_values("late", kind="stable").drop_duplicates("variant")
+        chosen = set(zip(best["variant"], best["setting"]))
+        return frame[[(v, s) in chosen for v, s in zip(frame["variant"], frame["setting"])]]
+
     def last_measured(self, column: str) -> pd.Series:
         """Each run's last measured (not NaN) value of a metrics column, by run_id; empty if none has it."""
         metrics = self.metrics
