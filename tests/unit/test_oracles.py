@@ -1,7 +1,8 @@
 """groklab's models against reference oracles: plain per-run nn.Modules written the obvious way.
 
-For every model option (transformer: 1-3 layers, LayerNorm none/pre/post/pre_stream, learned/sinusoidal positions,
-causal/full attention, each bias on/off, both sequence formats, every activation; MLP: one-hot, learned,
+For every model option (transformer: 1-3 layers, LayerNorm none/pre/post/pre_stream, LayerNorm or RMSNorm,
+learned/sinusoidal/rotary positions, causal/full attention, Zhong et al.'s attention rate, standard or gated MLP,
+tied or untied embeddings, each bias on/off, both sequence formats, every activation; MLP: one-hot, learned,
 summed and vector inputs, depth 1-3, bias on/off, both sequence formats, every activation, BatchNorm in
 evaluation mode, the linear and the templates readout), the logits and the gradients of a stack of two trained runs equal each run's oracle — through the
 exact shortcuts (what training runs) and through the plain every-position model.
@@ -71,6 +72,34 @@ TRANSFORMERS = {  # each option value appears at least once; each shortcut path 
         "attn_bias": True,
     },
     "1L pre_stream learned full a-b-=": {"layernorm": "pre_stream", "attention": "full"},
+    "1L modern: rmsnorm pre, rotary, swiglu, tied": {
+        "layernorm": "pre",
+        "norm": "rmsnorm",
+        "positional": "rotary",
+        "mlp": "gated",
+        "activation": "silu",
+        "tie_embeddings": True,
+    },
+    "2L modern: rmsnorm post, rotary full, gated gelu biases, tied with b_U": {
+        "n_layers": 2,
+        "layernorm": "post",
+        "norm": "rmsnorm",
+        "positional": "rotary",
+        "attention": "full",
+        "mlp": "gated",
+        "activation": "gelu",
+        "attn_bias": True,
+        "tie_embeddings": True,
+        "unembed_bias": True,
+    },
+    "1L full, attention rate 0.3 (Zhong et al.)": {"attention": "full", "attention_rate": 0.3},
+    "2L causal a-op-b-=, constant attention (rate 0), pre_stream rmsnorm": {
+        "n_layers": 2,
+        "sequence": "a op b =",
+        "attention_rate": 0.0,
+        "layernorm": "pre_stream",
+        "norm": "rmsnorm",
+    },
     "3L pre sinusoidal causal a-op-b-= sigmoid (shared prefix)": {
         "n_layers": 3,
         "layernorm": "pre",

@@ -112,8 +112,23 @@ class TransformerModel(Spec):
     input (ironjr/grokfast's Block: x = ln_1(x); x = x + attn(x); x = x + mlp(ln_2(x)))."""
     attention: Literal["causal", "full"] = "causal"
     """causal: a position attends to itself and earlier ones; full: to every position."""
-    positional: Literal["learned", "sinusoidal"] = "learned"
-    """learned W_pos (Nanda) or fixed sinusoidal encodings (Vaswani et al.; not trained)."""
+    positional: Literal["learned", "sinusoidal", "rotary"] = "learned"
+    """learned W_pos (Nanda), fixed sinusoidal encodings (Vaswani et al.; not trained), or rotary (Su et al. 2021;
+    Llama): no position is added to the stream; each query and key is rotated by its position, the pairs (i, i +
+    d_head/2) by pos / 10000^(2i / d_head) (GPT-NeoX's layout; needs an even d_head)."""
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    """The normalization wherever `layernorm` places one: LayerNorm (gain and bias), or RMSNorm (Zhang & Sennrich
+    2019; Llama): x / sqrt(mean(x^2) + 1e-5) times a gain, no bias."""
+    mlp: Literal["standard", "gated"] = "standard"
+    """standard: act(x W_in + b_in) W_out + b_out; gated (GLU, Shazeer 2020; TransformerLens's GatedMLP):
+    (act(x W_gate) * (x W_in + b_in)) W_out + b_out, which with activation silu is SwiGLU (Llama)."""
+    tie_embeddings: bool = False
+    """The unembedding is the token embedding, transposed: logits = x W_E[:n_classes]^T (no W_U). The classes must
+    be tokens (the modular and permutation tasks)."""
+    attention_rate: float = Field(1.0, ge=0.0, le=1.0)
+    """alpha of Zhong et al. 2023 (the clock and the pizza): each key a query may attend gets weight
+    alpha softmax + (1 - alpha), as their code computes it (not renormalized); 1 is attention, 0 constant attention
+    (every visible key weighted 1)."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout on attention patterns and on attention/MLP outputs during training (Power: option)."""
     attn_bias: bool = False
@@ -134,7 +149,17 @@ class TransformerModel(Spec):
             raise ValueError(
                 f"model.n_heads: {self.n_heads} does not divide model.d_model ({self.d_model}); set model.d_head"
             )
+        if self.positional == "rotary" and self.head_dim % 2:
+            raise ValueError(f"model.positional: rotary turns pairs of a head's dimensions; d_head {self.head_dim} "
+                             "is odd: allowed an even d_head")  # fmt: skip
         return self
+
+    @property
+    def plain(self) -> bool:
+        """None of the options the exact shortcuts (models/shortcuts.py) were not built for."""
+        defaults = ("learned", "sinusoidal"), "layernorm", "standard", False, 1.0
+        values = self.positional, self.norm, self.mlp, self.tie_embeddings, self.attention_rate
+        return values[0] in defaults[0] and values[1:] == defaults[1:]
 
     @property
     def head_dim(self) -> int:

@@ -161,13 +161,17 @@ class ReferenceTransformer(_Oracle):
         self.config, self._shapes = c, model.shapes()
         D, E = c.d_model, model.d_head
         self.embed = nn.Embedding(model.d_vocab, D)
+        self.n_classes = model.n_classes
         if c.positional == "learned":
             self.pos = nn.Parameter(torch.zeros(model.n_ctx, D))
-        else:
+        elif c.positional == "sinusoidal":
             self.register_buffer("pos", _sinusoidal(model.n_ctx, D))
+        else:  # rotary: the blocks turn queries and keys; nothing is added to the stream
+            self.register_buffer("pos", torch.zeros(model.n_ctx, D))
         self.blocks = nn.ModuleList(_Block(c, E) for _ in range(c.n_layers))
-        self.ln_final = nn.LayerNorm(D) if c.layernorm in ("pre", "pre_stream") else None
-        self.unembed = nn.Linear(D, model.n_classes, bias=c.unembed_bias)
+        self.ln_final = _norm(c, D) if c.layernorm in ("pre", "pre_stream") else None
+        self.unembed = None if c.tie_embeddings else nn.Linear(D, model.n_classes, bias=c.unembed_bias)
+        self.unembed_bias = nn.Parameter(torch.zeros(model.n_classes)) if c.tie_embeddings and c.unembed_bias else None
         self.eval()
 
     @classmethod
@@ -205,11 +209,12 @@ class ReferenceTransformer(_Oracle):
                 rows += [(g + f"attn.b_{n}", m + f"{n.lower()}.bias", flat)]
             rows += [(g + "attn.W_O", m + "o.weight", heads_out), (g + "attn.b_O", m + "o.bias", _same)]
             rows += [(g + "mlp.W_in", m + "mlp_in.weight", _transposed), (g + "mlp.b_in", m + "mlp_in.bias", _same)]
+            rows += [(g + "mlp.W_gate", m + "mlp_gate.weight", _transposed)]
             rows += [(g + "mlp.W_out", m + "mlp_out.weight", _transposed), (g + "mlp.b_out", m + "mlp_out.bias", _same)]
             for ln in ("ln1", "ln2"):
                 rows += [(g + f"{ln}.w", m + f"{ln}.weight", _same), (g + f"{ln}.b", m + f"{ln}.bias", _same)]
         rows += [("ln_final.w", "ln_final.weight", _same), ("ln_final.b", "ln_final.bias", _same)]
-        rows += [("W_U", "unembed.weight", _transposed), ("b_U", "unembed.bias", _same)]
+        rows += [("W_U", "unembed.weight", _transposed), ("b_U", "unembed.bias", _same), ("b_U", "unembed_bias", _same)]
         paths = dict(self.named_parameters())
         return [row for row in rows if row[1] in paths]
 
@@ -220,7 +225,10 @@ class ReferenceTransformer(_Oracle):
             x = block(x)
         if self.ln_final is not None:
             x = self.ln_final(x)
-        return self.unembed(x[:, -1])
+        if self.unembed is not None:
+            return self.unembed(x[:, -1])
+        logits = x[:, -1] @ self.embed.weight[: self.n_classes].T  # tied: the classes' token embeddings
+        return logits if self.unembed_bias is None else logits + self.unembed_bias
 
 
 class _Block(nn.Module):
@@ -232,13 +240,15 @@ class _Block(nn.Module):
         D, H = c.d_model, c.n_heads
         self.n_heads, self.d_head = H, d_head
         self.layernorm, self.causal = c.layernorm, c.attention == "causal"
+        self.rotary, self.rate = c.positional == "rotary", c.attention_rate
         self.q, self.k, self.v = (nn.Linear(D, H * d_head, bias=c.attn_bias) for _ in range(3))
         self.o = nn.Linear(H * d_head, D, bias=c.attn_bias)
         self.mlp_in = nn.Linear(D, c.d_mlp, bias=c.mlp_bias)
+        self.mlp_gate = nn.Linear(D, c.d_mlp, bias=False) if c.mlp == "gated" else None
         self.mlp_out = nn.Linear(c.d_mlp, D, bias=c.mlp_bias)
         self.act: Callable[[torch.Tensor], torch.Tensor] = ACTIVATIONS[c.activation]
         if self.layernorm != "none":
-            self.ln1, self.ln2 = nn.LayerNorm(D), nn.LayerNorm(D)
+            self.ln1, self.ln2 = _norm(c, D), _norm(c, D)
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         batch, n_ctx, _ = x.shape
@@ -246,10 +256,22 @@ class _Block(nn.Module):
         def heads(t: torch.Tensor) -> torch.Tensor:  # (batch, n_ctx, head * d_head) -> (batch, head, n_ctx, d_head)
             return t.view(batch, n_ctx, self.n_heads, self.d_head).transpose(1, 2)
 
-        z = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)), is_causal=self.causal)
+        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+        if not self.rotary and self.rate == 1.0:
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        else:  # written out: the turned queries and keys, and Zhong et al.'s rate
+            if self.rotary:
+                q, k = _turned(q), _turned(k)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)  # (batch, head, query, key)
+            visible = torch.ones(n_ctx, n_ctx, dtype=torch.bool, device=x.device)
+            visible = visible.tril() if self.causal else visible
+            pattern = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1)
+            z = (self.rate * pattern + (1 - self.rate) * visible) @ v
         return self.o(z.transpose(1, 2).reshape(batch, n_ctx, -1))
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mlp_gate is not None:  # GLU: act(x W_gate) * (x W_in + b_in)
+            return self.mlp_out(self.act(self.mlp_gate(x)) * self.mlp_in(x))
         return self.mlp_out(self.act(self.mlp_in(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -265,6 +287,22 @@ class _Block(nn.Module):
             return self.ln2(x + self.mlp(x))
         x = x + self.attention(x)
         return x + self.mlp(x)
+
+
+def _norm(c: TransformerModel, d_model: int) -> nn.Module:
+    """nn.LayerNorm, or nn.RMSNorm (gain only) at eps 1e-5."""
+    return nn.LayerNorm(d_model) if c.norm == "layernorm" else nn.RMSNorm(d_model, eps=1e-5)
+
+
+def _turned(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary positions written as complex numbers: (batch, head, pos, d_head) with the pair (x_i, x_{i + d/2}) as
+    x_i + i x_{i + d/2}, multiplied by exp(i pos / base^(2i / d))."""
+    half = x.shape[-1] // 2
+    z = torch.complex(x[..., :half].double(), x[..., half:].double())
+    pos = torch.arange(x.shape[-2], dtype=torch.float64)[:, None]
+    turn = torch.polar(torch.ones(1, dtype=torch.float64), pos * base ** (-2.0 * torch.arange(half) / x.shape[-1]))
+    z = z * turn
+    return torch.cat([z.real, z.imag], dim=-1).to(x.dtype)
 
 
 def _sinusoidal(n_ctx: int, d_model: int) -> torch.Tensor:

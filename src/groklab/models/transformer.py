@@ -5,8 +5,9 @@ Parameters are named as TransformerLens names them, with a leading run axis:
     blocks.{l}.attn.W_Q/W_K/W_V (run, n_heads, d_model, d_head)    blocks.{l}.attn.W_O (run, n_heads, d_head, d_model)
     blocks.{l}.attn.b_Q/b_K/b_V (run, n_heads, d_head), b_O (run, d_model)        [attn_bias]
     blocks.{l}.mlp.W_in (run, d_model, d_mlp), b_in, W_out (run, d_mlp, d_model), b_out   [mlp_bias]
-    blocks.{l}.ln1.w/b, ln2.w/b, ln_final.w/b (run, d_model)                        [layernorm]
-    W_U (run, d_model, n_classes), b_U                                              [unembed_bias]
+    blocks.{l}.mlp.W_gate (run, d_model, d_mlp)                                     [mlp: gated]
+    blocks.{l}.ln1.w/b, ln2.w/b, ln_final.w/b (run, d_model)             [layernorm; RMSNorm: w only]
+    W_U (run, d_model, n_classes), b_U                        [unless tie_embeddings; b_U: unembed_bias]
 
 Every activation passes a named hook point (TransformerLens names, run axis first): `hooks={name: fn}`
 reads or replaces it (ablations), and `run_with_cache` returns all of them.
@@ -48,7 +49,8 @@ class Transformer:
         self.act = ACTIVATIONS[config.activation]
         self.final_norm = config.layernorm in PRE  # a LayerNorm before the unembedding
         last = "ln_final.hook_normalized" if self.final_norm else f"blocks.{config.n_layers - 1}.hook_resid_post"
-        self.readout: tuple[str, ...] = ("W_U", "b_U") if config.unembed_bias else ("W_U",)
+        unembedding = "W_E" if config.tie_embeddings else "W_U"
+        self.readout: tuple[str, ...] = (unembedding, "b_U") if config.unembed_bias else (unembedding,)
         self.readout_input = last  # the stream the unembedding reads (at "="; with LayerNorm, before its w and b)
         self.neuron_hook = "blocks.0.mlp.hook_pre"
         self.embeddings: tuple[str, ...] = ("W_E", "W_pos")
@@ -78,22 +80,26 @@ class Transformer:
         shapes: dict[str, tuple[int, ...]] = {"W_E": (self.d_vocab, D)}
         if c.positional == "learned":
             shapes["W_pos"] = (self.n_ctx, D)
+        norm = ("w", "b") if c.norm == "layernorm" else ("w",)
         for layer in range(c.n_layers):
             p = f"blocks.{layer}."
             if c.layernorm != "none":
-                shapes.update({p + "ln1.w": (D,), p + "ln1.b": (D,), p + "ln2.w": (D,), p + "ln2.b": (D,)})
+                shapes.update({f"{p}{ln}.{n}": (D,) for ln in ("ln1", "ln2") for n in norm})
             for name in ("W_Q", "W_K", "W_V"):
                 shapes[p + "attn." + name] = (H, D, E)
             shapes[p + "attn.W_O"] = (H, E, D)
             if c.attn_bias:
                 shapes.update({p + "attn.b_Q": (H, E), p + "attn.b_K": (H, E), p + "attn.b_V": (H, E)})
                 shapes[p + "attn.b_O"] = (D,)
+            if c.mlp == "gated":
+                shapes[p + "mlp.W_gate"] = (D, c.d_mlp)
             shapes[p + "mlp.W_in"], shapes[p + "mlp.W_out"] = (D, c.d_mlp), (c.d_mlp, D)
             if c.mlp_bias:
                 shapes[p + "mlp.b_in"], shapes[p + "mlp.b_out"] = (c.d_mlp,), (D,)
         if self.final_norm:
-            shapes.update({"ln_final.w": (D,), "ln_final.b": (D,)})
-        shapes["W_U"] = (D, self.n_classes)
+            shapes.update({f"ln_final.{n}": (D,) for n in norm})
+        if not c.tie_embeddings:
+            shapes["W_U"] = (D, self.n_classes)
         if c.unembed_bias:
             shapes["b_U"] = (self.n_classes,)
         return shapes
@@ -161,9 +167,12 @@ class Transformer:
         return embed + pos[:, None, : tokens.shape[2]]
 
     def positions(self, params: Params, runs: int, like: torch.Tensor) -> torch.Tensor:
-        """Position embeddings (run, n_ctx, d_model): learned W_pos, or the fixed sinusoidal table."""
+        """Position embeddings (run, n_ctx, d_model): learned W_pos, the fixed sinusoidal table, or zeros (rotary
+        positions turn the queries and keys instead)."""
         if self.config.positional == "learned":
             return params["W_pos"]
+        if self.config.positional == "rotary":
+            return like.new_zeros(runs, self.n_ctx, self.config.d_model)
         return sinusoidal_on(self.n_ctx, self.config.d_model, like.device, like.dtype).expand(runs, -1, -1)
 
     def block(
@@ -173,13 +182,15 @@ class Transformer:
         p = f"blocks.{layer}."
         resid = hook(hooks, p + "hook_resid_pre", resid)  # (run, batch, pos, d_model)
         q, k, v = (hook(hooks, p + f"attn.hook_{n}", t) for n, t in zip("qkv", self.qkv(params, layer, resid)))
+        if self.config.positional == "rotary":  # as TransformerLens: hook_q, hook_k before the turn
+            q, k = (hook(hooks, p + f"attn.hook_rot_{n}", rotary(t, 0)) for n, t in (("q", q), ("k", k)))
         attn_out = self.attend(params, layer, attention_scores(q, k, self.config.attention), v, hooks, generators)
         return self.mlp_block(params, layer, resid, attn_out, hooks, generators)
 
     def qkv(self, params: Params, layer: int, resid: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Queries, keys and values (run, batch, pos, head, d_head) of a block's input (run, batch, pos, d_model)."""
         runs, batch, n_pos, D = resid.shape
-        x = layer_norm(resid, params, f"blocks.{layer}.ln1.") if self.config.layernorm in PRE else resid
+        x = self.normalize(resid, params, f"blocks.{layer}.ln1.") if self.config.layernorm in PRE else resid
         W_QKV, b_QKV = self.fused_qkv(params, layer)
         fused = linear(x.reshape(runs, batch * n_pos, D), W_QKV, b_QKV)
         return fused.view(runs, batch, n_pos, 3, self.config.n_heads, self.d_head).unbind(dim=3)
@@ -208,7 +219,10 @@ class Transformer:
         runs, batch, _, n_q, _ = scores.shape
         H, E, D = c.n_heads, self.d_head, c.d_model
         scores = hook(hooks, p + "attn.hook_attn_scores", scores)
-        pattern = hook(hooks, p + "attn.hook_pattern", dropout(scores.softmax(dim=-1), c.dropout, generators))
+        weights_ = scores.softmax(dim=-1)
+        if c.attention_rate < 1.0:  # Zhong et al.: alpha softmax + (1 - alpha) on every key the query may see
+            weights_ = c.attention_rate * weights_ + (1.0 - c.attention_rate) * (scores > float("-inf"))
+        pattern = hook(hooks, p + "attn.hook_pattern", dropout(weights_, c.dropout, generators))
         weights = pattern.permute(0, 1, 3, 4, 2)[..., None]  # (run, batch, q_pos, k_pos, head, 1)
         z = hook(hooks, p + "attn.hook_z", (weights * v[:, :, None]).sum(3))  # (run, batch, q_pos, head, d_head)
         attn_out = linear(z.reshape(runs, batch * n_q, H * E), params[p + "attn.W_O"].reshape(runs, H * E, D), None)
@@ -229,32 +243,53 @@ class Transformer:
         c, p = self.config, f"blocks.{layer}."
         runs, batch, n_q, D = attn_out.shape
         if c.layernorm == "pre_stream":  # the normalized input replaces the stream (ironjr/grokfast's Block)
-            resid = layer_norm(resid, params, p + "ln1.")
+            resid = self.normalize(resid, params, p + "ln1.")
         resid = resid + attn_out
         if c.layernorm == "post":
-            resid = layer_norm(resid, params, p + "ln1.")
+            resid = self.normalize(resid, params, p + "ln1.")
         resid = hook(hooks, p + "hook_resid_mid", resid)
-        x = layer_norm(resid, params, p + "ln2.") if c.layernorm in PRE else resid
-        pre = linear(x.reshape(runs, batch * n_q, D), params[p + "mlp.W_in"], params.get(p + "mlp.b_in"))
-        post = hook(
-            hooks, p + "mlp.hook_post", self.act(hook(hooks, p + "mlp.hook_pre", pre.view(runs, batch, n_q, -1)))
-        )
+        x = self.normalize(resid, params, p + "ln2.") if c.layernorm in PRE else resid
+        x = x.reshape(runs, batch * n_q, D)
+        if c.mlp == "gated":  # TransformerLens's GatedMLP: hook_pre is the gate's, hook_pre_linear W_in's
+            gate = hook(hooks, p + "mlp.hook_pre", linear(x, params[p + "mlp.W_gate"], None).view(runs, batch, n_q, -1))
+            pre_linear = linear(x, params[p + "mlp.W_in"], params.get(p + "mlp.b_in")).view(runs, batch, n_q, -1)
+            post = hook(hooks, p + "mlp.hook_post", self.act(gate) * hook(hooks, p + "mlp.hook_pre_linear", pre_linear))
+        else:
+            pre = linear(x, params[p + "mlp.W_in"], params.get(p + "mlp.b_in"))
+            post = hook(
+                hooks, p + "mlp.hook_post", self.act(hook(hooks, p + "mlp.hook_pre", pre.view(runs, batch, n_q, -1)))
+            )
         mlp_out = linear(post.reshape(runs, batch * n_q, -1), params[p + "mlp.W_out"], params.get(p + "mlp.b_out"))
         resid = resid + hook(
             hooks, p + "hook_mlp_out", dropout(mlp_out.view(runs, batch, n_q, D), c.dropout, generators)
         )
         if c.layernorm == "post":
-            resid = layer_norm(resid, params, p + "ln2.")
+            resid = self.normalize(resid, params, p + "ln2.")
         return hook(hooks, p + "hook_resid_post", resid)
+
+    def normalize(self, x: torch.Tensor, params: Params, prefix: str) -> torch.Tensor:
+        """LayerNorm, or RMSNorm (model.norm), with the run's gain (and LayerNorm's bias) at `prefix`."""
+        if self.config.norm == "layernorm":
+            return layer_norm(x, params, prefix)
+        return rms_norm(x, params[prefix + "w"])
 
     def unembed(self, params: Params, resid: torch.Tensor, hooks: Hooks) -> torch.Tensor:
         """Logits (run, batch, n_classes) read at the last ("=") position of the residual stream."""
         if self.final_norm:
             # as TransformerLens hooks it: normalized, before the gain and bias (which its fold_ln moves into W_U)
-            normalized = hook(hooks, "ln_final.hook_normalized", F.layer_norm(resid, (resid.shape[-1],)))
-            resid = normalized * params["ln_final.w"][:, None, None] + params["ln_final.b"][:, None, None]
+            rms = self.config.norm == "rmsnorm"
+            plain = rms_norm(resid, None) if rms else F.layer_norm(resid, (resid.shape[-1],))
+            normalized = hook(hooks, "ln_final.hook_normalized", plain)
+            resid = normalized * params["ln_final.w"][:, None, None]
+            resid = resid if rms else resid + params["ln_final.b"][:, None, None]
         final = resid[:, :, -1]  # (run, batch, d_model): the "=" position
-        return linear(final, params["W_U"], params.get("b_U"))  # (run, batch, n_classes)
+        return linear(final, self.unembedding(params), params.get("b_U"))  # (run, batch, n_classes)
+
+    def unembedding(self, params: Params) -> torch.Tensor:
+        """W_U (run, d_model, n_classes), or with tied embeddings the classes' rows of W_E, transposed."""
+        if self.config.tie_embeddings:
+            return params["W_E"][:, : self.n_classes].transpose(1, 2)
+        return params["W_U"]
 
     def run_with_cache(
         self, params: Params, tokens: torch.Tensor, *, buffers: Params | None = None
@@ -268,8 +303,10 @@ class Transformer:
         for layer in range(self.config.n_layers):
             p = f"blocks.{layer}."
             names += [p + "hook_resid_pre"] + [p + f"attn.hook_{n}" for n in ("q", "k", "v")]
+            names += [p + "attn.hook_rot_q", p + "attn.hook_rot_k"] if self.config.positional == "rotary" else []
             names += [p + "attn.hook_attn_scores", p + "attn.hook_pattern", p + "attn.hook_z", p + "hook_attn_out"]
-            names += [p + "hook_resid_mid", p + "mlp.hook_pre", p + "mlp.hook_post", p + "hook_mlp_out"]
+            gated = [p + "mlp.hook_pre_linear"] if self.config.mlp == "gated" else []
+            names += [p + "hook_resid_mid", p + "mlp.hook_pre", *gated, p + "mlp.hook_post", p + "hook_mlp_out"]
             names += [p + "hook_resid_post"]
         return names + (["ln_final.hook_normalized"] if self.final_norm else [])
 
@@ -297,6 +334,35 @@ class Transformer:
         """The token embedding W_E of the operand values (run, p, d_model), the same for a and b."""
         W_E = params["W_E"][:, : self.vocab]
         return W_E, W_E
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
+    """RMSNorm over the last axis, x / sqrt(mean(x^2) + eps), times a per-run gain w (run, d) if given."""
+    normalized = x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + eps)
+    return normalized if w is None else normalized * w.view(w.shape[0], *(1,) * (x.dim() - 2), w.shape[1])
+
+
+def rotary(x: torch.Tensor, start: int, base: float = 10000.0) -> torch.Tensor:
+    """Queries or keys (run, batch, pos, head, d_head) rotated by their positions start, start + 1, ...: each pair
+    (x_i, x_{i + d/2}) turned by angle pos / base^(2i / d) (GPT-NeoX's layout; Su et al. 2021).
+
+    >>> x = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 1, 1, 1, 4)  # turned by pos = 1 radian in pair (0, 2)
+    >>> rotary(x, 1).flatten().round(decimals=4)
+    tensor([0.5403, 0.0000, 0.8415, 0.0000])
+    """
+    half = x.shape[-1] // 2
+    angles = _angles(x.shape[2], start, half, base, x.device, x.dtype)  # (pos, half)
+    cos, sin = angles.cos()[:, None], angles.sin()[:, None]  # (pos, 1, half): over the heads
+    first, second = x[..., :half], x[..., half:]
+    return torch.cat([first * cos - second * sin, second * cos + first * sin], dim=-1)
+
+
+@functools.cache
+def _angles(n_pos: int, start: int, half: int, base: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(pos, half) pos / base^(i / half): the rotary angles, made once per shape and device."""
+    frequencies = base ** (-torch.arange(half, dtype=torch.float64) / half)
+    positions = torch.arange(start, start + n_pos, dtype=torch.float64)
+    return (positions[:, None] * frequencies[None]).to(device, dtype)
 
 
 def attention_scores(q: torch.Tensor, k: torch.Tensor, attention: str) -> torch.Tensor:
