@@ -210,3 +210,10 @@ def test_the_leaderboard_ranks_each_variant_at_its_best_setting(tmp_path: Path) 
     result.spec["claims"] = [{"claim": "c", "source": "s", "check": "leaderboard",
                               "params": {"column": "test_acc", "level": 0.99}}]  # fmt: skip
     assert "race" in applicable(result) and plot(result, ["race"])["race"].axes
+
+
+def test_variant_ends_higher_compares_two_variants_of_one_experiment(tmp_path: Path) -> None:
+    result = _curves(tmp_path, {"r0": ("clock", 300, {"q": [0.5, 0.9]}), "r1": ("pizza", 300, {"q": [0.5, 0.2]})})
+    assert CHECKS["variant_ends_higher"].fn(result, variant="clock", other="pizza", column="q")[1] is True
+    assert CHECKS["variant_ends_higher"].fn(result, variant="pizza", other="clock", column="q")[1] is False
+    assert CHECKS["variant_ends_higher"].fn(result, variant="nope", other="clock", column="q")[1] is None

@@ -135,3 +135,12 @@ def variant_ends_below(result: ExperimentResult, variant: str, column: str, limi
     """A variant's runs end with a metric below `limit` (e.g. a test accuracy that stalled)."""
     measured, value = _final_of_variant(result, variant, column)
     return measured, None if value is None else value < limit
+
+
+@check("variant_ends_higher", "median final {column} in variant {variant} > in variant {other}")
+def variant_ends_higher(result: ExperimentResult, variant: str, other: str, column: str) -> Outcome:
+    """Two variants of one experiment compared on where a per-run quantity ends (e.g. Zhong et al.'s distance
+    irrelevance, higher for the clock than for the pizza). Not met when `variant`'s median is not above `other`'s."""
+    measured, mine = _final_of_variant(result, variant, column)
+    _, theirs = _final_of_variant(result, other, column)
+    return measured, None if mine is None or theirs is None else mine > theirs

@@ -12,6 +12,7 @@
     collapse.py        Prieto et al.'s softmax collapse: one-hot softmax, zero loss terms, logit norm
     efficiency.py      Varma et al.'s circuit efficiency: logit scale per parameter norm
     kernel.py          the empirical NTK: alignment with the target, change from init (lazy -> rich)
+    pizza.py           Zhong et al.'s clock or pizza: distance irrelevance, gradient symmetricity
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
 `groklab measures` lists them; `measures.names` in a spec selects them.
@@ -25,6 +26,7 @@ from groklab.measures import (  # noqa: F401  (registers measures)
     kernel,
     llc,
     modular,
+    pizza,
     representation,
     weights,
 )

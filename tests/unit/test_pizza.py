@@ -1,0 +1,54 @@
+"""Zhong et al.'s clock-or-pizza measures (measures/pizza.py) against a per-pair computation on each run's oracle,
+and the structural fact behind them: with constant attention (rate 0) a 1-layer transformer treats a and b alike."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from groklab import RunConfig
+from groklab.data import modular_table
+from groklab.engine.stack import Stack
+from groklab.measures import MEASURES, Probe
+from groklab.measures.pizza import distance_irrelevance
+from groklab.models import reference_model
+
+
+def _probe(rate: float) -> Probe:
+    config = RunConfig.model_validate({
+        "task": {"modulus": 7, "train_fraction": 0.8},
+        "model": {"name": "transformer", "d_model": 16, "n_heads": 2, "d_mlp": 32, "attention": "full",
+                  "attention_rate": rate},
+        "optimizer": {"lr": 0.01, "weight_decay": 1.0}, "train": {"dtype": "float64"},
+    })  # fmt: skip
+    stack = Stack([("a", config), ("b", config.model_copy(update={"seed": 1}))], torch.device("cpu"))
+    for step in range(20):
+        stack.train_step(step)
+    return Probe(step=20, params=stack.params, model=stack.model, configs=stack.runs.configs, data=stack.runs.data,
+                 init_params=stack.runs.init_params, stacked={"x_train": stack.runs.x_train})  # fmt: skip
+
+
+@pytest.mark.parametrize("rate", [1.0, 0.4])
+def test_the_measures_equal_each_runs_oracle_pair_by_pair(rate: float) -> None:
+    probe = _probe(rate)
+    measured = MEASURES["clock_pizza"].fn(probe)
+    pairs, answers = modular_table(probe.config.task)  # type: ignore[arg-type]
+    pairs, answers = torch.from_numpy(pairs), torch.from_numpy(answers)
+    tokens = probe.model.prepare(pairs)
+    for run in range(2):
+        oracle = reference_model(probe.model, probe.params, run)
+        embedded: dict[str, torch.Tensor] = {}
+        oracle.embed.register_forward_hook(lambda m, i, out, e=embedded: e.setdefault("x", out.requires_grad_()))
+        right = oracle(tokens).gather(1, answers[:, None])[:, 0]  # (n,)
+        (grad,) = torch.autograd.grad(right.sum(), embedded["x"])  # (n, pos, d_model)
+        cosines = torch.nn.functional.cosine_similarity(grad[:, 0], grad[:, 1], dim=-1)
+        torch.testing.assert_close(measured["gradient_symmetricity"][run], cosines.mean())
+        q = distance_irrelevance(right.detach()[None], pairs, 7)[0]
+        torch.testing.assert_close(measured["distance_irrelevance"][run], q)
+    assert not torch.allclose(measured["gradient_symmetricity"][0], measured["gradient_symmetricity"][1])
+
+
+def test_constant_attention_makes_the_gradients_in_a_and_b_equal() -> None:
+    """Rate 0: the "=" position reads x_= + W_O sum_k W_V x_k, symmetric in x_a and x_b: symmetricity exactly 1."""
+    assert torch.allclose(MEASURES["clock_pizza"].fn(_probe(0.0))["gradient_symmetricity"], torch.ones(2).double())
+    assert (MEASURES["clock_pizza"].fn(_probe(1.0))["gradient_symmetricity"] < 0.999).all()
