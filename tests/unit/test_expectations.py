@@ -217,3 +217,11 @@ def test_variant_ends_higher_compares_two_variants_of_one_experiment(tmp_path: P
     assert CHECKS["variant_ends_higher"].fn(result, variant="clock", other="pizza", column="q")[1] is True
     assert CHECKS["variant_ends_higher"].fn(result, variant="pizza", other="clock", column="q")[1] is False
     assert CHECKS["variant_ends_higher"].fn(result, variant="nope", other="clock", column="q")[1] is None
+
+
+def test_shortens_counts_never_at_the_smallest_value_as_the_longest_delay() -> None:
+    never_first = _result("x", [(0.0, None), (0.0, None), (0.1, 3000), (0.1, 3200)], key="optimizer.weight_decay")
+    measured, met = CHECKS["shortens"].fn(never_first, key="optimizer.weight_decay", column="generalized_step")
+    assert met is True and "never at optimizer.weight_decay = 0" in measured
+    never_after = _result("x", [(0.0, 3000), (0.1, None)], key="optimizer.weight_decay")
+    assert CHECKS["shortens"].fn(never_after, key="optimizer.weight_decay", column="generalized_step")[1] is False

@@ -140,8 +140,12 @@ def shortens(result: ExperimentResult, key: str, column: str) -> Outcome:
     if delays is None or delays.isna().all():
         return "no run generalized", None
     base, best = delays.iloc[0], delays.iloc[1:].min()
-    return f"{column} {base:.0f} at {key} = {delays.index[0]:g}, shortest {best:.0f} at a larger value", bool(
-        best < base
+    shown = "never" if base != base else f"{base:.0f}"
+    if best != best:  # no larger value got there: nothing was shortened
+        return f"{column} {shown} at {key} = {delays.index[0]:g}, never at a larger value", False
+    # The smallest value never getting there (NaN) is the longest delay of all: any larger value that does shortens it.
+    return f"{column} {shown} at {key} = {delays.index[0]:g}, shortest {best:.0f} at a larger value", bool(
+        base != base or best < base
     )
 
 
