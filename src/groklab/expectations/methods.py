@@ -97,9 +97,8 @@ def leaderboard(result: ExperimentResult, column: str, level: float) -> Outcome:
         return "no finished runs", None
     entries = []
     for variant, runs in frame.groupby("variant", sort=False):
-        late = runs["step"].fillna(np.inf).to_numpy()
-        with np.errstate(invalid="ignore"):  # between two seeds that never got there: inf - inf, read as never
-            quartiles = [float(np.nan_to_num(np.quantile(late, q), nan=np.inf)) for q in (0.25, 0.5, 0.75)]
+        late = np.sort(runs["step"].fillna(np.inf).to_numpy())
+        quartiles = [_quantile(late, q) for q in (0.25, 0.5, 0.75)]
         shown = ["never" if not np.isfinite(q) else f"{q:,.0f}" for q in quartiles]
         wall = runs["wall_s"].median()
         timing = f", {wall:.3g} s" if wall == wall else ""
@@ -108,6 +107,20 @@ def leaderboard(result: ExperimentResult, column: str, level: float) -> Outcome:
                                       f"{int(runs['step'].notna().sum())}/{len(runs)}{timing}"))  # fmt: skip
     ranked = sorted(entries, key=lambda entry: entry[0])
     return "; ".join(f"{rank}. {text}" for rank, (_, text) in enumerate(ranked, 1)), None
+
+
+def _quantile(ordered: np.ndarray, q: float) -> float:
+    """The q-quantile of sorted steps, interpolated as numpy's default, where a seed that never got there is inf:
+    between a step and inf the quantile is inf, never the NaN that inf - inf or 0 x inf would give.
+
+    >>> _quantile(np.array([200.0, 300.0, np.inf]), 0.5), _quantile(np.array([200.0, 300.0, np.inf]), 0.75)
+    (300.0, inf)
+    """
+    position = q * (len(ordered) - 1)
+    low, high = ordered[int(np.floor(position))], ordered[int(np.ceil(position))]
+    if low == high or not np.isfinite(high):
+        return float(high if position % 1 else low)
+    return float(low + (high - low) * (position % 1))
 
 
 def _final_of_variant(result: ExperimentResult, variant: str, column: str) -> tuple[str, float | None]:

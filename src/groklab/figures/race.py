@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from groklab.figures.registry import Stored, register
 from groklab.figures.style import TEST, empty, figure
@@ -48,5 +49,6 @@ def race(result: ExperimentResult) -> Figure:
     ax.set_yticks(range(len(order)), [f"{v}\n{s}" if s else v for v, s in zip(order, settings)], fontsize=6)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: the minor labels collide
     ax.set_xlabel(f"steps to {column} >= {level:g} (open: not reached)")
     return fig
