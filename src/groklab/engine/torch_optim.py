@@ -72,11 +72,12 @@ class TorchOptimizer(StackOptimizer):
 
     def state_dict(self) -> dict[str, Any]:
         """The built-in state (filters, hyperparameters) and each run's per-parameter optimizer state."""
-        return super().state_dict() | {"torch": self._states()}
+        return super().state_dict() | {"torch": self._states(), "switched": sorted(self.switched)}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         super().load_state_dict(saved)
         self.saved, self.instances, self.bound = list(saved["torch"]), [], {}
+        self.switched = set(saved["switched"])
 
     def _states(self) -> list[list[dict[str, Any]]]:
         """Each run's optimizer state, parameter by parameter in group order: the tensors themselves, not
