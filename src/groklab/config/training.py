@@ -36,7 +36,8 @@ class GrokfastConfig(Spec):
 class MuonConfig(Spec):
     """Muon (Jordan et al. 2024; torch.optim.Muon): the weight matrices of the hidden layers step along their
     orthogonalized momentum; the embeddings, the readout and every vector train with AdamW at optimizer.lr,
-    .weight_decay and .betas, as the reference pairs them. Per run, inside a stack (engine/muon.py)."""
+    .weight_decay and .betas, as the reference pairs them. Per run, inside a stack (engine/muon.py). Warmup scales
+    Muon's lr too; the on_memorized / on_generalized switches set the AdamW part's."""
 
     model_config = STRICT
     lr: float | None = Field(0.02, gt=0.0)
