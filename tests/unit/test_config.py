@@ -113,7 +113,7 @@ def test_yaml_is_bounded_and_unambiguous_before_anything_is_built(tmp_path: Path
     started = time.perf_counter()
     with pytest.raises(SpecError, match=message):
         load_yaml(path)
-    assert time.perf_counter() - started < 1.0  # refused on the composed document, never expanded
+    assert time.perf_counter() - started < 5.0  # refused on the composed document, never expanded (minutes)
 
 
 def test_a_value_on_the_command_line_is_bounded_too() -> None:
