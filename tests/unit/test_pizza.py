@@ -3,10 +3,13 @@ and the structural fact behind them: with constant attention (rate 0) a 1-layer 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from groklab import RunConfig
+import groklab
+from groklab import RunConfig, SpecError
 from groklab.data import modular_table
 from groklab.engine.stack import Stack
 from groklab.measures import MEASURES, Probe
@@ -52,3 +55,17 @@ def test_constant_attention_makes_the_gradients_in_a_and_b_equal() -> None:
     """Rate 0: the "=" position reads x_= + W_O sum_k W_V x_k, symmetric in x_a and x_b: symmetricity exactly 1."""
     assert torch.allclose(MEASURES["clock_pizza"].fn(_probe(0.0))["gradient_symmetricity"], torch.ones(2).double())
     assert (MEASURES["clock_pizza"].fn(_probe(1.0))["gradient_symmetricity"] < 0.999).all()
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [({"name": "mlp", "attention_rate": 0.0}, r"model.attention_rate: unknown key"),
+     ({"name": "transformer", "attention_rate": 1.5}, r"model.attention_rate"),
+     ({"name": "transformer", "positional": "rotary", "d_model": 12, "n_heads": 4}, r"d_head 3 is odd"),
+     ({"name": "transformer", "mlp": "swiglu"}, r"model.mlp")],
+    ids=["rate-on-an-mlp", "rate-above-1", "rotary-odd-head", "unknown-mlp"],
+)  # fmt: skip
+def test_an_option_that_does_not_fit_the_model_is_one_line(model: dict, says: str, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=says) as error:
+        groklab.run({"model": model, "train": {"steps": 2}}, out=tmp_path / "out", progress=False)
+    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()

@@ -307,7 +307,11 @@ def format_validation_error(error: ValidationError) -> str:
         "module",
         "function-after",
     )
-    loc = [str(part) for part in first["loc"] if part not in tags]
+    # A tag follows the section it discriminates (model.transformer.mlp): drop it there, and only there (a field
+    # may share a tag's name, as the transformer's `mlp`).
+    parts = [str(part) for part in first["loc"]]
+    loc = [p for i, p in enumerate(parts)
+           if not (p == "function-after" or p in tags and i > 0 and parts[i - 1] in ("task", "model"))]  # fmt: skip
     key = ".".join(loc)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
