@@ -38,7 +38,8 @@ SPEC = {
 TOY_FIGURES = ["effective_theory"]  # Liu et al.'s addition toy only: drawn by the test below
 SLINGSHOT_FIGURES = ["slingshots"]  # runs with slingshots only: drawn in tests/unit/test_slingshot.py
 SIZE_FIGURES = ["ungrokking"]  # variants over a shrinking training set only: drawn by the test below
-DRAWN = [name for name in FIGURES if name not in TOY_FIGURES + SLINGSHOT_FIGURES + SIZE_FIGURES]
+RACE_FIGURES = ["race"]  # an experiment with a leaderboard claim only: drawn by the test below
+DRAWN = [name for name in FIGURES if name not in TOY_FIGURES + SLINGSHOT_FIGURES + SIZE_FIGURES + RACE_FIGURES]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,8 @@ def _ink(fig: Figure) -> float:
 
 
 def test_every_figure_kind_is_drawn_and_not_empty(experiment: groklab.ExperimentResult) -> None:
-    assert applicable(experiment) == DRAWN  # every kind but the toy's, the slingshots' (none in 60 steps), ungrokking's
+    assert applicable(experiment) == DRAWN  # every kind but the toy's, the slingshots' (none in 60 steps),
+    # ungrokking's and the race's
     for name, fig in plot(experiment).items():
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
@@ -69,7 +71,8 @@ def test_every_figure_kind_is_drawn_and_not_empty(experiment: groklab.Experiment
         assert _ink(fig) > 0.02, f"{name} is (nearly) blank"
 
 
-@pytest.mark.parametrize(("builtin", "figures"), [("liu-toy", TOY_FIGURES), ("varma-ungrokking", SIZE_FIGURES)])
+@pytest.mark.parametrize(("builtin", "figures"), [("liu-toy", TOY_FIGURES), ("varma-ungrokking", SIZE_FIGURES),
+                                                  ("grokking-race", RACE_FIGURES)])  # fmt: skip
 def test_the_figures_of_one_kind_of_experiment_are_drawn(builtin: str, figures: list[str], tmp_path: Path) -> None:
     result = groklab.run(builtin, out=tmp_path / builtin, progress=False, quick=True)
     assert set(figures) <= set(applicable(result))

@@ -16,14 +16,15 @@ TARGET = ("test_acc", 0.99)
 
 def _target(result: ExperimentResult) -> tuple[str, float]:
     for claim in result.spec.get("claims") or []:
-        if claim.get("check") == "leaderboard":
+        if isinstance(claim, dict) and claim.get("check") == "leaderboard":
             params = claim.get("params") or {}
             return str(params.get("column", TARGET[0])), float(params.get("level", TARGET[1]))
     return TARGET
 
 
 def _has_leaderboard(stored: Stored) -> bool:
-    return any(claim.get("check") == "leaderboard" for claim in stored.result.spec.get("claims") or [])
+    claims = stored.result.spec.get("claims")
+    return isinstance(claims, list) and any(isinstance(c, dict) and c.get("check") == "leaderboard" for c in claims)
 
 
 @register("race", "steps to the target per variant at its best setting, each seed a point", needs=_has_leaderboard)
