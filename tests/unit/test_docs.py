@@ -34,7 +34,32 @@ claims:
 `column` names a per-run column of `groklab.load(DIR).runs` (memorized_step, generalized_step, final_test_acc,
 an event such as grokking_delay, an analysis scalar such as phase_match) or, for curve checks, a metrics column
 (test_loss, restricted_loss, neuron_ipr_mean, ...); `key` a swept spec key. An unknown check or parameter is a
-one-line error before anything runs. The checks (generated from `src/groklab/expectations/`):
+one-line error before anything runs.
+
+## How a check can fail
+
+Every verdict is one of three: met, not met, or n/a. n/a means the stored runs cannot decide the claim: no run
+measured the column, the key was not swept, the variant is missing, or the check is an observation. A claim is
+never called met on numbers it did not measure. By family:
+
+- **Thresholds** (`step_at_most`, `median_at_least`, `median_below`, `variant_reaches_by`, `variant_ends_above` /
+  `_below`, ...) read the median run.
+  - A run that never reached an event counts as infinitely late, so a median of mostly "never" is never, and the
+    claim is not met.
+  - A threshold is written once, in the spec's params. It is the source's number or a stated reading of it, never
+    tuned to the runs.
+- **Comparisons within one experiment** (`faster_than`, `shortens`, `delays`, `variant_ends_higher`, `critical`,
+  `threshold`, ...) measure both sides here.
+  - They fail when the order is the other way.
+  - `faster_than` compares each variant at its best swept setting. A baseline that never gets there bounds the
+    speed-up from below: met only if that bound already reaches the factor, else n/a.
+  - A comparison is never made against a number from another paper's setup.
+- **Trajectories** (`agrees_throughout`, `falls_first`, `rises_after_memorization`, `descends_twice`, ...) look
+  along the curves, not only at the last step. The widest gap or the first crossing is what they report.
+- **Observations** (`steps_to_level`, `leaderboard`, `critical_size`) are never met or not met. They report the
+  numbers a reader needs to judge the claim.
+
+The checks (generated from `src/groklab/expectations/`):
 
 """
 
