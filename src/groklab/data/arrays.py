@@ -43,7 +43,8 @@ def read_arrays(task: YourData, seed: int = 0) -> dict[str, np.ndarray]:
         raw = _named(where, _called(task.factory, json.dumps(task.kwargs, sort_keys=True), seed))
     elif task.path.startswith("memory:"):
         if task.path not in IN_MEMORY:
-            raise SpecError(f"{where}: arrays given in Python to another process; allowed: a file (task.path)")
+            raise SpecError(f"task.path: {task.path} names arrays given in Python to another process, not this one; "
+                            "allowed: a file")  # fmt: skip
         raw = _named(where, IN_MEMORY[task.path])
     else:
         path = Path(task.path)
