@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from datetime import date
 
 import torch
 import torch.nn.functional as F
+from bench_engine import _time
 from torch import nn
 
 from groklab import RunConfig
@@ -76,13 +76,6 @@ def steps(k: int) -> tuple[Callable[[], None], Callable[[], None]]:
         opt.step()
 
     return (lambda: stack.train_step(next(counter))), plain_step
-
-
-def _time(fn: Callable[[], None], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 def main() -> None:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from collections.abc import Callable
 from datetime import date
 
 import torch
+from bench_engine import _time
 
 from groklab import OptimizerConfig, RunConfig
 from groklab.data import make_data
@@ -40,7 +40,7 @@ def steps(k: int) -> tuple[Callable[[], None], Callable[[], None]]:
     indices = {n: torch.arange(p[0].numel()).view(p.shape[1:])[None] for n, p in params.items()}
     layout = muon_layout(model.matrices(indices), {*model.embeddings, *model.readout})
     hyper = hyperparameters([OPTIMIZER] * k, torch.device("cpu"), torch.float32)
-    stacked = MuonOptimizer(params, hyper, layout)
+    stacked = MuonOptimizer([OPTIMIZER] * k, params, hyper, layout)
     counter = iter(range(10**9))
 
     def groklab_step() -> None:
@@ -62,13 +62,6 @@ def steps(k: int) -> tuple[Callable[[], None], Callable[[], None]]:
             optimizer.step()
 
     return groklab_step, plain_step
-
-
-def _time(fn: Callable[[], None], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 def main() -> None:

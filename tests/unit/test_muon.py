@@ -51,8 +51,7 @@ def test_each_run_follows_torch_muon_on_its_matrices_and_adamw_on_the_rest(spec:
     assert layout and set(layout) < set(stacked)  # some parameters go to Muon, some to AdamW
     configs = _configs(**muon)[:runs]
     hyper = hyperparameters(configs, torch.device("cpu"), torch.float32)
-    optimizer = MuonOptimizer(stacked, hyper, layout, configs[0].muon.nesterov, configs[0].muon.ns_steps,
-                              configs[0].muon.adjust_lr)  # fmt: skip
+    optimizer = MuonOptimizer(configs, stacked, hyper, layout)
     references = []
     for run, c in enumerate(configs):
         # Each matrix as torch lays out a Linear's weight, (out, in): the matrix (in, out) transposed.

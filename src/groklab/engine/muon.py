@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from groklab.config import OptimizerConfig
 from groklab.engine.gradients import grokfast_state
 from groklab.engine.optim import StackOptimizer
 
@@ -65,26 +66,39 @@ def lr_scale(fan_in: int, fan_out: int, rule: str) -> float:
     return 1.0
 
 
+def muon_columns(configs: list[OptimizerConfig], like: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Muon's per-run hyperparameters as (run,) tensors beside engine/optim.py's columns (switched and selected
+    with them): its lr (optimizer.lr where muon.lr is null), weight decay, momentum, and 1 - momentum."""
+    columns = {
+        "muon_lr": [c.lr if c.muon.lr is None else c.muon.lr for c in configs],
+        "muon_weight_decay": [c.weight_decay if c.muon.weight_decay is None else c.muon.weight_decay for c in configs],
+        "muon_momentum": [c.muon.momentum for c in configs],
+        # 1 - mu in double, then rounded: what torch.optim.Muon's lerp weight is (float32(1 - 0.95) = 0.05, while
+        # 1 - float32(0.95) = 0.050000012); the bfloat16 iteration turns such an ulp into a different rounding.
+        "muon_dampening": [1 - c.muon.momentum for c in configs],
+    }
+    return {name: torch.tensor(values, device=like.device, dtype=like.dtype) for name, values in columns.items()}
+
+
 class MuonOptimizer(StackOptimizer):
     """Muon for the matrices `layout` names, AdamW for the other parameters (see the module docstring)."""
 
     def __init__(
         self,
+        configs: list[OptimizerConfig],
         params: dict[str, torch.Tensor],
         hyper: dict[str, torch.Tensor],
         layout: dict[str, torch.Tensor],
-        nesterov: bool = True,
-        ns_steps: int = 5,
-        adjust_lr: str = "original",
         grokfast_window: int = 100,
     ) -> None:
         others = {n: p for n, p in params.items() if n not in layout}
-        super().__init__("adamw", others, hyper, grokfast_window)
+        super().__init__("adamw", others, hyper | muon_columns(configs, hyper["lr"]), grokfast_window)
         self.filter_state = grokfast_state(params, self.grokfast_ema, self.grokfast_window)  # every parameter's
         self.layout = layout
         """Parameter name -> (fan_in, fan_out) indices of its matrix's entries into one run's flattened parameter."""
         self.state.update({f"{n}.muon_buffer": torch.zeros_like(params[n]) for n in layout})
-        self.nesterov, self.ns_steps, self.adjust_lr = nesterov, ns_steps, adjust_lr
+        muon = configs[0].muon  # what runs of a stack share (plan.PER_RUN_KEYS has the rest)
+        self.nesterov, self.ns_steps, self.adjust_lr = muon.nesterov, muon.ns_steps, muon.adjust_lr
 
     def _rule(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
         super()._rule({n: p for n, p in params.items() if n not in self.layout}, grads, step)

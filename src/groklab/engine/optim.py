@@ -44,12 +44,6 @@ def hyperparameters(
         "grokfast_ema": [c.grokfast.amplification if c.grokfast.filter == "ema" else 0.0 for c in configs],
         "grokfast_ma": [c.grokfast.amplification if c.grokfast.filter == "ma" else 0.0 for c in configs],
         "orthogonal": [float(c.orthogonal) for c in configs],
-        "muon_lr": [c.lr if c.muon.lr is None else c.muon.lr for c in configs],
-        "muon_weight_decay": [c.weight_decay if c.muon.weight_decay is None else c.muon.weight_decay for c in configs],
-        "muon_momentum": [c.muon.momentum for c in configs],
-        # 1 - mu in double, then rounded: what torch.optim.Muon's lerp weight is (float32(1 - 0.95) = 0.05, while
-        # 1 - float32(0.95) = 0.050000012); the bfloat16 iteration turns such an ulp into a different rounding.
-        "muon_dampening": [1 - c.muon.momentum for c in configs],
     }
     for group in groups:
         for key in ("lr", "weight_decay"):

@@ -116,16 +116,13 @@ class Stack:
             shrunk_at=[None] * len(runs),
         )
         # model.output_scale alpha divides the learning rates by alpha^2 (lazy training's convention).
-        hyper = hyperparameters([_scaled_optimizer(c) for c in configs], device, self.dtype)
+        scaled = [_scaled_optimizer(c) for c in configs]
+        hyper = hyperparameters(scaled, device, self.dtype)
         window = first.optimizer.grokfast.window
         if first.optimizer.name == "torch":  # a torch.optim class: one instance per run
-            optimizers = [c.optimizer for c in configs]
-            self.optimizer: StackOptimizer = TorchOptimizer(optimizers, self.params, hyper, window)
+            self.optimizer: StackOptimizer = TorchOptimizer(scaled, self.params, hyper, window)
         elif first.optimizer.name == "muon":  # Muon for the hidden matrices, AdamW for the rest
-            muon = first.optimizer.muon
-            layout = self._muon_layout()
-            self.optimizer = MuonOptimizer(self.params, hyper, layout, muon.nesterov, muon.ns_steps, muon.adjust_lr,
-                                           window)  # fmt: skip
+            self.optimizer = MuonOptimizer(scaled, self.params, hyper, self._muon_layout(), window)
         else:
             self.optimizer = StackOptimizer(first.optimizer.name, self.params, hyper, window)
         n_train = self.runs.x_train.shape[1]

@@ -70,6 +70,16 @@ class TorchOptimizer(StackOptimizer):
         self.switched: set[str] = set()
         """Hyperparameters an on_memorized / on_generalized switch set: eps reaches an instance only then."""
 
+    def _set_hyper(self, hyper: dict[str, torch.Tensor]) -> None:
+        super()._set_hyper(hyper)
+        # The instances take Python floats: read the columns here, once per change (a switch, a select, a resume),
+        # not every step (on a GPU each read waits for the device).
+        self.host = {name: column.tolist() for name, column in hyper.items()}
+
+    def _host_column(self, name: str, key: str) -> list[float]:
+        """column(name, key) as host floats."""
+        return self.host.get(f"{name}.{key}", self.host[key])
+
     def state_dict(self) -> dict[str, Any]:
         """The built-in state (filters, hyperparameters) and each run's per-parameter optimizer state."""
         return super().state_dict() | {"torch": self._states(), "switched": sorted(self.switched)}
@@ -98,18 +108,16 @@ class TorchOptimizer(StackOptimizer):
         """The gradient filters, then each run's own step with its group's lr and weight decay for this step."""
         grads = self._filtered(params, grads, step)
         self._bind(params)
-        groups = self._groups(list(params))
-        lrs = {key: self.learning_rates(step, names[0]).tolist() for key, names in groups.items()}
-        decays = {key: self.column(names[0], "weight_decay").tolist() for key, names in groups.items()}
-        eps = self.hyper["eps"].tolist()
+        groups, warmup = self._groups(list(params)), self.host["warmup_steps"]
         for run, optimizer in enumerate(self.instances):
-            for group, key in zip(optimizer.param_groups, groups):
-                group["lr"] = lrs[key][run]
+            factor = min(1.0, step / warmup[run]) if warmup[run] > 0 else 1.0  # lr * min(1, step / warmup)
+            for group, names in zip(optimizer.param_groups, groups.values()):
+                group["lr"] = self._host_column(names[0], "lr")[run] * factor
                 if "weight_decay" in group:
-                    group["weight_decay"] = decays[key][run]
+                    group["weight_decay"] = self._host_column(names[0], "weight_decay")[run]
                 if "eps" in group and "eps" in self.switched:
-                    group["eps"] = eps[run]
-                for p, name in zip(group["params"], groups[key]):
+                    group["eps"] = self.host["eps"][run]
+                for p, name in zip(group["params"], names):
                     p.grad = grads[name][run]
             optimizer.step()
 
@@ -127,14 +135,13 @@ class TorchOptimizer(StackOptimizer):
             return
         states = self._states()
         groups = self._groups(list(params))
-        lrs = {key: self.column(names[0], "lr").tolist() for key, names in groups.items()}
-        decays = {key: self.column(names[0], "weight_decay").tolist() for key, names in groups.items()}
         self.instances = []
         for run in range(len(self.kwargs)):
             settings = [
                 {"params": [params[n].detach()[run] for n in names],
-                 **_settings(self.cls, lrs[key][run], decays[key][run])}
-                for key, names in groups.items()
+                 **_settings(self.cls, self._host_column(names[0], "lr")[run],
+                             self._host_column(names[0], "weight_decay")[run])}
+                for names in groups.values()
             ]  # fmt: skip
             optimizer = self.cls(settings, **self.kwargs[run])
             if states:  # the same state objects, on the new views

@@ -219,10 +219,10 @@ class Transformer:
         runs, batch, _, n_q, _ = scores.shape
         H, E, D = c.n_heads, self.d_head, c.d_model
         scores = hook(hooks, p + "attn.hook_attn_scores", scores)
-        weights_ = scores.softmax(dim=-1)
+        attention = scores.softmax(dim=-1)
         if c.attention_rate < 1.0:  # Zhong et al.: alpha softmax + (1 - alpha) on every key the query may see
-            weights_ = c.attention_rate * weights_ + (1.0 - c.attention_rate) * (scores > float("-inf"))
-        pattern = hook(hooks, p + "attn.hook_pattern", dropout(weights_, c.dropout, generators))
+            attention = c.attention_rate * attention + (1.0 - c.attention_rate) * (scores > float("-inf"))
+        pattern = hook(hooks, p + "attn.hook_pattern", dropout(attention, c.dropout, generators))
         weights = pattern.permute(0, 1, 3, 4, 2)[..., None]  # (run, batch, q_pos, k_pos, head, 1)
         z = hook(hooks, p + "attn.hook_z", (weights * v[:, :, None]).sum(3))  # (run, batch, q_pos, head, d_head)
         attn_out = linear(z.reshape(runs, batch * n_q, H * E), params[p + "attn.W_O"].reshape(runs, H * E, D), None)
