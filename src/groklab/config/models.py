@@ -155,13 +155,6 @@ class TransformerModel(Spec):
         return self
 
     @property
-    def plain(self) -> bool:
-        """None of the options the exact shortcuts (models/shortcuts.py) were not built for."""
-        defaults = ("learned", "sinusoidal"), "layernorm", "standard", False, 1.0
-        values = self.positional, self.norm, self.mlp, self.tie_embeddings, self.attention_rate
-        return values[0] in defaults[0] and values[1:] == defaults[1:]
-
-    @property
     def head_dim(self) -> int:
         """d_head, resolved."""
         return self.d_head if self.d_head is not None else self.d_model // self.n_heads

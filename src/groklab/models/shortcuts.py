@@ -38,6 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from groklab.config import TransformerModel
 from groklab.models.layers import Hooks, Params, layer_norm, linear
 from groklab.models.transformer import PRE, Transformer, attention_scores
 
@@ -46,6 +47,13 @@ NO_HOOKS: Hooks = {}
 
 class ShortcutTransformer(Transformer):
     """The transformer of models/transformer.py, trained and evaluated through exact shortcuts."""
+
+    @staticmethod
+    def covers(config: TransformerModel) -> bool:
+        """Whether the shortcuts were built for this config: not for rotary positions, RMSNorm, the gated MLP, tied
+        embeddings or Zhong et al.'s attention rate (those compute every position, models/transformer.py)."""
+        modern = config.norm, config.mlp, config.tie_embeddings, config.attention_rate
+        return config.positional != "rotary" and modern == ("layernorm", "standard", False, 1.0)
 
     def forward(
         self,
