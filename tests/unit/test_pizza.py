@@ -3,7 +3,11 @@ and the structural fact behind them: with constant attention (rate 0) a 1-layer 
 
 from __future__ import annotations
 
+import cmath
+import math
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -49,6 +53,30 @@ def test_the_measures_equal_each_runs_oracle_pair_by_pair(rate: float) -> None:
         q = distance_irrelevance(right.detach()[None], pairs, 7)[0]
         torch.testing.assert_close(measured["distance_irrelevance"][run], q)
     assert not torch.allclose(measured["gradient_symmetricity"][0], measured["gradient_symmetricity"][1])
+
+
+def _their_circularity(W_E: np.ndarray, p: int, first_k: int = 4) -> float:
+    """eval-main.ipynb's "Circularity" cell, transcribed: PCA scores (sklearn's fit_transform is U S of the centered
+    matrix), each normalized, summed against e^{2 pi i t / p} at every multiplier i, the best i kept."""
+    centered = W_E - W_E.mean(axis=0)
+    U, S, _ = np.linalg.svd(centered, full_matrices=False)
+    scores = U * S
+    total = 0.0
+    for ix in range(first_k):
+        vs = scores[:, ix] / np.sqrt(np.sum(scores[:, ix] ** 2)) / math.sqrt(p)
+        best = max(abs(sum(vs[t * i % p] * cmath.exp(2j * math.pi * t / p) for t in range(p))) ** 2 * 2
+                   for i in range(1, p))  # fmt: skip
+        total += max(min(best, 1.0), 0.0)
+    return total / first_k
+
+
+def test_circularity_is_their_notebooks_per_run() -> None:
+    probe = _probe(1.0)
+    measured = MEASURES["clock_pizza"].fn(probe)["circularity"]
+    W_E, _ = probe.operand_embeddings()
+    for run in range(2):
+        assert measured[run].item() == pytest.approx(_their_circularity(W_E[run].detach().numpy(), 7), abs=1e-9)
+    assert abs(measured[0] - measured[1]) > 1e-3
 
 
 def test_constant_attention_makes_the_gradients_in_a_and_b_equal() -> None:
