@@ -219,6 +219,15 @@ def test_variant_ends_higher_compares_two_variants_of_one_experiment(tmp_path: P
     assert CHECKS["variant_ends_higher"].fn(result, variant="nope", other="clock", column="q")[1] is None
 
 
+def test_every_variant_ends_above_names_the_lowest_variant(tmp_path: Path) -> None:
+    result = _curves(tmp_path, {"r0": ("clock", 300, {"c": [0.5, 0.99]}), "r1": ("pizza", 300, {"c": [0.5, 0.62]}),
+                                "r2": ("pizza", 300, {"c": [0.5, 0.98]})})  # fmt: skip
+    measured, met = CHECKS["every_variant_ends_above"].fn(result, column="c", limit=0.9)
+    assert met is False and measured.endswith("lowest: pizza") and "pizza: 0.8" in measured
+    assert CHECKS["every_variant_ends_above"].fn(result, column="c", limit=0.75)[1] is True
+    assert CHECKS["every_variant_ends_above"].fn(result, column="nope", limit=0.75)[1] is None
+
+
 def test_shortens_counts_never_at_the_smallest_value_as_the_longest_delay() -> None:
     never_first = _result("x", [(0.0, None), (0.0, None), (0.1, 3000), (0.1, 3200)], key="optimizer.weight_decay")
     measured, met = CHECKS["shortens"].fn(never_first, key="optimizer.weight_decay", column="generalized_step")

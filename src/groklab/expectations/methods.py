@@ -150,6 +150,19 @@ def variant_ends_below(result: ExperimentResult, variant: str, column: str, limi
     return measured, None if value is None else value < limit
 
 
+@check("every_variant_ends_above", "median final {column} >= {limit:g} in every variant")
+def every_variant_ends_above(result: ExperimentResult, column: str, limit: float) -> Outcome:
+    """Something every variant shares whatever else it changes (e.g. Zhong et al.'s circular embeddings, clock or
+    pizza). Not met when one variant's median falls below `limit`; that variant is named."""
+    variants = result.runs["variant"].fillna("").unique() if "variant" in result.runs else [""]
+    finals = {str(v): _final_of_variant(result, str(v), column)[1] for v in variants}
+    measured = {variant: value for variant, value in finals.items() if value is not None}
+    if not measured:
+        return f"no {column} measured", None
+    lowest = min(measured, key=measured.__getitem__)
+    return f"{_final_of_variant(result, lowest, column)[0]}; lowest: {lowest}", measured[lowest] >= limit
+
+
 @check("variant_ends_higher", "median final {column} in variant {variant} > in variant {other}")
 def variant_ends_higher(result: ExperimentResult, variant: str, other: str, column: str) -> Outcome:
     """Two variants of one experiment compared on where a per-run quantity ends (e.g. Zhong et al.'s distance
