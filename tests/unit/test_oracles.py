@@ -100,6 +100,15 @@ TRANSFORMERS = {  # each option value appears at least once; each shortcut path 
         "layernorm": "pre_stream",
         "norm": "rmsnorm",
     },
+    "2L modern causal a-op-b-= (the shared prefix, its keys turned)": {
+        "n_layers": 2,
+        "sequence": "a op b =",
+        "layernorm": "pre",
+        "norm": "rmsnorm",
+        "positional": "rotary",
+        "mlp": "gated",
+        "activation": "silu",
+    },
     "3L pre sinusoidal causal a-op-b-= sigmoid (shared prefix)": {
         "n_layers": 3,
         "layernorm": "pre",

@@ -47,8 +47,6 @@ def build_model(config: MLPModel | TransformerModel | ModuleModel, data: RunData
         return StackedModule(config, data.x_train[:2], data.n_classes, data.vocab)
     if isinstance(config, TransformerModel):
         assert data.vocab is not None, "transformers need token inputs (checked by RunConfig)"
-        if not ShortcutTransformer.covers(config):  # every position computed
-            return Transformer(config, vocab=data.vocab, n_classes=data.n_classes)
         return ShortcutTransformer(config, vocab=data.vocab, n_classes=data.n_classes)
     return MLP(config, vocab=data.vocab, input_dim=data.input_dim, n_classes=data.n_classes)
 
