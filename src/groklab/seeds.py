@@ -7,6 +7,7 @@ import numpy as np
 
 PURPOSES = {"split": 1, "noise": 2, "init": 3, "batches": 4, "sample": 5, "dropout": 6, "templates": 7, "shrink": 8}
 PURPOSES |= {"llc": 9}  # the llc measure's SGLD chains (one stream per step: derive_seed(seed, "llc", step))
+PURPOSES |= {"traps": 10}  # correlation_traps' shuffles (one stream per step)
 
 
 def derive_seed(seed: int, purpose: str, index: int = 0) -> int:

@@ -12,7 +12,9 @@
     collapse.py        Prieto et al.'s softmax collapse: one-hot softmax, zero loss terms, logit norm
     efficiency.py      Varma et al.'s circuit efficiency: logit scale per parameter norm
     kernel.py          the empirical NTK: alignment with the target, change from init (lazy -> rich)
-    pizza.py           Zhong et al.'s clock or pizza: distance irrelevance, gradient symmetricity
+    pizza.py           Zhong et al.'s clock or pizza: distance irrelevance, gradient symmetricity, circularity
+    spectra.py         ranks and entropies of weight and feature spectra: effective rank, spectral entropy, feature rank
+    htsr.py            heavy tails: each weight matrix's power-law alpha and correlation traps (WeightWatcher's)
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
 `groklab measures` lists them; `measures.names` in a spec selects them.
@@ -23,11 +25,13 @@ from groklab.measures import (  # noqa: F401  (registers measures)
     analytic,
     collapse,
     efficiency,
+    htsr,
     kernel,
     llc,
     modular,
     pizza,
     representation,
+    spectra,
     weights,
 )
 from groklab.measures.analytic import analytic_accuracy, gromov_solution

@@ -8,6 +8,7 @@ written once for every model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -103,9 +104,17 @@ class Probe:
 
     def activation(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The activation at hook point `name` for inputs x, at the readout's position: (run, n, d)."""
+        return self.activations([name], x)[name]
+
+    def activations(self, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The activations at several hook points in one pass, at the readout's position: name -> (run, n, d)."""
         captured: dict[str, torch.Tensor] = {}
-        self.forward(x, hooks={name: lambda t: captured.setdefault(name, t)})
-        return self.model.at_readout(captured[name])
+
+        def keep(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+            return lambda activation: captured.setdefault(name, activation)
+
+        self.forward(x, hooks={name: keep(name) for name in names})
+        return {name: self.model.at_readout(captured[name]) for name in names}
 
     @cached_property
     def train_logits(self) -> torch.Tensor:

@@ -59,6 +59,7 @@ class MLP:
         self.layer_names = ["in"] + [f"h{i}" for i in range(1, config.depth)]  # parameter suffix of each layer
         self.readout: tuple[str, ...] = ("W_out", "b_out") if config.bias else ("W_out",)
         self.readout_input = f"blocks.{config.depth - 1}.hook_out"
+        self.feature_hooks = tuple(f"blocks.{i}.hook_out" for i in range(config.depth))
         self.neuron_output = "W_out" if config.depth == 1 else "W_h1"  # rows: the first hidden layer's neurons
         self.neuron_hook = "blocks.0.mlp.hook_pre"
         # Token inputs: W_E, or W_in itself when one-hot inputs gather its rows (a table of token vectors).

@@ -233,6 +233,11 @@ class StackedModule:
         return before[-1] if before else self.readout_module
 
     @property
+    def feature_hooks(self) -> tuple[str, ...]:
+        """The representation the readout reads: the one layer whose place a module is known to have."""
+        return (self.readout_input,)
+
+    @property
     def embeddings(self) -> tuple[str, ...]:
         """The weights of the module's nn.Embedding layers."""
         return tuple(f"{n}.weight" for n, m in self.module.named_modules() if isinstance(m, nn.Embedding))

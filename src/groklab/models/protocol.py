@@ -36,6 +36,12 @@ class Model(Protocol):
         ...
 
     @property
+    def feature_hooks(self) -> tuple[str, ...]:
+        """The hook points of each layer's features, first layer first (what feature_rank reads at the readout's
+        position): the MLP's block outputs; the transformer's MLP hidden layer and residual stream per block."""
+        ...
+
+    @property
     def embeddings(self) -> tuple[str, ...]:
         """Parameters that are tables of token vectors, read by index (Muon leaves them to AdamW, as the readout)."""
         ...

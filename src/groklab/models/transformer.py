@@ -53,6 +53,9 @@ class Transformer:
         self.readout: tuple[str, ...] = (unembedding, "b_U") if config.unembed_bias else (unembedding,)
         self.readout_input = last  # the stream the unembedding reads (at "="; with LayerNorm, before its w and b)
         self.neuron_hook = "blocks.0.mlp.hook_pre"
+        self.feature_hooks = tuple(
+            f"blocks.{i}.{name}" for i in range(config.n_layers) for name in ("mlp.hook_post", "hook_resid_post")
+        )
         self.embeddings: tuple[str, ...] = ("W_E", "W_pos")
         self.neurons_from_weights = False  # attention mixes the operands before the first MLP
         self.trains_differently = config.dropout > 0
