@@ -25,7 +25,10 @@ from groklab.engine.stack import Stack
 from groklab.measures import MEASURES
 
 NAMES = ["effective_rank", "spectral_entropy", "feature_rank", "htsr_alpha", "correlation_traps"]
-WORKLOADS = {"nanda-modadd (transformer, p 113)": "nanda-modadd", "modular-addition (Gromov MLP, p 97)": "modular-addition"}
+WORKLOADS = {
+    "nanda-modadd (transformer, p 113)": "nanda-modadd",
+    "modular-addition (Gromov MLP, p 97)": "modular-addition",
+}
 
 
 def _seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -33,6 +36,13 @@ def _seconds(fn: Callable[[], object], repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - start) / repeats
+
+
+def _calls(stack: Stack) -> dict[str, Callable[[], object]]:
+    """The stack's training step, and each measure called on its probe."""
+    counter = iter(range(10**9))
+    calls: dict[str, Callable[[], object]] = {"step": lambda: stack.train_step(next(counter))}
+    return calls | {name: (lambda name=name: MEASURES[name].fn(stack.probe(0))) for name in NAMES}
 
 
 def main() -> None:
@@ -47,10 +57,7 @@ def main() -> None:
     for label, spec in WORKLOADS.items():
         for k in (int(k) for k in args.runs.split(",")):
             config = expand_runs(resolve_spec(spec, ["seeds=1"]))[0]
-            stack = Stack([(f"r{i}", config.model_copy(update={"seed": i})) for i in range(k)])
-            counter = iter(range(10**9))
-            calls = {"step": lambda: stack.train_step(next(counter))}
-            calls |= {name: (lambda name=name: MEASURES[name].fn(stack.probe(0))) for name in NAMES}
+            calls = _calls(Stack([(f"r{i}", config.model_copy(update={"seed": i})) for i in range(k)]))
             for fn in calls.values():
                 fn()  # warm up
             times: dict[str, list[float]] = {name: [] for name in calls}
