@@ -3,7 +3,7 @@
 base.py        strict settings, the Spec base class
 tasks.py       ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask,
                FunctionTask
-models.py      MLPModel, TransformerModel, ModuleModel
+models.py      MLPModel, TransformerModel, ModuleModel, KernelModel
 training.py    OptimizerConfig (GrokfastConfig), TrainConfig
 measures.py    MeasuresConfig, snapshot_schedule
 experiment.py  RunConfig, Experiment, sweep expansion, error messages, the field reference
@@ -24,7 +24,7 @@ from groklab.config.experiment import (
     run_params,
 )
 from groklab.config.measures import MeasuresConfig, snapshot_schedule
-from groklab.config.models import MLPModel, ModuleModel, TransformerModel
+from groklab.config.models import KernelModel, MLPModel, ModuleModel, TransformerModel
 from groklab.config.overrides import apply_overrides, load_yaml, parse_scalar, read_yaml, set_dotted
 from groklab.config.specs import resolve_spec, upgrade
 from groklab.config.tasks import (
@@ -46,6 +46,7 @@ __all__ = [
     "Claim",
     "Experiment",
     "MLPModel",
+    "KernelModel",
     "ModuleModel",
     "MeasuresConfig",
     "ModularTask",

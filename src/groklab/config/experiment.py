@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from groklab.config.base import STRICT, Spec
 from groklab.config.measures import OPTIONS, MeasuresConfig
-from groklab.config.models import MLPModel, ModuleModel, TransformerModel
+from groklab.config.models import KernelModel, MLPModel, ModuleModel, TransformerModel
 from groklab.config.overrides import set_dotted
 from groklab.config.tasks import (
     AdditionTask,
@@ -45,7 +45,7 @@ Task = Annotated[
     ModularTask | PermutationTask | AdditionTask | ParityTask | ImageTask | TeacherTask | ArrayTask | FunctionTask,
     Field(discriminator="name"),
 ]
-Model = Annotated[MLPModel | TransformerModel | ModuleModel, Field(discriminator="name")]
+Model = Annotated[MLPModel | TransformerModel | ModuleModel | KernelModel, Field(discriminator="name")]
 
 
 def _default_names(data: Any) -> Any:
@@ -95,6 +95,15 @@ class RunConfig(Spec):
         if self.regression and self.train.loss != "mse":
             what = "the teacher's regression" if isinstance(self.task, TeacherTask) else "task.kind regression"
             raise ValueError(f"train.loss: {self.train.loss} for {what}; allowed: mse")
+        if isinstance(self.model, KernelModel):  # a kernel machine regresses one-hot tokens on the whole training set
+            if isinstance(self.task, VectorTask):
+                raise ValueError(f"model.name: rfm reads one-hot tokens; {self.task.name} inputs are vectors")
+            if self.train.batch_size is not None:
+                raise ValueError(f"train.batch_size: {self.train.batch_size} with model rfm, which solves on the "
+                                 "whole training set: allowed null")  # fmt: skip
+            if self.train.loss != "mse":
+                raise ValueError(f"train.loss: {self.train.loss} with model rfm, a regression to one-hot labels; "
+                                 "allowed: mse")  # fmt: skip
         if isinstance(self.task, AdditionTask) and isinstance(self.model, TransformerModel):
             raise ValueError("model.name: the addition task's labels (2p - 1 sums) are not tokens; use mlp")
         if isinstance(self.model, MLPModel):
@@ -278,7 +287,7 @@ class Experiment(Spec):
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "": [Experiment],
     "task": [ModularTask, PermutationTask, AdditionTask, ParityTask, ImageTask, TeacherTask, ArrayTask, FunctionTask],
-    "model": [MLPModel, TransformerModel, ModuleModel],
+    "model": [MLPModel, TransformerModel, ModuleModel, KernelModel],
     "optimizer": [OptimizerConfig],
     "optimizer.grokfast": [GrokfastConfig],
     "optimizer.muon": [MuonConfig],
@@ -305,6 +314,7 @@ def format_validation_error(error: ValidationError) -> str:
         "mlp",
         "transformer",
         "module",
+        "rfm",
         "function-after",
     )
     # A tag follows the section it discriminates (model.transformer.mlp): drop it there, and only there (a field

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -203,3 +203,25 @@ class ModuleModel(Spec):  # type: ignore[no-redef]  # (pydantic.mypy: a field na
         if (self.neurons is None) != (self.neuron_output is None):
             raise ValueError("model.neurons and model.neuron_output: give both (the layer in and the layer out)")
         return self
+
+
+class KernelModel(Spec):
+    """A Recursive Feature Machine (Radhakrishnan et al. 2024; Mallinar et al. 2025, nmallinar/rfm-grokking): kernel
+    ridge regression on one-hot tokens with the Gaussian kernel exp(-(x - z)^T M (x - z) / (2 L^2)), whose feature
+    matrix M is replaced at every step by the average gradient outer product (AGOP) of the fitted predictor, to the
+    power agop_power. A step is one such iteration, in closed form: no gradient, no optimizer (models/rfm.py).
+    Train it full batch, on the mse loss (the regression it solves), preferably in float64 (train.dtype)."""
+
+    model_config = STRICT
+    name: Literal["rfm"] = "rfm"
+    """Architecture: rfm (a kernel machine: no network)."""
+    bandwidth: float = Field(2.5, gt=0.0)
+    """L: the Gaussian kernel's bandwidth (their --bandwidth, 2.5)."""
+    ridge: float = Field(0.0, ge=0.0)
+    """lambda: the ridge added to the kernel matrix before solving (theirs: 0, interpolation)."""
+    agop_power: float = Field(0.5, gt=0.0)
+    """s: M = AGOP^s (theirs: 1/2, the matrix square root)."""
+    centering: bool = True
+    """Whether the gradients are centered over the training points before their outer products are averaged
+    (theirs: yes)."""
+    neurons: ClassVar[None] = None  # no neurons: the measures that read them leave a kernel machine out

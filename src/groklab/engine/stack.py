@@ -23,6 +23,7 @@ from groklab.engine.torch_optim import TorchOptimizer
 from groklab.losses import per_run_loss, weighted_mean
 from groklab.measures import Probe
 from groklab.models import build_model, stack_params
+from groklab.models.protocol import FitsInClosedForm
 from groklab.seeds import derive_seed, rng_for
 
 
@@ -83,6 +84,7 @@ class Stack:
         self.dtype = torch.float64 if first.train.dtype == "float64" else torch.float32
         data = [make_data(c.task, c.seed) for c in configs]
         self.model = build_model(first.model, data[0])
+        self.fits_in_closed_form = isinstance(self.model, FitsInClosedForm)  # a kernel machine: no gradient steps
 
         def stacked(name: str) -> torch.Tensor:
             tensor = torch.stack([getattr(d, name) for d in data]).to(device)
@@ -201,11 +203,23 @@ class Stack:
         size of each run's update in optimizer.update_norm."""
         x, y = self.batch()
         self.eval_logits = []  # stale after this step
+        if self.fits_in_closed_form:
+            return self._fit(x, y, step, measure_update)
         logits = self.forward(x, train=True)
         loss = per_run_loss(logits.to(self.loss_dtype), y, self.loss_kind, self.runs.kept).sum()
         # Summing the runs' losses gives each run exactly its own gradient: runs share no parameters.
         grads = torch.autograd.grad(loss, list(self.params.values()))
         self.optimizer.step(self.params, dict(zip(self.params, grads)), step, measure_update)
+
+    def _fit(self, x: torch.Tensor, y: torch.Tensor, step: int, measure_update: bool) -> None:
+        """A step of a model that fits in closed form (a kernel machine): its own update, no gradient; the size of
+        the update goes where update_norm reads it, as an optimizer's would."""
+        assert isinstance(self.model, FitsInClosedForm)
+        before = {n: p.detach().clone() for n, p in self.params.items()} if measure_update else None
+        self.model.fit(self.params, x, y, step)
+        if before is not None:
+            squares = [(p.detach() - before[n]).square().flatten(1).sum(dim=1) for n, p in self.params.items()]
+            self.optimizer.update_norm = torch.sqrt(functools.reduce(operator.add, squares))
 
     def forward(self, x: torch.Tensor, train: bool = False) -> torch.Tensor:
         """Logits of every run; a training pass draws dropout masks and updates the BatchNorm statistics."""

@@ -66,6 +66,17 @@ def rises_after_memorization(result: ExperimentResult, column: str, factor: floa
     return f"{column} {start:.3g} at memorization, peak {peak:.3g}", peak > factor * start
 
 
+@check("stays_below", "median over runs of the largest {column} from step {start:,} on < {level:g}")
+def stays_below(result: ExperimentResult, column: str, level: float, start: int = 1) -> Outcome:
+    """A curve stays low all along (e.g. a kernel machine's training loss, ~0 at every iteration), not only at the
+    end: the largest value at the evaluations from `start` on, median over runs."""
+    metrics = result.metrics.dropna(subset=[column]) if column in result.metrics else None
+    if metrics is None or (metrics := metrics[metrics["step"] >= start]).empty:
+        return f"no {column} stored from step {start}", None
+    largest = float(metrics.groupby("run_id")[column].max().median())
+    return f"largest {column} from step {start:,}: {largest:.3g}", largest < level
+
+
 @check("rises", "median final {column} > x{factor:g} its first value")
 def rises(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """A measured curve (e.g. neuron_ipr_mean) ends `factor` times higher than it starts, in the median run."""

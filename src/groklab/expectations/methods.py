@@ -160,6 +160,8 @@ def every_variant_ends_above(result: ExperimentResult, column: str, limit: float
     if not measured:
         return f"no {column} measured", None
     lowest = min(measured, key=measured.__getitem__)
+    if list(measured) == [""]:  # no variants: the experiment's runs
+        return f"median final {column}: {measured['']:.3g}", measured[""] >= limit
     return f"{_final_of_variant(result, lowest, column)[0]}; lowest: {lowest}", measured[lowest] >= limit
 
 

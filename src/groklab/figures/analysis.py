@@ -25,9 +25,11 @@ def _run(result: ExperimentResult, run_id: str | None) -> str | None:
 
 
 def _neurons_known(spec: dict) -> bool:
-    """The model's first hidden layer is known: a built-in model, or a user's module whose spec names model.neurons."""
+    """The model has a first hidden layer and it is known: a built-in network, or a user's module whose spec names
+    model.neurons (a kernel machine has none)."""
     model = spec.get("model") or {}
-    return model.get("name") != "module" or model.get("neurons") is not None
+    name = model.get("name", "mlp")
+    return name in ("mlp", "transformer") or (name == "module" and model.get("neurons") is not None)
 
 
 def _pick_steps(steps: np.ndarray, n: int = 4) -> list[int]:

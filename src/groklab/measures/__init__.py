@@ -14,6 +14,7 @@
     kernel.py          the empirical NTK: alignment with the target, change from init (lazy -> rich)
     pizza.py           Zhong et al.'s clock or pizza: distance irrelevance, gradient symmetricity, circularity
     spectra.py         ranks and entropies of weight and feature spectra: effective rank, spectral entropy, feature rank
+    rfm.py             a kernel machine's feature matrix: its block-circulant share (Mallinar et al.)
     htsr.py            heavy tails: each weight matrix's power-law alpha and correlation traps (WeightWatcher's)
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
@@ -31,6 +32,7 @@ from groklab.measures import (  # noqa: F401  (registers measures)
     modular,
     pizza,
     representation,
+    rfm,
     spectra,
     weights,
 )

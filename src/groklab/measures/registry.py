@@ -146,7 +146,10 @@ def selected(config: RunConfig) -> list[Measure]:
         measure = MEASURES[name]
         if not measure.applies(config):
             raise SpecError(f"measures.names: {name} does not apply to this task/model ({measure.summary})")
-        if unset := missing(measure, config):
+        if (unset := missing(measure, config)) and config.model.name != "module":
+            what = "; ".join(NEEDS[key] for key in unset)
+            raise SpecError(f"measures.names: {name} reads {what}, which model {config.model.name} has not")
+        if unset:
             what = "; ".join(f"model.{key}: {NEEDS[key]}" for key in unset)
             raise SpecError(f"measures.names: {name} reads the network's structure; your module needs {what}")
         if measure.requires is not None and importlib.util.find_spec(measure.requires[0]) is None:

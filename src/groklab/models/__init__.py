@@ -7,19 +7,21 @@ transformer.py the decoder-only transformer, every position computed (Nanda et a
 shortcuts.py   the same transformer through exact shortcuts (what training runs)
 reference.py   reference oracles: one run as a plain torch.nn.Module, for tests and export
 module.py      your own torch.nn.Module, K runs of it stacked through torch.func
+rfm.py         a Recursive Feature Machine: a kernel machine that fits in closed form (no network)
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from groklab.config import MLPModel, ModuleModel, RunConfig, TransformerModel
+from groklab.config import KernelModel, MLPModel, ModuleModel, RunConfig, TransformerModel
 from groklab.data.dataset import RunData
 from groklab.models.layers import Hooks, Params, stack_params
 from groklab.models.mlp import MLP
 from groklab.models.module import StackedModule, build_module, check_module
 from groklab.models.protocol import Model
 from groklab.models.reference import ReferenceMLP, ReferenceTransformer
+from groklab.models.rfm import RecursiveFeatureMachine
 from groklab.models.shortcuts import ShortcutTransformer
 from groklab.models.transformer import Transformer
 
@@ -29,6 +31,7 @@ __all__ = [
     "Model",
     "Params",
     "ReferenceMLP",
+    "RecursiveFeatureMachine",
     "ReferenceTransformer",
     "ShortcutTransformer",
     "StackedModule",
@@ -41,8 +44,12 @@ __all__ = [
 ]
 
 
-def build_model(config: MLPModel | TransformerModel | ModuleModel, data: RunData) -> Model:
+def build_model(config: MLPModel | TransformerModel | ModuleModel | KernelModel, data: RunData) -> Model:
     """The model for a model config and the shape of a run's data."""
+    if isinstance(config, KernelModel):
+        assert data.vocab is not None, "a kernel machine reads one-hot tokens (checked by RunConfig)"
+        n_train, positions = data.x_train.shape[:2]
+        return RecursiveFeatureMachine(config, data.vocab, positions, n_train, data.n_classes)
     if isinstance(config, ModuleModel):
         return StackedModule(config, data.x_train[:2], data.n_classes, data.vocab)
     if isinstance(config, TransformerModel):

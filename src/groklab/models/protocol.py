@@ -7,7 +7,7 @@ hidden layer's pre-activation: their `neuron_hook`), and module paths in a user'
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -114,6 +114,16 @@ class Model(Protocol):
 
     def operand_embeddings(self, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
         """How the network first represents operands a and b of a pair task: (run, p, d) each."""
+        ...
+
+
+@runtime_checkable
+class FitsInClosedForm(Protocol):
+    """A model that a step fits without gradients (a kernel machine, models/rfm.py): the stack calls `fit` instead of
+    taking a gradient and an optimizer step."""
+
+    def fit(self, params: Params, x: torch.Tensor, y: torch.Tensor, step: int) -> None:
+        """One step on the batch x (run, n, ...), labels y (run, n): the parameters updated in place."""
         ...
 
 

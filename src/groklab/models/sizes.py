@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import torch
 
-from groklab.config import MLPModel, ModuleModel, RunConfig, TransformerModel
+from groklab.config import KernelModel, MLPModel, ModuleModel, RunConfig, TransformerModel
 from groklab.config.tasks import TaskSizes
 from groklab.data import task_sizes
 from groklab.models.mlp import MLP
 from groklab.models.module import StackedModule
+from groklab.models.rfm import RecursiveFeatureMachine
 from groklab.models.transformer import Transformer
 
 
@@ -44,6 +45,8 @@ def model_sizes(config: RunConfig) -> ModelSizes:
         return _transformer(model, sizes)
     if isinstance(model, ModuleModel):
         return _module(config)
+    if isinstance(model, KernelModel):
+        return _kernel_machine(model, sizes)
     return _mlp(model, sizes)
 
 
@@ -78,6 +81,21 @@ def _mlp(model: MLPModel, sizes: TaskSizes) -> ModelSizes:
         scores=classes * templates,
         largest=max(model.width, classes * templates, embedded),
         size_key="model.width",
+    )
+
+
+def _kernel_machine(model: KernelModel, sizes: TaskSizes) -> ModelSizes:
+    """An RFM step solves an n x n system and forms K K^T: ~n^2 multiply-adds per training example, each twice; an
+    evaluated example is one row of the kernel (n) and its d-dimensional distances."""
+    assert sizes.vocab is not None, "a kernel machine reads one-hot tokens (checked by RunConfig)"
+    n, d = sizes.n_train, sizes.input_dim * sizes.vocab
+    return ModelSizes(
+        shapes=RecursiveFeatureMachine(model, sizes.vocab, sizes.input_dim, n, sizes.n_classes).shapes(),
+        flops=4.0 * n * (n + d),
+        width=4 * n + 2 * d,
+        scores=sizes.n_classes,
+        largest=max(n, d, sizes.n_classes),
+        size_key="task.train_fraction",
     )
 
 
