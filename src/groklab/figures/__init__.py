@@ -7,6 +7,7 @@
     slingshot.py Thilak et al.'s slingshots: norm, loss and accuracy with onsets marked; count over eps
     sizes.py     Varma et al.'s ungrokking: final test accuracy and efficiency over the kept training fraction
     race.py      the grokking race: steps to the target per variant at its best setting
+    spectra.py   ranks and spectra over steps, a layer's ESD with its power law, a kernel machine's features
 
     registry.py  FIGURES: each figure registered where it is defined, with what it needs (@register)
 
@@ -33,6 +34,7 @@ from groklab.figures import slingshot  # noqa: F401
 from groklab.figures import sizes  # noqa: F401
 from groklab.figures import analysis  # noqa: F401
 from groklab.figures import race  # noqa: F401
+from groklab.figures import spectra  # noqa: F401
 
 # isort: on
 from groklab.figures.registry import FIGURES, FigureKind, Stored

@@ -55,6 +55,11 @@ def power_law_alpha(evals: torch.Tensor) -> torch.Tensor:
     >>> power_law_alpha((1 - u).pow(-1 / 2.0)[None]).round(decimals=2)
     tensor([3.], dtype=torch.float64)
     """
+    return power_law_fit(evals)[0]
+
+
+def power_law_fit(evals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alpha, x_min), each (run,), of eigenvalues (run, M): WWFit's fit, every candidate x_min at once."""
     x = evals.double().sort(dim=-1).values
     M = x.shape[-1]
     valid = x > EVALS_THRESH
@@ -71,8 +76,9 @@ def power_law_alpha(evals: torch.Tensor) -> torch.Tensor:
     D = torch.where(alpha > 1, D, 1.0)  # WWFit keeps D = 1 where the exponent is not a power law's
     D = torch.where(valid & (i < M - 1), D, math.inf)  # the largest is no x_min; nor an eigenvalue left out
     best = D.argmin(dim=-1, keepdim=True)  # the first of equal distances, as numpy's argmin
-    chosen = alpha.gather(-1, best)[..., 0]
-    return torch.where(valid.sum(-1) >= MIN_EVALS, chosen, math.nan)
+    enough = valid.sum(-1) >= MIN_EVALS
+    chosen = torch.where(enough, alpha.gather(-1, best)[..., 0], math.nan)
+    return chosen, torch.where(enough, x.gather(-1, best)[..., 0], math.nan)
 
 
 def traps(W: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
