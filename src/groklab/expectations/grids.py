@@ -39,6 +39,25 @@ def later_at_smaller(result: ExperimentResult, key: str, column: str, level: flo
     return f"{column} < {level:g} first by {key}: {shown}", bool(later)
 
 
+@check("later_toward", "median {column} later at every {toward} {key}, a run that never got there the latest")
+def later_toward(result: ExperimentResult, key: str, column: str = "generalized_step", toward: str = "smaller") -> Outcome:
+    """A per-run step (e.g. generalized_step) comes later and later as a swept key moves one way (toward "smaller"
+    or "larger" values, e.g. a training set shrinking toward a critical size): strictly later at each value further
+    that way, runs that never got there counting as infinitely late (two values where the median run never got
+    there are equal, not a failure)."""
+    runs = result.runs
+    if key not in runs or column not in runs:
+        return f"no sweep over {key} with {column}", None
+    steps = pd.to_numeric(runs[column], errors="coerce").astype(float).fillna(np.inf)
+    by_value = steps.groupby(runs[key]).apply(_median_or_never).sort_index()
+    shown = ", ".join(f"{v:g}: {'never' if s == np.inf else f'{s:,.0f}'}" for v, s in by_value.items())
+    if by_value.size < 2 or not np.isfinite(by_value).any():
+        return f"median {column} by {key}: {shown}", None
+    ordered = by_value.values if toward == "smaller" else by_value.values[::-1]
+    later = all(a > b or a == b == np.inf for a, b in zip(ordered[:-1], ordered[1:]))
+    return f"median {column} by {key}: {shown}", bool(later)
+
+
 @check("falls_by_generalization", "median {column} at generalization <= x{factor:g} its value at memorization")
 def falls_by_generalization(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """A measure (e.g. the count of large-norm neurons) has dropped by the time the run generalizes: its value at
