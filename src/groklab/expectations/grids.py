@@ -40,7 +40,9 @@ def later_at_smaller(result: ExperimentResult, key: str, column: str, level: flo
 
 
 @check("later_toward", "median {column} later at every {toward} {key}, a run that never got there the latest")
-def later_toward(result: ExperimentResult, key: str, column: str = "generalized_step", toward: str = "smaller") -> Outcome:
+def later_toward(
+    result: ExperimentResult, key: str, column: str = "generalized_step", toward: str = "smaller"
+) -> Outcome:
     """A per-run step (e.g. generalized_step) comes later and later as a swept key moves one way (toward "smaller"
     or "larger" values, e.g. a training set shrinking toward a critical size): strictly later at each value further
     that way, runs that never got there counting as infinitely late (two values where the median run never got
