@@ -228,6 +228,26 @@ def test_every_variant_ends_above_names_the_lowest_variant(tmp_path: Path) -> No
     assert CHECKS["every_variant_ends_above"].fn(result, column="nope", limit=0.75)[1] is None
 
 
+def test_later_toward_counts_never_as_the_latest_and_fails_the_other_way() -> None:
+    key = "task.kwargs.n_train"
+    edge = _result("x", [(133, 200), (133, 300), (100, 9000), (89, None), (80, None)], key=key)
+    measured, met = CHECKS["later_toward"].fn(edge, key=key, column="generalized_step", toward="smaller")
+    assert met is True and "80: never, 89: never, 100: 9,000, 133: 250" in measured
+    assert CHECKS["later_toward"].fn(edge, key=key, column="generalized_step", toward="larger")[1] is False
+    back = _result("x", [(133, 200), (100, 9000), (89, 5000)], key=key)  # sooner again at 89: not ever later
+    assert CHECKS["later_toward"].fn(back, key=key, column="generalized_step")[1] is False
+
+
+def test_stays_below_reads_every_evaluation_from_its_start(tmp_path: Path) -> None:
+    result = _curves(tmp_path, {"r0": ("", 300, {"train_loss": [0.7, 1e-12, 1e-9, 1e-11]}),
+                                "r1": ("", 300, {"train_loss": [0.7, 1e-12, 1e-3, 1e-11]})})  # fmt: skip
+    measured, met = CHECKS["stays_below"].fn(result, column="train_loss", level=1e-6)
+    assert met is False and "largest train_loss from step 1: 0.0005" in measured  # the median of 1e-9 and 1e-3
+    assert CHECKS["stays_below"].fn(result, column="train_loss", level=1e-2)[1] is True
+    assert CHECKS["stays_below"].fn(result, column="train_loss", level=1.0, start=0)[1] is True
+    assert CHECKS["stays_below"].fn(result, column="train_loss", level=0.5, start=0)[1] is False
+
+
 def test_shortens_counts_never_at_the_smallest_value_as_the_longest_delay() -> None:
     never_first = _result("x", [(0.0, None), (0.0, None), (0.1, 3000), (0.1, 3200)], key="optimizer.weight_decay")
     measured, met = CHECKS["shortens"].fn(never_first, key="optimizer.weight_decay", column="generalized_step")
