@@ -4,6 +4,7 @@ layer's eigenvalue spectrum with its fitted power law, and a kernel machine's fe
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
@@ -28,7 +29,7 @@ def ranks(result: ExperimentResult) -> Figure:
     metrics = result.metrics
     families = [f for f in FAMILIES if any(c.startswith(f) for c in metrics.columns)]
     fig, axes = figure_grid(len(families), max_cols=3, width=3.2, height=2.4)
-    events = {k: result.runs[k].median() for k in ("memorized_step", "generalized_step") if k in result.runs}
+    events = {k: _median_step(result, k) for k in ("memorized_step", "generalized_step")}
     for ax, family in zip(axes, families):
         columns = [c for c in metrics.columns if c.startswith(family) and metrics[c].notna().any()]
         cmap = colormap("viridis", max(len(columns), 2))
@@ -43,6 +44,13 @@ def ranks(result: ExperimentResult) -> Figure:
         if len(columns) <= 6:
             ax.legend(fontsize=5, frameon=False)
     return fig
+
+
+def _median_step(result: ExperimentResult, column: str) -> float:
+    """The median run's step of an event (NaN when no run has it)."""
+    if column not in result.runs:
+        return float("nan")
+    return float(pd.to_numeric(result.runs[column], errors="coerce").astype(float).median())
 
 
 def _esd_names(stored: Stored) -> list[str]:
@@ -64,7 +72,7 @@ def esd(result: ExperimentResult, matrix: str | None = None) -> Figure:
     name = f"esd.{matrix}" if matrix is not None and f"esd.{matrix}" in series else max(
         names, key=lambda k: series[k].shape[-1])  # fmt: skip
     spectra, steps = series[name], series[f"{name}.steps"]
-    memorized = result.runs["memorized_step"].median() if "memorized_step" in result.runs else np.nan
+    memorized = _median_step(result, "memorized_step")
     chosen = sorted(
         {0, len(steps) - 1} | ({int(np.searchsorted(steps, memorized))} if np.isfinite(memorized) else set())
     )
@@ -97,15 +105,16 @@ def _has_feature_matrix(stored: Stored) -> bool:
           needs=_has_feature_matrix)  # fmt: skip
 def rfm_features(result: ExperimentResult) -> Figure:
     """M - diag(M) of the first run at up to four of measures.snapshot_steps, as their code plots it: on modular
-    addition the off-diagonal blocks turn circulant (stripes along the diagonals) as test accuracy rises."""
+    addition the off-diagonal blocks turn circulant (stripes along the diagonals) as test accuracy rises. Steps
+    where M is still the identity (before the first AGOP) are left out when later ones are stored."""
     run_id = result.rows[0]["run_id"]
-    steps = result.snapshot_steps(run_id)
+    stored = result.snapshot_steps(run_id)
+    steps = [s for s in stored if _off_diagonal(result.weights(run_id, s)["M"]).any()] or stored
     chosen = [steps[int(i)] for i in np.unique(np.linspace(0, len(steps) - 1, min(4, len(steps))).round())]
     fig, axes = figure(len(chosen), 2.4, 2.5)
     accuracy = result.metrics.set_index(["run_id", "step"])["test_acc"]
     for ax, step in zip(axes, chosen):
-        M = result.weights(run_id, step)["M"].double().numpy()
-        off = M - np.diag(np.diag(M))
+        off = _off_diagonal(result.weights(run_id, step)["M"].double()).numpy()
         limit = float(np.abs(off).max()) or 1.0
         ax.imshow(off, cmap="RdBu_r", vmin=-limit, vmax=limit)
         acc = accuracy.get((run_id, step), np.nan)
@@ -113,3 +122,8 @@ def rfm_features(result: ExperimentResult) -> Figure:
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
+
+
+def _off_diagonal(M: torch.Tensor) -> torch.Tensor:
+    """M with its diagonal set to 0."""
+    return M - torch.diag(torch.diag(M))
