@@ -238,6 +238,16 @@ def test_later_toward_counts_never_as_the_latest_and_fails_the_other_way() -> No
     assert CHECKS["later_toward"].fn(back, key=key, column="generalized_step")[1] is False
 
 
+def test_moves_toward_compares_the_distance_at_memorization_and_at_the_end(tmp_path: Path) -> None:
+    result = _curves(tmp_path, {"r0": ("", 300, {"alpha": [9.0, 6.0, 4.0, 2.5]}),
+                                "r1": ("", 300, {"alpha": [9.0, 5.0, 3.0, 1.8]})})  # fmt: skip
+    for row in result.rows:
+        row["memorized_step"] = 100
+    measured, met = CHECKS["moves_toward"].fn(result, column="alpha", target=2.0)
+    assert met is True and measured == "alpha 5.5 at memorization, 2.15 at the end (target 2)"
+    assert CHECKS["moves_toward"].fn(result, column="alpha", target=8.0)[1] is False
+
+
 def test_stays_below_reads_every_evaluation_from_its_start(tmp_path: Path) -> None:
     result = _curves(tmp_path, {"r0": ("", 300, {"train_loss": [0.7, 1e-12, 1e-9, 1e-11]}),
                                 "r1": ("", 300, {"train_loss": [0.7, 1e-12, 1e-3, 1e-11]})})  # fmt: skip

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from groklab import RunConfig
+from groklab import RunConfig, SpecError
 from groklab.engine.loop import train_stack
 from groklab.engine.stack import Stack
 from groklab.measures import MEASURES, analytic_accuracy, gromov_solution, selected
@@ -280,3 +280,11 @@ def test_the_listing_the_cli_prints_is_the_registry() -> None:
 
     assert measure_listing() == listing()
     assert set(listing()) == set(MEASURES)
+
+
+def test_a_list_may_start_with_the_defaults_and_add_to_them() -> None:
+    defaults = [m.name for m in selected(_config())]
+    more = [m.name for m in selected(_config(measures__names=["default", "effective_rank", "weight_norms"]))]
+    assert more == [*defaults, "effective_rank"] and "effective_rank" not in defaults
+    with pytest.raises(SpecError, match=r"measures.names: default in a list; allowed: default first"):
+        selected(_config(measures__names=["effective_rank", "default"]))

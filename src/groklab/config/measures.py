@@ -103,8 +103,8 @@ class MeasuresConfig(Spec):
     names: list[str] | str = "default"
     """'default' (every measure that applies to the task and model and is cheap at every evaluation),
     'all' (also the costly ones: spectral norms, RQI, neuron pruning curves, representations), 'none',
-    or a list of measure names (see `groklab measures`); a listed measure that does not apply to the
-    run's task or model is an error."""
+    or a list of measure names (see `groklab measures`), which may start with 'default' to add to the defaults
+    ([default, effective_rank]); a listed measure that does not apply to the run's task or model is an error."""
     every: int = Field(1, ge=1)
     """Compute the per-evaluation measures at every n-th evaluation only (cost control)."""
     snapshot_steps: list[int] | int = []

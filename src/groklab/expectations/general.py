@@ -107,6 +107,27 @@ def rises_by_memorization(result: ExperimentResult, column: str, factor: float) 
     return f"{column} {first:.4g} at the start, {at_memorization:.4g} at memorization", at_memorization > factor * first
 
 
+@check("moves_toward", "median |final {column} - {target:g}| < median |{column} at memorization - {target:g}|")
+def moves_toward(result: ExperimentResult, column: str, target: float) -> Outcome:
+    """A measure heads for a value as the run groks (e.g. a layer's HTSR alpha toward 2): its distance from
+    `target` at the last evaluation against at the first evaluation at or after memorized_step, medians over the
+    runs that memorized."""
+    runs, metrics = result.runs.set_index("run_id"), result.metrics
+    if column not in metrics:
+        return f"no {column} stored", None
+    pairs = []
+    for run_id, frame in metrics.dropna(subset=[column]).groupby("run_id"):
+        memorized = runs.loc[run_id, "memorized_step"]
+        if pd.isna(memorized) or not (at := frame.loc[frame["step"] >= memorized, column]).size:
+            continue
+        pairs.append((float(at.iloc[0]), float(frame[column].iloc[-1])))
+    if not pairs:
+        return "no run memorized", None
+    start, end = (float(np.median(values)) for values in zip(*pairs))
+    before, after = (float(np.median([abs(p[i] - target) for p in pairs])) for i in (0, 1))
+    return f"{column} {start:.3g} at memorization, {end:.3g} at the end (target {target:g})", after < before
+
+
 @check("memorizes_first", "memorized_step < generalized_step in every run that did both")
 def memorizes_first(result: ExperimentResult) -> Outcome:
     """Memorization precedes generalization."""

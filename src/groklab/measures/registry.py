@@ -139,8 +139,14 @@ def selected(config: RunConfig) -> list[Measure]:
     if names in ("default", "all"):
         chosen = [m for m in MEASURES.values() if m.applies(config) and m.requires is None and not missing(m, config)]
         return [m for m in chosen if names == "all" or _default(m, config)]
-    chosen = []
-    for name in names:
+    chosen = selected(config.model_copy(update={"measures": config.measures.model_copy(update={"names": "default"})}))
+    chosen = chosen if names[:1] == ["default"] else []
+    for name in names[1:] if names[:1] == ["default"] else names:
+        if any(m.name == name for m in chosen):
+            continue
+        if name in ("default", "all", "none"):
+            raise SpecError(f"measures.names: {name} in a list; allowed: default first ([default, NAME, ...]), or "
+                            "a list of measure names")  # fmt: skip
         if name not in MEASURES:
             raise SpecError(f"measures.names: unknown measure {name!r}; allowed: {', '.join(sorted(MEASURES))}")
         measure = MEASURES[name]
