@@ -75,6 +75,10 @@ NADAM = {**MLP_FULL, "optimizer": {"name": "torch", "class": "torch.optim.NAdam"
 """The same with a torch.optim class: each run's instance state (moments, step, mu_product) in the checkpoint."""
 MUON = {**TRANSFORMER, "optimizer": {"name": "muon", "lr": 0.003, "weight_decay": 1.0, "muon": {"lr": 0.02}}}
 """Transformers with Muon's momentum buffers next to AdamW's moments."""
+RFM = {"task": {"name": "modular", "modulus": 13, "train_fraction": 0.6}, "model": {"name": "rfm"},
+       "train": {"steps": 14, "loss": "mse", "eval_every": 1, "dtype": "float64"},
+       "measures": {"names": ["feature_circulant", "update_norm"]}}  # fmt: skip
+"""A kernel machine fitted in closed form (models/rfm.py): its feature matrix carries the state."""
 
 
 def _runs(spec: dict, **train: object) -> list[tuple[str, RunConfig]]:
@@ -150,10 +154,10 @@ def _assert_identical(resumed: list[RunResult], reference: list[RunResult]) -> N
 
 @pytest.mark.parametrize(("spec", "stops"), [(MLP_FULL, [2, 12, 36]), (PARITY_MINIBATCH, [1, 5, 11]),
                                              (TRANSFORMER, [1, 3, 5]), (MLP_SHRINK, [12, 30]), (MODULE, [1, 4, 9]),
-                                             (NADAM, [2, 12, 36]), (MUON, [1, 3, 5])],
+                                             (NADAM, [2, 12, 36]), (MUON, [1, 3, 5]), (RFM, [2, 6, 11])],
                          ids=["mlp-full-batch", "parity-minibatch-dropout-switch", "transformer-minibatch-dropout",
                               "mlp-training-set-shrinks", "user-module-batchnorm-dropout",
-                              "torch-optim-nadam", "transformer-muon"])  # fmt: skip
+                              "torch-optim-nadam", "transformer-muon", "rfm-closed-form"])  # fmt: skip
 def test_an_interrupted_stack_resumes_bit_identically(
     spec: dict, stops: list[int], tmp_path: Path, device: str
 ) -> None:
