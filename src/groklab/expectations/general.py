@@ -88,22 +88,27 @@ def rises(result: ExperimentResult, column: str, factor: float) -> Outcome:
     return f"{column} {first:.3f} -> {last:.3f}", last > factor * first
 
 
+def _around_memorization(result: ExperimentResult, column: str) -> list[tuple[float, float, float]]:
+    """(first, at memorization, last) value of a measured column in each run that memorized: at memorization is the
+    first evaluation at or after memorized_step."""
+    runs, values = result.runs.set_index("run_id"), []
+    for run_id, frame in result.metrics.dropna(subset=[column]).groupby("run_id"):
+        memorized = runs.loc[run_id, "memorized_step"]
+        if pd.isna(memorized) or not (at := frame.loc[frame["step"] >= memorized, column]).size:
+            continue
+        values.append((float(frame[column].iloc[0]), float(at.iloc[0]), float(frame[column].iloc[-1])))
+    return values
+
+
 @check("rises_by_memorization", "median {column} at memorization > x{factor:g} its first value")
 def rises_by_memorization(result: ExperimentResult, column: str, factor: float) -> Outcome:
     """A measure (e.g. the llc) has risen by the time the run memorizes: its value at the first evaluation at or
     after memorized_step against its first value, medians over the runs that memorized."""
-    runs, metrics = result.runs.set_index("run_id"), result.metrics
-    if column not in metrics:
+    if column not in result.metrics:
         return f"no {column} stored", None
-    pairs = []
-    for run_id, frame in metrics.dropna(subset=[column]).groupby("run_id"):
-        memorized = runs.loc[run_id, "memorized_step"]
-        if pd.isna(memorized) or not (at := frame.loc[frame["step"] >= memorized, column]).size:
-            continue
-        pairs.append((float(frame[column].iloc[0]), float(at.iloc[0])))
-    if not pairs:
+    if not (values := _around_memorization(result, column)):
         return "no run memorized", None
-    first, at_memorization = (float(np.median(values)) for values in zip(*pairs))
+    first, at_memorization = (float(np.median([v[i] for v in values])) for i in (0, 1))
     return f"{column} {first:.4g} at the start, {at_memorization:.4g} at memorization", at_memorization > factor * first
 
 
@@ -112,19 +117,12 @@ def moves_toward(result: ExperimentResult, column: str, target: float) -> Outcom
     """A measure heads for a value as the run groks (e.g. a layer's HTSR alpha toward 2): its distance from
     `target` at the last evaluation against at the first evaluation at or after memorized_step, medians over the
     runs that memorized."""
-    runs, metrics = result.runs.set_index("run_id"), result.metrics
-    if column not in metrics:
+    if column not in result.metrics:
         return f"no {column} stored", None
-    pairs = []
-    for run_id, frame in metrics.dropna(subset=[column]).groupby("run_id"):
-        memorized = runs.loc[run_id, "memorized_step"]
-        if pd.isna(memorized) or not (at := frame.loc[frame["step"] >= memorized, column]).size:
-            continue
-        pairs.append((float(at.iloc[0]), float(frame[column].iloc[-1])))
-    if not pairs:
+    if not (values := _around_memorization(result, column)):
         return "no run memorized", None
-    start, end = (float(np.median(values)) for values in zip(*pairs))
-    before, after = (float(np.median([abs(p[i] - target) for p in pairs])) for i in (0, 1))
+    start, end = (float(np.median([v[i] for v in values])) for i in (1, 2))
+    before, after = (float(np.median([abs(v[i] - target) for v in values])) for i in (1, 2))
     return f"{column} {start:.3g} at memorization, {end:.3g} at the end (target {target:g})", after < before
 
 

@@ -21,6 +21,13 @@ def _median_or_never(values: pd.Series) -> float:
     return median if np.isfinite(median) else np.inf
 
 
+def _ever_later(by_value: pd.Series, toward: str) -> bool:
+    """Whether the steps (by ascending swept value, never = inf) are strictly later at each value further `toward`
+    ("smaller" or "larger"), two nevers counting as equal."""
+    ordered = by_value.values if toward == "smaller" else by_value.values[::-1]
+    return all(a > b or a == b == np.inf for a, b in zip(ordered[:-1], ordered[1:]))
+
+
 @check("later_at_smaller", "median first step with {column} < {level:g} later at every {toward} {key}")
 def later_at_smaller(result: ExperimentResult, key: str, column: str, level: float, toward: str = "smaller") -> Outcome:
     """A curve reaches a level later and later as a swept key (e.g. the training fraction) falls (toward
@@ -34,9 +41,7 @@ def later_at_smaller(result: ExperimentResult, key: str, column: str, level: flo
     shown = ", ".join(f"{v:g}: {'never' if s == np.inf else f'{s:,.0f}'}" for v, s in by_value.items())
     if by_value.size < 2 or not np.isfinite(by_value).any():
         return f"{column} < {level:g} by {key}: {shown}", None
-    ordered = by_value.values if toward == "smaller" else by_value.values[::-1]
-    later = all(a > b or a == b == np.inf for a, b in zip(ordered[:-1], ordered[1:]))
-    return f"{column} < {level:g} first by {key}: {shown}", bool(later)
+    return f"{column} < {level:g} first by {key}: {shown}", _ever_later(by_value, toward)
 
 
 @check("later_toward", "median {column} later at every {toward} {key}, a run that never got there the latest")
@@ -55,9 +60,7 @@ def later_toward(
     shown = ", ".join(f"{v:g}: {'never' if s == np.inf else f'{s:,.0f}'}" for v, s in by_value.items())
     if by_value.size < 2 or not np.isfinite(by_value).any():
         return f"median {column} by {key}: {shown}", None
-    ordered = by_value.values if toward == "smaller" else by_value.values[::-1]
-    later = all(a > b or a == b == np.inf for a, b in zip(ordered[:-1], ordered[1:]))
-    return f"median {column} by {key}: {shown}", bool(later)
+    return f"median {column} by {key}: {shown}", _ever_later(by_value, toward)
 
 
 @check("falls_by_generalization", "median {column} at generalization <= x{factor:g} its value at memorization")

@@ -20,6 +20,8 @@ of is the features' second moment H^T H.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from groklab.measures.probe import Probe
@@ -83,6 +85,13 @@ def _representation_spectrum(probe: Probe) -> torch.Tensor:
     return singular_values(probe.representations(probe.stacked["x_train"]).flatten(2))
 
 
+def _of_each_spectrum(probe: Probe, prefix: str, of: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`of` every weight matrix's singular values (prefix.<matrix>) and the representation's (prefix.representation)."""
+    out = {f"{prefix}.{name}": of(s) for name, s in _weight_spectra(probe).items()}
+    out[f"{prefix}.representation"] = of(_representation_spectrum(probe))
+    return out
+
+
 @register(
     "effective_rank",
     "effective rank exp(H) of each weight matrix's singular values and of the representation's",
@@ -92,9 +101,7 @@ def _representation_spectrum(probe: Probe) -> torch.Tensor:
     default=False,
 )
 def effective_rank_measure(probe: Probe) -> dict[str, torch.Tensor]:
-    out = {f"effective_rank.{name}": effective_rank(s) for name, s in _weight_spectra(probe).items()}
-    out["effective_rank.representation"] = effective_rank(_representation_spectrum(probe))
-    return out
+    return _of_each_spectrum(probe, "effective_rank", effective_rank)
 
 
 @register(
@@ -106,9 +113,7 @@ def effective_rank_measure(probe: Probe) -> dict[str, torch.Tensor]:
     default=False,
 )
 def spectral_entropy_measure(probe: Probe) -> dict[str, torch.Tensor]:
-    out = {f"spectral_entropy.{name}": spectral_entropy(s) for name, s in _weight_spectra(probe).items()}
-    out["spectral_entropy.representation"] = spectral_entropy(_representation_spectrum(probe))
-    return out
+    return _of_each_spectrum(probe, "spectral_entropy", spectral_entropy)
 
 
 @register(
