@@ -228,6 +228,17 @@ def test_every_variant_ends_above_names_the_lowest_variant(tmp_path: Path) -> No
     assert CHECKS["every_variant_ends_above"].fn(result, column="nope", limit=0.75)[1] is None
 
 
+def test_ends_higher_where_compares_the_labelled_runs_with_the_rest(tmp_path: Path) -> None:
+    result = _curves(tmp_path, {"r0": ("", 300, {"traps": [0.0, 2.0]}), "r1": ("", 300, {"traps": [0.0, 3.0]}),
+                                "r2": ("", 300, {"traps": [0.0, 0.0]})})  # fmt: skip
+    for row, phase in zip(result.rows, ["memorization", "memorization", "full inversion"]):
+        row["events"] = {"doshi_phase": phase}
+    measured, met = CHECKS["ends_higher_where"].fn(result, column="traps", key="doshi_phase", value="memorization")
+    assert met is True and measured.endswith("2 run(s) 2.5, the other 1 0")
+    assert CHECKS["ends_higher_where"].fn(result, column="traps", key="doshi_phase", value="full inversion")[1] is False
+    assert CHECKS["ends_higher_where"].fn(result, column="traps", key="doshi_phase", value="forgetting")[1] is None
+
+
 def test_later_toward_counts_never_as_the_latest_and_fails_the_other_way() -> None:
     key = "task.kwargs.n_train"
     edge = _result("x", [(133, 200), (133, 300), (100, 9000), (89, None), (80, None)], key=key)

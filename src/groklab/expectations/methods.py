@@ -165,6 +165,22 @@ def every_variant_ends_above(result: ExperimentResult, column: str, limit: float
     return f"{_final_of_variant(result, lowest, column)[0]}; lowest: {lowest}", measured[lowest] >= limit
 
 
+@check("ends_higher_where", "median final {column} over runs with {key} = {value} > over the other runs")
+def ends_higher_where(result: ExperimentResult, column: str, key: str, value: str) -> Outcome:
+    """Runs labelled one way (e.g. Doshi et al.'s memorization phase, key doshi_phase) end with more of a measure
+    (e.g. correlation traps) than the rest of the experiment. Not met when their median is not above the others'."""
+    runs = result.runs.set_index("run_id")
+    if key not in runs or column not in result.metrics:
+        return f"no {key} or no {column} stored", None
+    last = result.last_measured(column)
+    labelled = runs[key].astype(str).reindex(last.index) == str(value)
+    if not labelled.any() or labelled.all():
+        return f"{int(labelled.sum())} of {len(labelled)} runs with {key} = {value}: nothing to compare", None
+    mine, others = float(last[labelled].median()), float(last[~labelled].median())
+    counted = f"{int(labelled.sum())} run(s) {mine:.3g}, the other {int((~labelled).sum())} {others:.3g}"
+    return f"median final {column}: {key} = {value}: {counted}", mine > others
+
+
 @check("variant_ends_higher", "median final {column} in variant {variant} > in variant {other}")
 def variant_ends_higher(result: ExperimentResult, variant: str, other: str, column: str) -> Outcome:
     """Two variants of one experiment compared on where a per-run quantity ends (e.g. Zhong et al.'s distance
