@@ -95,6 +95,15 @@ class PruningOptions(Spec):
     """Points on the neuron-pruning curve (0 .. all neurons pruned, in order of increasing IPR)."""
 
 
+class OInformationOptions(Spec):
+    """o_information's multiplets (measures/information.py)."""
+
+    model_config = STRICT
+    clusters: int = Field(5, ge=2, le=12)
+    """k: the neurons' Ward clusters; every union of 2..k of them is a multiplet (2^k - k - 1 of them; Clauw et
+    al. take 10)."""
+
+
 class MeasuresConfig(Spec):
     """Progress measures, computed on the evaluation schedule (or once, after training) and stored; a measure's
     options under its name (measures.llc.lr)."""
@@ -120,6 +129,7 @@ class MeasuresConfig(Spec):
     ntk: NTKOptions = Field(default_factory=NTKOptions)
     llc: LLCOptions = Field(default_factory=LLCOptions)
     ipr_pruning: PruningOptions = Field(default_factory=PruningOptions)
+    o_information: OInformationOptions = Field(default_factory=OInformationOptions)
 
     @field_validator("names")
     @classmethod

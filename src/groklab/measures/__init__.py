@@ -15,6 +15,7 @@
     pizza.py           Zhong et al.'s clock or pizza: distance irrelevance, gradient symmetricity, circularity
     spectra.py         ranks and entropies of weight and feature spectra: effective rank, spectral entropy, feature rank
     rfm.py             a kernel machine's feature matrix: its block-circulant share (Mallinar et al.)
+    information.py     O-information of the hidden neurons: redundancy or synergy (Gaussian copula, Ward clusters)
     htsr.py            heavy tails: each weight matrix's power-law alpha and correlation traps (WeightWatcher's)
     curve_events.py    events read off the curves: test-loss peak, delay, slingshots, Nanda's phases
 
@@ -27,6 +28,7 @@ from groklab.measures import (  # noqa: F401  (registers measures)
     collapse,
     efficiency,
     htsr,
+    information,
     kernel,
     llc,
     modular,
