@@ -84,3 +84,9 @@ def test_ward_clusters_group_the_neurons_that_fire_alike() -> None:
     a, b = torch.randn(100, 1, generator=g), torch.randn(100, 1, generator=g)
     features = torch.cat([a + 0.01 * torch.randn(100, 3, generator=g), b + 0.01 * torch.randn(100, 2, generator=g)], 1)
     assert sorted(ward_clusters(features, 2)) == [[0, 1, 2], [3, 4]]
+
+
+def test_a_singular_multiplet_has_no_omega() -> None:
+    """Two neurons with the same ranks (dead ReLUs: the copula breaks their ties alike) make C singular."""
+    twins = torch.tensor([[1.0, 1.0, 0.2], [1.0, 1.0, 0.2], [0.2, 0.2, 1.0]], dtype=torch.float64)
+    assert o_information(twins, 100).isnan() and o_information(torch.eye(3, dtype=torch.float64), 100).isfinite()

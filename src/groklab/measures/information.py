@@ -17,6 +17,8 @@ oinfo_jax_original.py: _oinfo_no_ent; clustering/hierarchical.py):
   union of 2..k clusters is a multiplet. `o_information_synergy` is the most negative Omega over them,
   `o_information_redundancy` the largest, `o_information` that of the whole layer. Theirs takes k = 10 (1,013
   multiplets); the default here is 5 (26) to keep an evaluation to seconds; measures.o_information.clusters sets it.
+- A multiplet whose covariance is singular (neurons whose ranks coincide: dead ReLUs, whose ties the copula breaks
+  alike) has no Omega (NaN; their Cholesky fails there too); synergy and redundancy are taken over the others.
 Clustering is per run (scipy, on the host); the Omegas of each run's multiplets are batched Choleskys.
 """
 
@@ -62,12 +64,13 @@ def o_information(C: torch.Tensor, n: int) -> torch.Tensor:
     tensor([0.0000, 2.6200], dtype=torch.float64)
     """
     m = C.shape[-1]
-    L = torch.linalg.cholesky(C)
+    L, info = torch.linalg.cholesky_ex(C)  # singular: neurons with the same ranks (dead ReLUs, say): no Omega
+    L = torch.where((info == 0)[..., None, None], L, torch.eye(m, dtype=C.dtype, device=C.device))
     log_det = 2 * L.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     inverse_diagonal = torch.cholesky_inverse(L).diagonal(dim1=-2, dim2=-1)
     plug_in = -log_det + 0.5 * (C.diagonal(dim1=-2, dim2=-1).log() - inverse_diagonal.log()).sum(-1)
     corrected = plug_in + (m - 2) * bias(m, n) + m * bias(1, n) - m * bias(m - 1, n)
-    return corrected / LN2
+    return torch.where(info == 0, corrected / LN2, math.nan)
 
 
 def ward_clusters(features: torch.Tensor, k: int) -> list[list[int]]:
@@ -110,8 +113,9 @@ def o_information_measure(probe: Probe) -> dict[str, torch.Tensor]:
             for chosen in itertools.combinations(clusters, size):
                 neurons = torch.tensor(sorted(itertools.chain(*chosen)), device=covariance.device)
                 omegas.append(o_information(covariance[run][neurons][:, neurons], n))
-        synergy.append(min(omegas) if omegas else torch.tensor(math.nan, dtype=torch.float64))
-        redundancy.append(max(omegas) if omegas else torch.tensor(math.nan, dtype=torch.float64))
+        finite = torch.stack(omegas)[torch.stack(omegas).isfinite()] if omegas else torch.zeros(0)
+        synergy.append(finite.min() if len(finite) else torch.tensor(math.nan, dtype=torch.float64))
+        redundancy.append(finite.max() if len(finite) else torch.tensor(math.nan, dtype=torch.float64))
     dtype = next(iter(probe.params.values())).dtype
     return {
         "o_information": o_information(covariance, n).to(dtype),
