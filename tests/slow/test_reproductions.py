@@ -25,13 +25,13 @@ DOES_NOT_REPRODUCE = {  # (experiment, check) -> what was measured (docs/reprodu
     ("varma-ungrokking", "ungrokks_below_critical"): "F = 0.15, just below D_crit = 0.2, settles at test 0.80",
     ("double-descent", "descends_twice"): "no run's test loss falls, rises 1.5x and falls again in 10,000 steps",
     ("liu-toy", "agrees_throughout"): "predicted and trained accuracy apart by 0.125 at their widest (median run)",
-    ("modular-addition", "falls_by_generalization"): "feature rank 500 -> 500, representation's effective rank "
+    ("gromov-mlp", "falls_by_generalization"): "feature rank 500 -> 500, representation's effective rank "
     "444 -> 438 from memorization (step 20) to generalization (45); both fall only after (482, 366 by step 200)",
     ("doshi-corruption", "ends_higher_where"): "0 traps in W_in in every run of a 3 x 4 sub-grid (noise 0.1 / 0.3 / "
     "0.5 x weight decay 0 / 1 / 5 / 20), memorizing or not; W_out: 1 in the three runs at weight decay 20",
     ("nanda-modadd", "moves_toward"): "the MLP's W_in alpha 1.92 at memorization, 1.22 at the end: past 2 and "
     "further (W_out's does move toward it: 7.76 -> 1.44)",
-    ("modular-addition", "moves_toward"): "W_in's alpha 9.6 at memorization, 15.5 at the end (away from 2)",
+    ("gromov-mlp", "moves_toward"): "W_in's alpha 9.6 at memorization, 15.5 at the end (away from 2)",
 }
 NOT_REACHED = {  # (experiment, check) -> why the check has nothing to judge within the built-in's budget
     ("slingshot-mlp", "generalizes_at_slingshot"): "no run reaches 99% test accuracy in 50k steps (best 0.935)",

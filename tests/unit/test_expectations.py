@@ -259,6 +259,21 @@ def test_moves_toward_compares_the_distance_at_memorization_and_at_the_end(tmp_p
     assert CHECKS["moves_toward"].fn(result, column="alpha", target=8.0)[1] is False
 
 
+def test_appears_with_generalization_allows_one_evaluation_of_lag(tmp_path: Path) -> None:
+    result = _curves(tmp_path, {"r0": ("", 500, {"syn": [0.0, 0.0, -0.5, -2.0, -3.0]}),
+                                "r1": ("", 500, {"syn": [0.0, 0.0, 0.0, -0.5, -2.0]})})  # fmt: skip
+    result.spec["train"] = {"eval_every": 100}
+    for row, (memorized, generalized) in zip(result.rows, [(100, 200), (100, 200)]):
+        row["memorized_step"], row["generalized_step"] = memorized, generalized
+    measured, met = CHECKS["appears_with_generalization"].fn(result, column="syn", level=-0.1)
+    assert met is True and "200 (memorized 100, generalized 200); 300 (memorized 100" in measured
+    result.spec["train"] = {"eval_every": 50}  # r1's synergy, at 300, is now two evaluations late
+    assert CHECKS["appears_with_generalization"].fn(result, column="syn", level=-0.1)[1] is False
+    result.rows[0]["memorized_step"] = 250  # r0's appears before it memorized: too early
+    result.spec["train"] = {"eval_every": 100}
+    assert CHECKS["appears_with_generalization"].fn(result, column="syn", level=-0.1)[1] is False
+
+
 def test_stays_below_reads_every_evaluation_from_its_start(tmp_path: Path) -> None:
     result = _curves(tmp_path, {"r0": ("", 300, {"train_loss": [0.7, 1e-12, 1e-9, 1e-11]}),
                                 "r1": ("", 300, {"train_loss": [0.7, 1e-12, 1e-3, 1e-11]})})  # fmt: skip

@@ -79,11 +79,20 @@ def test_a_stack_measures_each_run_as_alone() -> None:
     assert (together["o_information_synergy"] <= together["o_information_redundancy"]).all()
 
 
-def test_ward_clusters_group_the_neurons_that_fire_alike() -> None:
+def test_ward_clusters_are_scipys_cut() -> None:
+    """linkage(method="ward") cut by fcluster(maxclust=k), as Clauw et al.'s AgglomerativeClustering(linkage="ward"):
+    the same partitions of ReLU-like features (groups that fire alike, and noise) at every k tried."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
     g = torch.Generator().manual_seed(1)
-    a, b = torch.randn(100, 1, generator=g), torch.randn(100, 1, generator=g)
-    features = torch.cat([a + 0.01 * torch.randn(100, 3, generator=g), b + 0.01 * torch.randn(100, 2, generator=g)], 1)
-    assert sorted(ward_clusters(features, 2)) == [[0, 1, 2], [3, 4]]
+    sources = torch.randn(300, 4, generator=g, dtype=torch.float64)
+    features = (
+        sources.repeat_interleave(6, dim=1) + 0.7 * torch.randn(300, 24, generator=g, dtype=torch.float64)
+    ).relu()
+    for k in (2, 3, 5, 8):
+        labels = fcluster(linkage(features.T.numpy(), method="ward"), t=k, criterion="maxclust")
+        theirs = sorted([int(j) for j in (labels == c).nonzero()[0]] for c in set(labels))
+        assert ward_clusters(features, k) == theirs, k
 
 
 def test_a_singular_multiplet_has_no_omega() -> None:

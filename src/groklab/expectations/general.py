@@ -126,6 +126,32 @@ def moves_toward(result: ExperimentResult, column: str, target: float) -> Outcom
     return f"{column} {start:.3g} at memorization, {end:.3g} at the end (target {target:g})", after < before
 
 
+@check("appears_with_generalization", "{column} < {level:g} first after memorization, within one evaluation of "
+       "generalization, in most runs")  # fmt: skip
+def appears_with_generalization(result: ExperimentResult, column: str, level: float) -> Outcome:
+    """A signal that emerges with generalization (e.g. Clauw et al.'s synergy): the first evaluation where the column
+    falls below `level` comes after memorized_step and no later than one evaluation (train.eval_every, the events'
+    own resolution) after generalized_step. Each run is judged; met when more than half of them are."""
+    runs, metrics = result.runs.set_index("run_id"), result.metrics
+    if column not in metrics:
+        return f"no {column} stored", None
+    every = (result.spec.get("train") or {}).get("eval_every")
+    grace = every if isinstance(every, int) else 0
+    verdicts, shown = [], []
+    for run_id, frame in metrics.dropna(subset=[column]).groupby("run_id"):
+        memorized, generalized = runs.loc[run_id, "memorized_step"], runs.loc[run_id, "generalized_step"]
+        if pd.isna(memorized) or pd.isna(generalized):
+            continue
+        below = frame.loc[frame[column] < level, "step"]
+        first = float(below.iloc[0]) if len(below) else np.inf
+        verdicts.append(bool(memorized < first <= generalized + grace))
+        shown.append(f"{'never' if first == np.inf else f'{first:,.0f}'} (memorized {memorized:,}, generalized "
+                     f"{generalized:,})")  # fmt: skip
+    if not verdicts:
+        return "no run both memorized and generalized", None
+    return f"{column} < {level:g} first at: {'; '.join(shown)}", sum(verdicts) > len(verdicts) / 2
+
+
 @check("memorizes_first", "memorized_step < generalized_step in every run that did both")
 def memorizes_first(result: ExperimentResult) -> Outcome:
     """Memorization precedes generalization."""

@@ -13,13 +13,14 @@ oinfo_jax_original.py: _oinfo_no_ent; clustering/hierarchical.py):
   so Omega(S) = -log det C_S + 1/2 sum_j [log C_jj - log (C_S^-1)_jj] + bias terms, the 2 pi e terms cancelling
   (tests/unit/test_information.py checks it against ent_g on every subset).
 - Multiplets: the neurons are grouped into k clusters by Ward's hierarchical clustering of their activation vectors
-  (as theirs: AgglomerativeClustering(linkage="ward") on the neurons; here scipy's linkage, the same criterion); every
+  (as theirs: AgglomerativeClustering(linkage="ward") on the neurons; here Lance-Williams in torch, the same
+  criterion and partition as scipy's linkage); every
   union of 2..k clusters is a multiplet. `o_information_synergy` is the most negative Omega over them,
   `o_information_redundancy` the largest, `o_information` that of the whole layer. Theirs takes k = 10 (1,013
   multiplets); the default here is 5 (26) to keep an evaluation to seconds; measures.o_information.clusters sets it.
 - A multiplet whose covariance is singular (neurons whose ranks coincide: dead ReLUs, whose ties the copula breaks
   alike) has no Omega (NaN; their Cholesky fails there too); synergy and redundancy are taken over the others.
-Clustering is per run (scipy, on the host); the Omegas of each run's multiplets are batched Choleskys.
+Clustering is per run (its merges are sequential); the Omegas are a Cholesky per multiplet.
 """
 
 from __future__ import annotations
@@ -74,11 +75,32 @@ def o_information(C: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def ward_clusters(features: torch.Tensor, k: int) -> list[list[int]]:
-    """Neurons (columns of features (n, N)) in k clusters by Ward's criterion on their activation vectors."""
-    from scipy.cluster.hierarchy import fcluster, linkage
+    """Neurons (columns of features (n, N)) in k clusters by Ward's criterion on their activation vectors, merged
+    until k remain: the partition scipy's linkage(method="ward") cut by fcluster(maxclust=k) gives (Ward's linkage
+    is monotone, so stopping at k clusters is that cut; tests/unit/test_information.py compares them).
 
-    labels = fcluster(linkage(features.T.double().cpu().numpy(), method="ward"), t=k, criterion="maxclust")
-    return [[int(j) for j in (labels == c).nonzero()[0]] for c in sorted(set(labels))]
+    Lance-Williams on squared distances: merging s and t into u, D(u, v) = ((n_v + n_s) D(v, s) + (n_v + n_t)
+    D(v, t) - n_v D(s, t)) / (n_s + n_t + n_v), each merge the pair of least D, as Ward's least increase of the
+    within-cluster variance.
+    """
+    X = features.T.double()
+    squared = (X * X).sum(1)
+    D = (squared[:, None] + squared[None, :] - 2 * X @ X.T).clamp(min=0)
+    N = D.shape[0]
+    D.fill_diagonal_(math.inf)
+    sizes = torch.ones(N, dtype=torch.float64)
+    members: list[list[int] | None] = [[j] for j in range(N)]
+    for _ in range(N - k):
+        s, t = sorted(divmod(int(D.argmin()), N))
+        n_s, n_t = sizes[s], sizes[t]
+        D[s] = ((sizes + n_s) * D[s] + (sizes + n_t) * D[t] - sizes * D[s, t]) / (sizes + n_s + n_t)
+        D[:, s] = D[s]
+        D[s, s] = math.inf
+        D[t], D[:, t] = math.inf, math.inf
+        sizes[s] = n_s + n_t
+        members[s] = members[s] + members[t]  # type: ignore[operator]
+        members[t] = None
+    return sorted(sorted(m) for m in members if m is not None)
 
 
 def _applies(config: RunConfig) -> bool:
@@ -95,7 +117,6 @@ def _applies(config: RunConfig) -> bool:
     "Clauw, Marinazzo, Stramaglia 2024 (ICML 2025); kclauw/grokking-oinformation-icml; Rosas et al. 2019",
     applies=_applies,
     default=False,
-    requires=("scipy", "info"),
 )
 def o_information_measure(probe: Probe) -> dict[str, torch.Tensor]:
     hook = probe.model.feature_hooks[0]
