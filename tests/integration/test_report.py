@@ -39,7 +39,9 @@ TOY_FIGURES = ["effective_theory"]  # Liu et al.'s addition toy only: drawn by t
 SLINGSHOT_FIGURES = ["slingshots"]  # runs with slingshots only: drawn in tests/unit/test_slingshot.py
 SIZE_FIGURES = ["ungrokking"]  # variants over a shrinking training set only: drawn by the test below
 RACE_FIGURES = ["race"]  # an experiment with a leaderboard claim only: drawn by the test below
-DRAWN = [name for name in FIGURES if name not in TOY_FIGURES + SLINGSHOT_FIGURES + SIZE_FIGURES + RACE_FIGURES]
+RFM_FIGURES = ["rfm_features"]  # a kernel machine's stored feature matrices only: drawn in tests/unit/test_rfm.py
+OTHERS = TOY_FIGURES + SLINGSHOT_FIGURES + SIZE_FIGURES + RACE_FIGURES + RFM_FIGURES
+DRAWN = [name for name in FIGURES if name not in OTHERS]
 
 
 @pytest.fixture(scope="module")

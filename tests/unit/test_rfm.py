@@ -81,11 +81,17 @@ def test_an_rfm_experiment_is_a_groklab_experiment(tmp_path: Path) -> None:
     """Seeds, a sweep, events, measures of the learned metric, the store and the report, as for a network."""
     spec = {**SPEC, "name": "rfm-small", "seeds": 2, "sweep": {"model.bandwidth": [2.0, 2.5]},
             "train": {**SPEC["train"], "steps": 12},
-            "measures": {"names": ["weight_norms", "effective_rank", "update_norm", "embedding_fourier"]}}  # fmt: skip
+            "measures": {"names": ["weight_norms", "effective_rank", "update_norm", "embedding_fourier"],
+                         "snapshot_steps": [1, 6, 12]}}  # fmt: skip
     groklab.run(spec, out=tmp_path / "out", progress=False)
     result = groklab.load(tmp_path / "out")
     assert len(result.runs) == 4 and result.runs["memorized_step"].notna().all()
     assert {"effective_rank.M", "update_norm", "norm.M"} <= set(result.metrics.columns)
+    from groklab.figures import applicable
+
+    assert "rfm_features" in applicable(result) and "neurons" not in applicable(result)
+    drawn = groklab.plot(result, ["rfm_features"])["rfm_features"]
+    assert [ax.get_title().split(":")[0] for ax in drawn.axes] == ["step 6", "step 12"]  # step 1: M is still I
     groklab.report(tmp_path / "out")
     assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
 
