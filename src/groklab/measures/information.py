@@ -30,7 +30,6 @@ import math
 
 import torch
 
-from groklab.config import RunConfig
 from groklab.measures.probe import Probe
 from groklab.measures.registry import register
 
@@ -103,11 +102,6 @@ def ward_clusters(features: torch.Tensor, k: int) -> list[list[int]]:
     return sorted(sorted(m) for m in members if m is not None)
 
 
-def _applies(config: RunConfig) -> bool:
-    """a network with a known first hidden layer (the neurons)"""
-    return config.model.name in ("mlp", "transformer") or getattr(config.model, "neurons", None) is not None
-
-
 @register(
     "o_information",
     "O-information of the first hidden layer's neurons: redundancy (> 0) or synergy (< 0), over Ward clusters",
@@ -115,8 +109,8 @@ def _applies(config: RunConfig) -> bool:
     "bits; o_information_synergy / _redundancy: the least / largest Omega over every union of 2..k Ward clusters of "
     "the neurons (k = measures.o_information.clusters); o_information: the whole layer",
     "Clauw, Marinazzo, Stramaglia 2024 (ICML 2025); kclauw/grokking-oinformation-icml; Rosas et al. 2019",
-    applies=_applies,
     default=False,
+    needs=("neurons",),
 )
 def o_information_measure(probe: Probe) -> dict[str, torch.Tensor]:
     hook = probe.model.feature_hooks[0]
