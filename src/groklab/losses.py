@@ -34,7 +34,8 @@ def per_example_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.
     if kind == "template_mse":
         return -logits.gather(2, y.unsqueeze(2)).squeeze(2)
     if kind == "mse":
-        target = F.one_hot(y, classes).to(logits.dtype)
+        # y == arange is F.one_hot without its bounds check, which reads y on the host (a captured step cannot).
+        target = (y.unsqueeze(2) == torch.arange(classes, device=y.device)).to(logits.dtype)
         return (logits - target).square().mean(dim=2)
     if kind == "stablemax":
         return -stablemax(logits.to(torch.float64)).gather(2, y.unsqueeze(2)).squeeze(2).log()

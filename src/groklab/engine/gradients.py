@@ -13,11 +13,18 @@ Each run has its own lamb for each filter (0: off) and its own alpha, as (run,) 
 hyperparameters; the window is shared by the stack (it sizes the buffer). The moving average keeps a running sum
 of its ring buffer, so a step costs O(1) in the window instead of the code's O(window) re-summation; the sum is
 recomputed exactly from the buffer once per window so that rounding cannot drift.
+
+A step captured in a CUDA graph passes its step as a 0-dim device tensor (engine/optim.py): the filters then pick
+their branches with torch.where and index the ring buffer with a device tensor, the same arithmetic.
 """
 
 from __future__ import annotations
 
 import torch
+
+Step = int | torch.Tensor
+"""The updates done before this one: a host int, or a 0-dim tensor on the device (a captured step reads it anew
+at each replay)."""
 
 
 def grokfast_state(params: dict[str, torch.Tensor], ema: bool, ma_window: int | None) -> dict[str, torch.Tensor]:
@@ -38,7 +45,7 @@ def grokfast(
     grads: dict[str, torch.Tensor],
     state: dict[str, torch.Tensor],
     hyper: dict[str, torch.Tensor],
-    step: int,
+    step: Step,
     ema: bool,
     ma_window: int | None,
 ) -> dict[str, torch.Tensor]:
@@ -49,21 +56,46 @@ def grokfast(
         filtered = grad
         if ema:
             alpha, average = hyper["grokfast_alpha"].view(shape), state[f"{name}.grokfast_ema"]
-            if step == 0:
+            if isinstance(step, torch.Tensor):
+                average.copy_(torch.where(step == 0, grad, average))
+            elif step == 0:
                 average.copy_(grad)
             average.copy_(average * alpha + grad * (1 - alpha))  # the code's arithmetic, term by term
             filtered = filtered + average * hyper["grokfast_ema"].view(shape)
         if ma_window is not None:
             buffer, total = state[f"{name}.grokfast_ma"], state[f"{name}.grokfast_ma_sum"]
-            slot = step % ma_window
-            total.sub_(buffer[:, slot]).add_(grad)  # the slot holds zeros until the buffer is full
-            buffer[:, slot] = grad
-            if slot == ma_window - 1:
-                total.copy_(buffer.sum(dim=1))
-            if step + 1 >= ma_window:
-                filtered = filtered + total / ma_window * hyper["grokfast_ma"].view(shape)
+            if isinstance(step, torch.Tensor):
+                filtered = _moving_average_on_device(filtered, grad, buffer, total, step, ma_window, hyper, shape)
+            else:
+                slot = step % ma_window
+                total.sub_(buffer[:, slot]).add_(grad)  # the slot holds zeros until the buffer is full
+                buffer[:, slot] = grad
+                if slot == ma_window - 1:
+                    total.copy_(buffer.sum(dim=1))
+                if step + 1 >= ma_window:
+                    filtered = filtered + total / ma_window * hyper["grokfast_ma"].view(shape)
         out[name] = filtered
     return out
+
+
+def _moving_average_on_device(
+    filtered: torch.Tensor,
+    grad: torch.Tensor,
+    buffer: torch.Tensor,
+    total: torch.Tensor,
+    step: torch.Tensor,
+    window: int,
+    hyper: dict[str, torch.Tensor],
+    shape: tuple[int, ...],
+) -> torch.Tensor:
+    """The moving average's update with a device step: the slot is an index tensor, the exact re-summation is
+    computed at every step and kept at the window's last slot, and the amplified average is added times 0 or 1."""
+    slot = (step % window).long().view(1)  # (a 0-dim index tensor would be read on the host, as an int)
+    total.sub_(buffer.index_select(1, slot).squeeze(1)).add_(grad)
+    buffer.index_copy_(1, slot, grad.unsqueeze(1))
+    total.copy_(torch.where(slot == window - 1, buffer.sum(dim=1), total))
+    full = (step + 1 >= window).to(grad.dtype)
+    return filtered + total / window * hyper["grokfast_ma"].view(shape) * full
 
 
 @torch.no_grad()

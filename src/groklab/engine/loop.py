@@ -21,6 +21,7 @@ import torch
 
 from groklab.config import RunConfig, run_params, snapshot_schedule
 from groklab.engine import interrupt
+from groklab.engine.captured import CapturedStep
 from groklab.engine.checkpoint import Checkpoint, fingerprint
 from groklab.engine.listener import Listener
 from groklab.engine.milestones import Milestones
@@ -60,6 +61,7 @@ def train_stack(
     """
     listener = listener or Listener()
     stack = Stack(runs, torch.device(device))
+    stack.captured = CapturedStep.for_stack(stack)  # on a GPU the step is a replayed CUDA graph; None: eager
     first = stack.runs.configs[0]
     recorder = Recorder(stack.runs.ids, first)
     milestones = {run_id: Milestones.of(config) for run_id, config in runs}
@@ -69,7 +71,9 @@ def train_stack(
         state = resume_from(resume, stack, recorder, milestones)
         listener.on_progress(len(stack.runs.ids) * state.step, [])  # the steps the checkpoint saved count as done
     clock = Clock(first.train.checkpoint_every, state.elapsed)
-    trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device)}
+    # "step": captured (a CUDA graph replayed: engine/captured.py) or eager; both train the same arithmetic.
+    step_kind = "eager" if stack.captured is None else "captured"
+    trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device), "step": step_kind}
     listener.on_start(_progress(stack, state.step, milestones, recorder, clock.elapsed(), "running", trained_by))
     results: list[RunResult] = []
     start = state.step

@@ -25,7 +25,7 @@ import math
 import torch
 
 from groklab.config import OptimizerConfig
-from groklab.engine.gradients import grokfast_state
+from groklab.engine.gradients import Step, grokfast_state
 from groklab.engine.optim import StackOptimizer
 
 COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -100,10 +100,10 @@ class MuonOptimizer(StackOptimizer):
         muon = configs[0].muon  # what runs of a stack share (plan.PER_RUN_KEYS has the rest)
         self.nesterov, self.ns_steps, self.adjust_lr = muon.nesterov, muon.ns_steps, muon.adjust_lr
 
-    def _rule(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+    def _rule(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step) -> None:
         super()._rule({n: p for n, p in params.items() if n not in self.layout}, grads, step)
         h = self.hyper
-        lr = h["muon_lr"] if step >= self.max_warmup else h["muon_lr"] * self.warmup(step)  # (run,)
+        lr = self.warmed_up(h["muon_lr"], step)  # (run,)
         for name, index in self.layout.items():
             p, grad, buffer = params[name], grads[name], self.state[f"{name}.muon_buffer"]
             shape = (-1,) + (1,) * (p.dim() - 1)

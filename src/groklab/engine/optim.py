@@ -12,6 +12,12 @@ param_groups, and the same as Liu et al.'s two AdamW optimizers: Adam's moments 
 optimizers that share betas and eps and split the parameters compute the same update as one with groups.
 
 Grokfast's filters and ⊥Grad's projection run on the gradients before the update (engine/gradients.py).
+
+The step an update reads (warmup, bias corrections, Grokfast's window) is a host int, or, for a step captured in a
+CUDA graph (engine/captured.py), a 0-dim tensor on the device that the stack fills before each replay: a graph
+replays its kernels with the scalars they had at capture, so nothing that changes with the step may be a host
+number there. With a device step every update takes the per-run path (the foreach path's lr and bias corrections
+are host floats), whose arithmetic is the same term by term.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import operator
 import torch
 
 from groklab.config import OptimizerConfig
-from groklab.engine.gradients import grokfast, grokfast_state, orthogonalize
+from groklab.engine.gradients import Step, grokfast, grokfast_state, orthogonalize
 
 
 def hyperparameters(
@@ -120,19 +126,23 @@ class StackOptimizer:
         """The (run,) `key` (lr, weight_decay) parameter `name` trains with: its group's, else the optimizer's."""
         return self.hyper.get(f"{name}.{key}", self.hyper[key])
 
-    def learning_rates(self, step: int, name: str = "") -> torch.Tensor:
+    def learning_rates(self, step: Step, name: str = "") -> torch.Tensor:
         """(run,) learning rates of parameter `name` at `step` (updates done so far): lr * min(1, step / warmup)."""
-        lr = self.column(name, "lr")
-        return lr if step >= self.max_warmup else lr * self.warmup(step)
+        return self.warmed_up(self.column(name, "lr"), step)
 
-    def warmup(self, step: int) -> torch.Tensor:
-        """(run,) min(1, step / warmup_steps): 1 for a run without warmup."""
+    def warmed_up(self, lr: torch.Tensor, step: Step) -> torch.Tensor:
+        """(run,) lr * min(1, step / warmup_steps); a host step past every run's warmup skips the product."""
+        return lr * self.warmup(step) if isinstance(step, torch.Tensor) or step < self.max_warmup else lr
+
+    def warmup(self, step: Step) -> torch.Tensor:
+        """(run,) min(1, step / warmup_steps): 1 for a run without warmup. (1 / warmup) * step is what `step / warmup`
+        computes for a host step (Tensor.__rtruediv__), so a device step gives the same bits."""
         warmup = self.hyper["warmup_steps"]
-        return torch.where(warmup > 0, (step / warmup.clamp(min=1)).clamp(max=1), torch.ones_like(warmup))
+        return torch.where(warmup > 0, (warmup.clamp(min=1).reciprocal() * step).clamp(max=1), torch.ones_like(warmup))
 
     @torch.no_grad()
     def step(
-        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int, measure: bool = False
+        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step, measure: bool = False
     ) -> None:
         """Update every parameter in place; `step` counts the updates done before this one. With `measure`, the
         size of each run's update |theta_{t+1} - theta_t| goes to self.update_norm (run,) (the update_norm
@@ -144,7 +154,7 @@ class StackOptimizer:
             self.update_norm = functools.reduce(operator.add, squares).sqrt()
 
     def _filtered(
-        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int
+        self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step
     ) -> dict[str, torch.Tensor]:
         """The gradients after the filters some run of the stack uses: Grokfast's, then ⊥Grad's projection."""
         if self.filter_state:
@@ -153,11 +163,11 @@ class StackOptimizer:
             grads = orthogonalize(params, grads, self.hyper["orthogonal"] != 0)
         return grads
 
-    def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+    def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step) -> None:
         """The gradient filters (Grokfast, ⊥Grad), then the optimizer's rule."""
         self._rule(params, self._filtered(params, grads, step), step)
 
-    def _rule(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+    def _rule(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step) -> None:
         """The optimizer's update of `params` from their (filtered) gradients."""
         h = self.hyper
         if self.name == "sgd":
@@ -166,7 +176,7 @@ class StackOptimizer:
         if self.name == "rmsprop":
             self._rmsprop(params, grads, step)
             return
-        if self.uniform is not None:
+        if self.uniform is not None and not isinstance(step, torch.Tensor):  # host floats: a host step only
             self._adam_foreach(params, grads, step)
             return
         t = step + 1
@@ -228,7 +238,7 @@ class StackOptimizer:
         torch._foreach_add_(denom, u["eps"])
         torch._foreach_addcdiv_(p_list, exp_avgs, denom, -lr / (1 - u["beta1"] ** t))
 
-    def _rmsprop(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+    def _rmsprop(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step) -> None:
         """torch.optim.RMSprop (centered=False), term by term, each run with its own lr, alpha, eps, decay and
         momentum: v <- alpha v + (1 - alpha) g^2; p <- p - lr g / (sqrt(v) + eps), or through the momentum
         buffer b <- momentum b + g / (sqrt(v) + eps); p <- p - lr b."""
@@ -245,9 +255,9 @@ class StackOptimizer:
                 update = self.state[f"{name}.momentum_buffer"].mul_(h["momentum"].view(shape)).add_(update)
             p.sub_(lr.view(shape) * update)
 
-    def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+    def _sgd(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step) -> None:
         h = self.hyper
-        if self.uniform is not None:  # one fused (foreach) op per term for all parameters, as torch.optim does
+        if self.uniform is not None and not isinstance(step, torch.Tensor):  # fused (foreach) ops, as torch.optim's
             momentum = self.uniform["momentum"]
             for names, lr_value, decay in self._host_groups(step):
                 p_list = [params[n] for n in names]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from groklab.config import ModularTask, OptimizerConfig, PermutationTask, RunConfig
 from groklab.data import make_data
 from groklab.data.dataset import RunData
+from groklab.engine.gradients import Step
 from groklab.engine.muon import MuonOptimizer, muon_layout
 from groklab.engine.optim import StackOptimizer, hyperparameters
 from groklab.engine.torch_optim import TorchOptimizer
@@ -138,6 +140,8 @@ class Stack:
         self.eval_logits: list[torch.Tensor] = []  # (train, test) logits of the last evaluation, until the next step
         # What a measure derives from a run's init and data alone (the NTK at init), computed once per run: see Probe.
         self.at_init: dict[tuple[str, str], torch.Tensor] = {}
+        self.captured: Callable[[int, bool], None] | None = None
+        """The step as a replayed CUDA graph (engine/captured.py; train_stack sets it on a GPU); None: eager steps."""
 
     def _muon_layout(self) -> dict[str, torch.Tensor]:
         """Where each matrix Muon trains sits in its parameter: Model.matrices of index tensors, the embeddings and
@@ -182,10 +186,23 @@ class Stack:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The next (x, y) of every run: the whole train set, or the next slice of each run's shuffle."""
+        return self.gather(self.batch_index())
+
+    def gather(self, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of every run at `index` (run, batch) into its training set; None: the whole training set."""
+        runs = self.runs
+        if index is None:
+            return runs.x_train, runs.y_train
+        rows = torch.arange(index.shape[0], device=self.device)[:, None]
+        return runs.x_train[rows, index], runs.y_train[rows, index]
+
+    def batch_index(self) -> torch.Tensor | None:
+        """(run, batch) positions of the next batch in each run's training set (None: full batch): the next slice
+        of each run's shuffle, drawn on the host from its own generator."""
         runs = self.runs
         n_train = runs.x_train.shape[1]
         if self.batch_size == n_train:
-            return runs.x_train, runs.y_train
+            return None
         if self.draws:  # a fresh draw every step: the first batch_size of a new permutation
             self.cursor = n_train
         if self.cursor >= n_train:  # new epoch: each run reshuffles with its own generator
@@ -195,16 +212,22 @@ class Stack:
         assert runs.order is not None
         index = runs.order[:, self.cursor : self.cursor + self.batch_size]  # (run, batch)
         self.cursor += self.batch_size
-        rows = torch.arange(index.shape[0], device=self.device)[:, None]
-        return runs.x_train[rows, index], runs.y_train[rows, index]
+        return index
 
     def train_step(self, step: int, measure_update: bool = False) -> None:
         """One optimizer update of every run in the stack (no host synchronization); `measure_update` keeps the
-        size of each run's update in optimizer.update_norm."""
-        x, y = self.batch()
+        size of each run's update in optimizer.update_norm. A captured step replays its graph, except the step that
+        measures its update, which runs eagerly with the same arithmetic (the same device step)."""
         self.eval_logits = []  # stale after this step
+        if self.captured is not None:
+            return self.captured(step, measure_update)
+        x, y = self.batch()
         if self.fits_in_closed_form:
             return self._fit(x, y, step, measure_update)
+        self.descend(x, y, step, measure_update)
+
+    def descend(self, x: torch.Tensor, y: torch.Tensor, step: Step, measure_update: bool = False) -> None:
+        """One gradient step of every run on its batch (x, y): forward, loss, backward, the optimizer's update."""
         logits = self.forward(x, train=True)
         loss = per_run_loss(logits.to(self.loss_dtype), y, self.loss_kind, self.runs.kept).sum()
         # Summing the runs' losses gives each run exactly its own gradient: runs share no parameters.

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from groklab.config import OptimizerConfig, SpecError
+from groklab.engine.gradients import Step
 from groklab.engine.optim import StackOptimizer
 from groklab.factories import as_path, resolve
 from groklab.plugins import described
@@ -104,8 +105,9 @@ class TorchOptimizer(StackOptimizer):
         self.instances, self.bound = [], {}
         super().select(keep)
 
-    def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: int) -> None:
+    def _update(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor], step: Step) -> None:
         """The gradient filters, then each run's own step with its group's lr and weight decay for this step."""
+        assert isinstance(step, int), "torch.optim instances keep host state: their stacks' steps are not captured"
         grads = self._filtered(params, grads, step)
         self._bind(params)
         groups, warmup = self._groups(list(params)), self.host["warmup_steps"]

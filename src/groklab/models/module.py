@@ -208,6 +208,11 @@ class StackedModule:
             raise
         return False
 
+    @property
+    def trains_on_the_host(self) -> bool:
+        """Whether a training pass draws its seeds on the host (dropout: see `forward`), which a graph cannot replay."""
+        return self.draws_randomly
+
     # -- the Model protocol ----------------------------------------------------------------------------
 
     @cached_property

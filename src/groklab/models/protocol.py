@@ -127,6 +127,16 @@ class FitsInClosedForm(Protocol):
         ...
 
 
+@runtime_checkable
+class TrainsOnTheHost(Protocol):
+    """A model whose training pass may read the host (a user's module with dropout trains run by run, each pass
+    seeded from a number its generator draws): when `trains_on_the_host` is True its step is not captured in a
+    CUDA graph (engine/captured.py), which replays kernels and nothing the host computes."""
+
+    @property
+    def trains_on_the_host(self) -> bool: ...
+
+
 def run_with_cache(
     model: Model, params: Params, x: torch.Tensor, buffers: Params | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
