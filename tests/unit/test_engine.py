@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from groklab import MLP, MLPModel, RunConfig, make_data, train_stack
+from groklab.engine.listener import Listener
 from groklab.engine.result import RunResult
 
 
@@ -130,3 +131,23 @@ def test_stop_after_generalized_stops_that_run_only(tiny_modular: RunConfig) -> 
     assert stop.status == "stopped" and stop.generalized_step is not None
     assert stop.steps == stop.generalized_step + 20 and stop.metrics["step"][-1] == stop.steps
     assert results["full"].status == "completed" and results["full"].steps == 300
+
+
+@pytest.mark.parametrize(("tf32", "precision"), [(True, "tf32"), (False, "ieee")])
+def test_train_tf32_holds_while_the_stack_trains_and_is_put_back(
+    tiny_modular: RunConfig, tf32: bool, precision: str
+) -> None:
+    """train.tf32 sets torch's float32 precision for matmuls and convolutions while the stack trains (torch's own
+    default lets convolutions use TF32, so off means full float32 for both), and leaves what was there."""
+    seen: set[tuple[str, str]] = set()
+
+    class Looking(Listener):
+        def on_evaluation(self, run_id: str, step: int, metrics: dict[str, float], milestones: list[str]) -> None:
+            seen.add((torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision))
+
+    before = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    train = tiny_modular.train.model_copy(update={"steps": 10, "tf32": tf32})
+    (run,) = train_stack([("r0", tiny_modular.model_copy(update={"train": train}))], "cpu", Looking())
+    assert seen == {(precision, precision)}
+    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == before
+    assert run.params["train.tf32"] is tf32  # stored with the run

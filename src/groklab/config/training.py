@@ -185,6 +185,9 @@ class TrainConfig(Spec):
     """Floating point type of parameters and activations."""
     loss_dtype: Literal["float32", "float64"] = "float32"
     """Type the loss is computed in: float64 (Nanda) keeps log-softmax exact at very low losses."""
+    tf32: bool = False
+    """On a CUDA GPU, float32 matmuls and convolutions in TensorFloat-32 (a 10-bit mantissa; several times the
+    full-precision rate on tensor cores); false: full float32 (engine/precision.py). A CPU ignores it."""
     stop_after_generalized: int | None = Field(None, ge=0)
     """Keep training this many steps after a run generalized, then stop it; null = never stop early."""
     stop_when_settled: int | None = Field(None, ge=1)

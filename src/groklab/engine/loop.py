@@ -25,6 +25,7 @@ from groklab.engine.captured import CapturedStep
 from groklab.engine.checkpoint import Checkpoint, fingerprint
 from groklab.engine.listener import Listener
 from groklab.engine.milestones import Milestones
+from groklab.engine.precision import float32_precision
 from groklab.engine.recorder import Recorder
 from groklab.engine.result import RunResult
 from groklab.engine.stack import Stack
@@ -59,7 +60,13 @@ def train_stack(
     if it keeps checkpoints — the stack's state every train.checkpoint_every steps (or ~5 minutes) and before
     stopping when interrupt.requested is set (Ctrl-C, SIGTERM). `resume` continues from such a checkpoint.
     """
-    listener = listener or Listener()
+    with float32_precision(runs[0][1].train.tf32):  # runs of a stack share train.tf32 (engine/plan.py)
+        return _train_stack(runs, device, listener or Listener(), resume)
+
+
+def _train_stack(
+    runs: list[tuple[str, RunConfig]], device: str | torch.device, listener: Listener, resume: Checkpoint | None
+) -> list[RunResult]:
     stack = Stack(runs, torch.device(device))
     stack.captured = CapturedStep.for_stack(stack)  # on a GPU the step is a replayed CUDA graph; None: eager
     first = stack.runs.configs[0]
