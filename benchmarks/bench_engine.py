@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from groklab import RunConfig
+from groklab.engine.captured import CapturedStep
 from groklab.engine.plan import cpu_count
 from groklab.engine.stack import Stack
 
@@ -112,10 +113,14 @@ def plain_step_fn(spec: dict, config: RunConfig, device: str = "cpu") -> tuple[C
     return step, flops
 
 
-def engine_step_fn(config: RunConfig, k: int, device: str = "cpu") -> tuple[Callable[[], None], float]:
-    """A groklab training step of a stack of k runs and the FLOPs it executes per run."""
+def engine_step_fn(
+    config: RunConfig, k: int, device: str = "cpu", captured: bool = False
+) -> tuple[Callable[[], None], float]:
+    """A groklab training step of a stack of k runs (`captured`: replayed as a CUDA graph, engine/captured.py) and
+    the FLOPs it executes per run."""
     runs = [(f"r{i}", config.model_copy(update={"seed": i})) for i in range(k)]
     stack = Stack(runs, torch.device(device))
+    stack.captured = CapturedStep.for_stack(stack) if captured else None
     counter = iter(range(10**9))
 
     def step() -> None:

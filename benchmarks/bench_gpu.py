@@ -3,10 +3,11 @@
     python benchmarks/bench_gpu.py [--device cuda] [--ks 1,4,16,64,256,1024] [--parts throughput,steps,doshi]
 
 1. Throughput (runs x steps per second) of the Gromov MLP (p = 97, width 500, full batch, AdamW) and the
-   seed-001 parity net (n = 50, width 500, SGD) for stacks of K runs, next to the plain one-model loop of
-   bench_engine.py on the same device; "vs K=1" is the stack's throughput over a stack of one.
-2. The nanda-modadd full-batch step and the power-division minibatch step (groklab and the plain PyTorch
-   models of bench_transformer.py, on the same device).
+   seed-001 parity net (n = 50, width 500, SGD) for stacks of K runs, eager and captured (the step replayed as a
+   CUDA graph, engine/captured.py), next to the plain one-model loop of bench_engine.py on the same device;
+   "vs K=1" is the captured stack's throughput over a captured stack of one.
+2. The nanda-modadd full-batch step and the power-division minibatch step: plain PyTorch (bench_transformer.py),
+   groklab eager and groklab captured, on the same device in the same run.
 3. doshi-corruption, doshi-dropout and doshi-batchnorm run end to end at p = 97 (`groklab run NAME --set
    task.modulus=97 --device cuda`): their wall time and their claims' verdicts.
 
@@ -31,14 +32,15 @@ from bench_transformer import groklab_step, plain_step  # noqa: E402
 
 from groklab import RunConfig, load, run  # noqa: E402
 from groklab.config import expand_runs, resolve_spec  # noqa: E402
+from groklab.engine.captured import CapturedStep  # noqa: E402
 from groklab.engine.plan import INDEXABLE, largest_tensor  # noqa: E402
 from groklab.engine.stack import Stack  # noqa: E402
 from groklab.expectations import check  # noqa: E402
 
 
 def throughput(device: str, ks: list[int], repeats: int = 5) -> None:
-    print("| workload | K | run-steps/s | vs K=1 | ms/step (whole stack) | plain loop run-steps/s |")
-    print("|---|---|---|---|---|---|")
+    print("| workload | K | run-steps/s (captured) | vs K=1 | ms/step captured | ms/step eager | plain run-steps/s |")
+    print("|---|---|---|---|---|---|---|")
     for name, spec in (("Gromov MLP p=97 N=500", GROMOV), ("parity net n=50 N=500", PARITY)):
         config = RunConfig.model_validate(spec)
         plain, _ = plain_step_fn(spec, config, device)
@@ -47,18 +49,22 @@ def throughput(device: str, ks: list[int], repeats: int = 5) -> None:
         base = None
         for k in ks:
             if k * largest_tensor(config) > INDEXABLE:
-                print(f"| {name} | {k} | over the plan's limit (a tensor of 2^31 elements, engine/plan.py) | | | |")
+                print(f"| {name} | {k} | over the plan's limit (a tensor of 2^31 elements, engine/plan.py) | | | | |")
                 continue
             try:
-                step, _ = engine_step_fn(config, k, device)
-                _time(step, 5)  # warm up
-                per_step = statistics.median(_time(step, 20) for _ in range(repeats))
+                times = {}
+                for captured in (True, False):
+                    step, _ = engine_step_fn(config, k, device, captured=captured)
+                    _time(step, 5)  # warm up (and capture)
+                    times[captured] = statistics.median(_time(step, 20) for _ in range(repeats))
+                    del step
             except torch.OutOfMemoryError:
-                print(f"| {name} | {k} | out of memory | | | |")
+                print(f"| {name} | {k} | out of memory | | | | |")
                 break
-            rate = k / per_step
+            rate = k / times[True]
             base = base or rate
-            print(f"| {name} | {k} | {rate:,.0f} | {rate / base:.1f}x | {per_step * 1e3:.2f} | {plain_rate:,.0f} |")
+            print(f"| {name} | {k} | {rate:,.0f} | {rate / base:.1f}x | {times[True] * 1e3:.2f} | "
+                  f"{times[False] * 1e3:.2f} | {plain_rate:,.0f} |", flush=True)  # fmt: skip
             torch.cuda.empty_cache()
 
 
@@ -67,11 +73,16 @@ def profile(device: str) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as profiler
 
-    workloads = {name: engine_step_fn(RunConfig.model_validate(spec), 1, device)[0] for name, spec in
-                 (("Gromov MLP p=97 N=500", GROMOV), ("parity net n=50 N=500", PARITY))}  # fmt: skip
-    for name in ("nanda-modadd", "power-division"):
-        config = expand_runs(resolve_spec(name))[0]
-        workloads[name] = groklab_step(Stack([("r0", config)], torch.device(device)), config.train.loss)
+    workloads = {}
+    for captured in (False, True):
+        how = "captured" if captured else "eager"
+        for name, spec in (("Gromov MLP p=97 N=500", GROMOV), ("parity net n=50 N=500", PARITY)):
+            workloads[f"{name}, {how}"] = engine_step_fn(RunConfig.model_validate(spec), 1, device, captured)[0]
+        for name in ("nanda-modadd", "power-division"):
+            config = expand_runs(resolve_spec(name))[0]
+            stack = Stack([("r0", config)], torch.device(device))
+            stack.captured = CapturedStep.for_stack(stack) if captured else None
+            workloads[f"{name}, {how}"] = groklab_step(stack, config.train.loss)
     print("| workload (K = 1) | kernels per step | host ms per step | device ms per step |")
     print("|---|---|---|---|")
     for name, step in workloads.items():
@@ -87,17 +98,20 @@ def profile(device: str) -> None:
 
 
 def steps(device: str, repeats: int = 5) -> None:
-    print("| workload | plain PyTorch ms/step | groklab ms/step | speedup |")
-    print("|---|---|---|---|")
+    print("| workload | plain PyTorch ms/step | groklab eager | groklab captured | captured vs plain |")
+    print("|---|---|---|---|---|")
     for name, count in (("nanda-modadd", 20), ("power-division", 50)):
         config = expand_runs(resolve_spec(name))[0]
-        stack = Stack([("r0", config)], torch.device(device))
-        contenders = [plain_step(name, stack), groklab_step(stack, config.train.loss)]
+        eager, captured = (Stack([("r0", config)], torch.device(device)) for _ in range(2))
+        captured.captured = CapturedStep.for_stack(captured)
+        contenders = [plain_step(name, eager), groklab_step(eager, config.train.loss),
+                      groklab_step(captured, config.train.loss)]  # fmt: skip
         for fn in contenders:
             _time(fn, 5)
         times = [[_time(fn, count) for _ in range(repeats)] for fn in contenders]
-        plain_ms, groklab_ms = (statistics.median(t) * 1e3 for t in times)
-        print(f"| {name} | {plain_ms:.2f} | {groklab_ms:.2f} | {plain_ms / groklab_ms:.2f}x |")
+        plain_ms, eager_ms, captured_ms = (statistics.median(t) * 1e3 for t in times)
+        print(f"| {name} | {plain_ms:.2f} | {eager_ms:.2f} | {captured_ms:.2f} | {plain_ms / captured_ms:.2f}x |",
+              flush=True)  # fmt: skip
 
 
 def doshi(device: str, sets: list[str]) -> None:
