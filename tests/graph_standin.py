@@ -6,7 +6,7 @@ optimizer alike) and replays them the same way: each operator again, on the same
 non-tensor arguments, its result copied into the tensor it returned at capture (an address keeps its tensor).
 So a step that reads a host number that changes (a Python step count, a warmup factor, a bias correction) replays
 the value it had at capture and trains differently from the eager step; a host synchronization (.item(), a
-data-dependent shape) fails the capture as it would on CUDA. Random operators draw again from their generator at
+data-dependent shape) or a tensor made from host data fails the capture as it would on CUDA. Random operators draw again from their generator at
 each replay, as the generators a CUDA graph registers advance.
 
 `Replayed` calls the function again at each replay: the same arithmetic as `RecordedOps` without its rules (what a
@@ -25,6 +25,9 @@ from torch.utils._pytree import tree_flatten
 aten = torch.ops.aten
 DATA_DEPENDENT = {aten.nonzero.default, aten.masked_select.default, aten._unique2.default, aten.unique_dim.default}
 """Operators whose output shape depends on the values: a CUDA graph cannot record them (they synchronize)."""
+FROM_THE_HOST = {aten.lift_fresh.default, aten.lift_fresh_copy.default}
+"""A tensor made from Python data (torch.tensor(...)): on a GPU a copy from the host, which a graph cannot record
+(it would replay the value it copied at capture)."""
 
 
 class Counts:
@@ -44,6 +47,8 @@ class _Recorder(TorchDispatchMode):
         kwargs = kwargs or {}
         if func in DATA_DEPENDENT:
             raise RuntimeError(f"{func} in a captured step: its shape depends on the data (a host synchronization)")
+        if func in FROM_THE_HOST:
+            raise RuntimeError(f"{func} in a captured step: a tensor made from host data (a host-to-device copy)")
         out = func(*args, **kwargs)
         if isinstance(out, bool | int | float):
             raise RuntimeError(f"{func} in a captured step reads a device value on the host (a synchronization)")
