@@ -78,7 +78,7 @@ def _train_stack(
         state = resume_from(resume, stack, recorder, milestones)
         listener.on_progress(len(stack.runs.ids) * state.step, [])  # the steps the checkpoint saved count as done
     clock = Clock(first.train.checkpoint_every, state.elapsed)
-    # "step": captured (a CUDA graph replayed: engine/captured.py) or eager; both train the same arithmetic.
+    # "step": captured (a CUDA graph replayed: engine/captured.py) or eager: the same updates to float32 rounding.
     step_kind = "eager" if stack.captured is None else "captured"
     trained_by = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(stack.device), "step": step_kind}
     listener.on_start(_progress(stack, state.step, milestones, recorder, clock.elapsed(), "running", trained_by))

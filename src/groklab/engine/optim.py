@@ -17,7 +17,7 @@ The step an update reads (warmup, bias corrections, Grokfast's window) is a host
 CUDA graph (engine/captured.py), a 0-dim tensor on the device that the stack fills before each replay: a graph
 replays its kernels with the scalars they had at capture, so nothing that changes with the step may be a host
 number there. With a device step every update takes the per-run path (the foreach path's lr and bias corrections
-are host floats), whose arithmetic is the same term by term.
+are host floats): the same update to float32 rounding (tests/unit/test_captured.py compares them step by step).
 """
 
 from __future__ import annotations
