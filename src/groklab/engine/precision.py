@@ -25,7 +25,8 @@ def float32_precision(tf32: bool) -> Iterator[None]:
     >>> torch.backends.cuda.matmul.fp32_precision != "tf32"
     True
     """
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    matmul = torch.backends.cuda.matmul
+    conv = torch.backends.cudnn.conv  # type: ignore[attr-defined]  # (set up at import; torch's stubs lack it)
     before = matmul.fp32_precision, conv.fp32_precision
     matmul.fp32_precision = conv.fp32_precision = "tf32" if tf32 else "ieee"
     try:
