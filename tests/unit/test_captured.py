@@ -1,7 +1,7 @@
 """The captured step (engine/captured.py): a stack whose step is recorded once and replayed trains what the eager
-step trains, for every kind of stack the engine has: full batch and minibatch, dropout masks, BatchNorm statistics,
-a user's module, a hyperparameter switch, a training set that shrinks, runs that leave, warmup, Grokfast, ⊥Grad,
-Muon. On a CPU the graph is tests/graph_standin.py's RecordedOps, which replays operators as a CUDA graph does (a
+step trains (to float32 rounding), for every kind of stack the engine has: full batch and minibatch, dropout masks,
+BatchNorm statistics, a user's module, a hyperparameter switch, a training set that shrinks, runs that leave,
+warmup, Grokfast, ⊥Grad, Muon, and every built-in's first steps. On a CPU the graph is tests/graph_standin.py's RecordedOps, which replays operators as a CUDA graph does (a
 host number baked in at capture trains wrongly, a host synchronization fails); with GROKLAB_TEST_DEVICE=cuda the
 same tests run torch.cuda.CUDAGraph.
 
