@@ -35,8 +35,6 @@ from typing import Protocol
 
 import torch
 
-from groklab.engine.muon import MuonOptimizer
-from groklab.engine.optim import StackOptimizer
 from groklab.engine.stack import Stack
 from groklab.models.protocol import TrainsOnTheHost
 
@@ -110,13 +108,12 @@ class CapturedStep:
     def for_stack(stack: Stack) -> CapturedStep | None:
         """The captured step of a stack, or None where its steps stay eager: a device without graphs (GRAPHS), a
         model that fits in closed form or whose training pass reads the host (TrainsOnTheHost), an optimizer of
-        torch.optim's (one instance per run, host-side state)."""
-        make_graph = GRAPHS.get(stack.device.type)
-        model, optimizer = stack.model, type(stack.optimizer)
+        torch.optim's (one instance per run, host-side state: takes_device_step)."""
+        make_graph, model = GRAPHS.get(stack.device.type), stack.model
         on_the_host = isinstance(model, TrainsOnTheHost) and model.trains_on_the_host and stack.runs.train_generators
-        if make_graph is None or stack.fits_in_closed_form or on_the_host:
+        if make_graph is None or stack.fits_in_closed_form or on_the_host or not stack.optimizer.takes_device_step:
             return None
-        return CapturedStep(stack, make_graph) if optimizer in (StackOptimizer, MuonOptimizer) else None
+        return CapturedStep(stack, make_graph)
 
     def __call__(self, step: int, measure_update: bool) -> None:
         """Train `step`: replay its batch shape's graph; or eagerly, to measure the update or to warm up before a
@@ -129,8 +126,8 @@ class CapturedStep:
             self.recordings, self.inputs = {}, inputs
         shape = None if index is None else tuple(index.shape)
         if shape not in self.recordings:
-            generators = list(stack.runs.train_generators or [])
-            self.recordings[shape] = Recording(self.make_graph(generators), None if index is None else index.clone())
+            graph = self.make_graph(list(stack.runs.train_generators or []))
+            self.recordings[shape] = Recording(graph, None if index is None else torch.empty_like(index))
         recording = self.recordings[shape]
         self.step.fill_(step)
         if recording.index is not None and index is not None:

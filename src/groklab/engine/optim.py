@@ -60,6 +60,9 @@ def hyperparameters(
 class StackOptimizer:
     """One optimizer for a stack of runs; `select` drops finished runs from its state."""
 
+    takes_device_step = True
+    """Whether `step` may be a device tensor (a step captured in a CUDA graph: engine/captured.py)."""
+
     def __init__(
         self, name: str, params: dict[str, torch.Tensor], hyper: dict[str, torch.Tensor], grokfast_window: int = 100
     ) -> None:

@@ -54,6 +54,8 @@ def _settings(cls: type[torch.optim.Optimizer], lr: float, weight_decay: float) 
 class TorchOptimizer(StackOptimizer):
     """A torch.optim class over a stack: one instance per run (see the module docstring)."""
 
+    takes_device_step = False  # each run's torch.optim instance keeps its state and step count on the host
+
     def __init__(
         self,
         configs: list[OptimizerConfig],
